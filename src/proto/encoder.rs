@@ -1,0 +1,419 @@
+//! Encoders: fixed records, stream chunking with padding, and PARAMS packing.
+
+use bytes::{BufMut, BytesMut};
+
+use super::params::{encoded_pair_len, put_len};
+use super::{
+    BeginRequest, EndRequest, Header, ProtoError, RecordType, HEADER_LEN, MAX_PADDED_CONTENT_LEN,
+};
+
+/// Eight zero bytes: the padding source for vectored writes.
+pub static PADDING: [u8; 8] = [0; 8];
+
+/// Padding that brings `content_len` to a multiple of eight, or none when that would push
+/// content plus padding past 65535 (only possible for content above 65528).
+///
+/// ```
+/// use tower_fastcgi::proto::padding_len;
+/// assert_eq!(padding_len(0), 0);
+/// assert_eq!(padding_len(13), 3);
+/// assert_eq!(padding_len(65528), 0);
+/// assert_eq!(padding_len(65535), 0);
+/// ```
+pub const fn padding_len(content_len: usize) -> u8 {
+    if content_len > MAX_PADDED_CONTENT_LEN {
+        0
+    } else {
+        ((8 - content_len % 8) % 8) as u8
+    }
+}
+
+/// The header of one stream record carrying `len` content bytes, and its padding length.
+///
+/// For writers that send the content from its own buffer (vectored I/O): write the header,
+/// then the content, then `&PADDING[..padding]`. `len` must not exceed
+/// [`MAX_PADDED_CONTENT_LEN`]; larger values are clamped, so split content first with
+/// [`encode_stream_chunk`]'s rule.
+pub const fn stream_header(ty: RecordType, request_id: u16, len: usize) -> [u8; HEADER_LEN] {
+    let len = if len > MAX_PADDED_CONTENT_LEN {
+        MAX_PADDED_CONTENT_LEN
+    } else {
+        len
+    };
+    Header::new(ty, request_id, len as u16, padding_len(len)).to_bytes()
+}
+
+/// Appends one record whose content fits in a single record (at most 65535 bytes).
+pub(crate) fn encode_fixed(dst: &mut BytesMut, ty: RecordType, request_id: u16, content: &[u8]) {
+    debug_assert!(content.len() <= super::MAX_CONTENT_LEN);
+    let len = content.len().min(super::MAX_CONTENT_LEN);
+    let pad = padding_len(len);
+    dst.reserve(HEADER_LEN + len + pad as usize);
+    dst.put_slice(&Header::new(ty, request_id, len as u16, pad).to_bytes());
+    dst.put_slice(&content[..len]);
+    dst.put_slice(&PADDING[..pad as usize]);
+}
+
+/// Appends `data` as records of type `ty`, at most [`MAX_PADDED_CONTENT_LEN`] bytes each,
+/// each padded to a multiple of eight.
+///
+/// An empty `data` appends the empty end-of-stream record; a non-empty `data` does not end
+/// the stream (call again with `b""`).
+///
+/// ```
+/// use bytes::BytesMut;
+/// use tower_fastcgi::proto::{encode_stream, RecordType};
+///
+/// let mut buf = BytesMut::new();
+/// encode_stream(&mut buf, RecordType::Stdin, 1, b"quantity=100&item=3047936");
+/// encode_stream(&mut buf, RecordType::Stdin, 1, b"");
+/// assert_eq!(&buf[..8], &[1, 5, 0, 1, 0, 25, 7, 0]);
+/// assert_eq!(buf.len(), 8 + 25 + 7 + 8);
+/// ```
+pub fn encode_stream(dst: &mut BytesMut, ty: RecordType, request_id: u16, data: &[u8]) {
+    if data.is_empty() {
+        encode_fixed(dst, ty, request_id, &[]);
+        return;
+    }
+    for chunk in data.chunks(MAX_PADDED_CONTENT_LEN) {
+        encode_fixed(dst, ty, request_id, chunk);
+    }
+}
+
+/// Appends the first record of `data` (at most [`MAX_PADDED_CONTENT_LEN`] bytes) and returns
+/// how many bytes of `data` it consumed. Useful for writers that interleave records.
+pub fn encode_stream_chunk(dst: &mut BytesMut, ty: RecordType, request_id: u16, data: &[u8]) -> usize {
+    let n = data.len().min(MAX_PADDED_CONTENT_LEN);
+    encode_fixed(dst, ty, request_id, &data[..n]);
+    n
+}
+
+/// Appends FCGI_BEGIN_REQUEST.
+pub fn encode_begin_request(dst: &mut BytesMut, request_id: u16, body: BeginRequest) {
+    encode_fixed(dst, RecordType::BeginRequest, request_id, &body.to_bytes());
+}
+
+/// Appends FCGI_END_REQUEST.
+pub fn encode_end_request(dst: &mut BytesMut, request_id: u16, body: EndRequest) {
+    encode_fixed(dst, RecordType::EndRequest, request_id, &body.to_bytes());
+}
+
+/// Writes name-value pairs as FCGI_PARAMS records straight into an output buffer.
+///
+/// Pairs are packed whole: a record is closed when the next pair would not fit in
+/// [`MAX_PADDED_CONTENT_LEN`] bytes, so no pair ever straddles two records (php-fpm and flup
+/// reject that). A single pair larger than one record is refused with
+/// [`ProtoError::PairTooLarge`]; names and values containing NUL are refused with
+/// [`ProtoError::NulInParam`]. [`finish`](ParamsEncoder::finish) closes the last record
+/// and writes the empty PARAMS record that ends the stream.
+///
+/// The same encoder writes FCGI_GET_VALUES queries and FCGI_GET_VALUES_RESULT answers
+/// ([`ParamsEncoder::with_type`]).
+///
+/// ```
+/// use bytes::BytesMut;
+/// use tower_fastcgi::proto::ParamsEncoder;
+///
+/// let mut buf = BytesMut::new();
+/// let mut params = ParamsEncoder::new(&mut buf, 1);
+/// params.push(b"SERVER_PORT", b"80").unwrap();
+/// params.push(b"SERVER_ADDR", b"199.170.183.42").unwrap();
+/// params.finish();
+/// // {FCGI_PARAMS, 1, "\013\002SERVER_PORT80\013\016SERVER_ADDR199.170.183.42"} + padding,
+/// // then {FCGI_PARAMS, 1, ""} (FastCGI 1.0, Appendix B).
+/// assert_eq!(&buf[8..10], &[11, 2]);
+/// assert_eq!(buf.len(), 8 + 42 + 6 + 8); // header, pairs, padding, terminator
+/// ```
+#[derive(Debug)]
+pub struct ParamsEncoder<'a> {
+    dst: &'a mut BytesMut,
+    ty: RecordType,
+    request_id: u16,
+    /// Offset of the open record's header in `dst`, if a record is open.
+    open: Option<usize>,
+}
+
+impl<'a> ParamsEncoder<'a> {
+    /// Starts a PARAMS stream for `request_id`, appending to `dst`.
+    pub fn new(dst: &'a mut BytesMut, request_id: u16) -> ParamsEncoder<'a> {
+        ParamsEncoder::with_type(dst, RecordType::Params, request_id)
+    }
+
+    /// Starts a name-value stream of another record type (GET_VALUES, GET_VALUES_RESULT).
+    pub fn with_type(dst: &'a mut BytesMut, ty: RecordType, request_id: u16) -> ParamsEncoder<'a> {
+        ParamsEncoder {
+            dst,
+            ty,
+            request_id,
+            open: None,
+        }
+    }
+
+    /// Appends one pair.
+    pub fn push(&mut self, name: &[u8], value: &[u8]) -> Result<(), ProtoError> {
+        self.push_parts(&[name], &[value])
+    }
+
+    /// Appends one pair whose name and value are each the concatenation of several slices,
+    /// so callers can build `HTTP_`-prefixed names or joined values without a temporary.
+    pub fn push_parts(&mut self, name: &[&[u8]], value: &[&[u8]]) -> Result<(), ProtoError> {
+        let name_len: usize = name.iter().map(|p| p.len()).sum();
+        let value_len: usize = value.iter().map(|p| p.len()).sum();
+        if name.iter().chain(value).any(|p| p.contains(&0)) {
+            return Err(ProtoError::NulInParam);
+        }
+        let pair_len = encoded_pair_len(name_len, value_len);
+        if pair_len > MAX_PADDED_CONTENT_LEN {
+            return Err(ProtoError::PairTooLarge { len: pair_len });
+        }
+        if let Some(start) = self.open {
+            let used = self.dst.len() - start - HEADER_LEN;
+            if used + pair_len > MAX_PADDED_CONTENT_LEN {
+                self.close_record();
+            }
+        }
+        if self.open.is_none() {
+            self.open = Some(self.dst.len());
+            self.dst.reserve(HEADER_LEN + pair_len.max(512));
+            self.dst.put_slice(&[0; HEADER_LEN]);
+        }
+        put_len(self.dst, name_len);
+        put_len(self.dst, value_len);
+        for part in name.iter().chain(value) {
+            self.dst.put_slice(part);
+        }
+        Ok(())
+    }
+
+    /// Ends the stream: closes the open record (if any) and appends the empty record.
+    pub fn finish(mut self) {
+        self.close_record();
+        encode_fixed(self.dst, self.ty, self.request_id, &[]);
+    }
+
+    /// Closes the open record without ending the stream (for a name-value list that is
+    /// not a stream, such as GET_VALUES, which is a single record).
+    pub fn finish_record(mut self) {
+        if self.open.is_none() {
+            encode_fixed(self.dst, self.ty, self.request_id, &[]);
+        }
+        self.close_record();
+    }
+
+    /// Fills in the open record's header and pads it.
+    fn close_record(&mut self) {
+        let Some(start) = self.open.take() else {
+            return;
+        };
+        let len = self.dst.len() - start - HEADER_LEN;
+        let pad = padding_len(len);
+        let header = Header::new(self.ty, self.request_id, len as u16, pad).to_bytes();
+        if let Some(slot) = self.dst.get_mut(start..start + HEADER_LEN) {
+            slot.copy_from_slice(&header);
+        }
+        self.dst.put_slice(&PADDING[..pad as usize]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{Decoder, PairIter, Record};
+
+    fn records(mut buf: BytesMut) -> Vec<Record> {
+        let mut dec = Decoder::new();
+        let mut out = Vec::new();
+        while let Some(r) = dec.decode(&mut buf).expect("valid") {
+            out.push(r);
+        }
+        assert!(buf.is_empty());
+        out
+    }
+
+    #[test]
+    fn appendix_b_request_bytes() {
+        // FastCGI 1.0 Appendix B, example 1, encoded by hand:
+        // {FCGI_BEGIN_REQUEST, 1, {FCGI_RESPONDER, 0}}
+        // {FCGI_PARAMS, 1, "\013\002SERVER_PORT80\013\016SERVER_ADDR199.170.183.42"}
+        // {FCGI_PARAMS, 1, ""} {FCGI_STDIN, 1, ""}
+        let mut buf = BytesMut::new();
+        encode_begin_request(
+            &mut buf,
+            1,
+            BeginRequest {
+                role: crate::proto::Role::Responder,
+                keep_conn: false,
+            },
+        );
+        let mut p = ParamsEncoder::new(&mut buf, 1);
+        p.push(b"SERVER_PORT", b"80").unwrap();
+        p.push(b"SERVER_ADDR", b"199.170.183.42").unwrap();
+        p.finish();
+        encode_stream(&mut buf, RecordType::Stdin, 1, b"");
+
+        let mut expected: Vec<u8> = vec![1, 1, 0, 1, 0, 8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        let content = b"\x0b\x02SERVER_PORT80\x0b\x0eSERVER_ADDR199.170.183.42";
+        assert_eq!(content.len(), 42);
+        expected.extend_from_slice(&[1, 4, 0, 1, 0, 42, 6, 0]);
+        expected.extend_from_slice(content);
+        expected.extend_from_slice(&[0; 6]);
+        expected.extend_from_slice(&[1, 4, 0, 1, 0, 0, 0, 0]);
+        expected.extend_from_slice(&[1, 5, 0, 1, 0, 0, 0, 0]);
+        assert_eq!(&buf[..], &expected[..]);
+    }
+
+    #[test]
+    fn end_request_bytes() {
+        let mut buf = BytesMut::new();
+        encode_end_request(
+            &mut buf,
+            1,
+            EndRequest {
+                app_status: 938,
+                protocol_status: crate::proto::ProtocolStatus::RequestComplete,
+            },
+        );
+        assert_eq!(
+            &buf[..],
+            &[1, 3, 0, 1, 0, 8, 0, 0, 0, 0, 3, 0xaa, 0, 0, 0, 0]
+        );
+    }
+
+    #[test]
+    fn stream_content_at_record_boundaries() {
+        for len in [0usize, 1, 7, 8, 65527, 65528, 65529, 65535, 65536, 3 * 65528 + 5] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut buf = BytesMut::new();
+            encode_stream(&mut buf, RecordType::Stdout, 7, &data);
+            // Every record: content <= 65528, content + padding <= 65535, aligned to 8.
+            let mut rest = &buf[..];
+            let mut joined = Vec::new();
+            let mut count = 0;
+            while !rest.is_empty() {
+                let h = Header::from_bytes(rest[..8].try_into().unwrap());
+                assert!(h.content_length as usize <= MAX_PADDED_CONTENT_LEN);
+                assert!(h.body_len() <= 65535);
+                assert_eq!((8 + h.body_len()) % 8, 0);
+                joined.extend_from_slice(&rest[8..8 + h.content_length as usize]);
+                rest = &rest[8 + h.body_len()..];
+                count += 1;
+            }
+            assert_eq!(joined, data);
+            assert_eq!(count, len.div_ceil(MAX_PADDED_CONTENT_LEN).max(1));
+        }
+    }
+
+    #[test]
+    fn fixed_record_of_65535_bytes_is_not_padded() {
+        let mut buf = BytesMut::new();
+        encode_fixed(&mut buf, RecordType::Stdout, 1, &vec![b'x'; 65535]);
+        let h = Header::from_bytes(buf[..8].try_into().unwrap());
+        assert_eq!(h.content_length, 65535);
+        assert_eq!(h.padding_length, 0);
+        assert_eq!(buf.len(), 8 + 65535);
+    }
+
+    #[test]
+    fn pairs_are_packed_whole_per_record() {
+        // 40 pairs of ~3000 bytes: must spill into a second record without splitting any.
+        let mut buf = BytesMut::new();
+        let mut p = ParamsEncoder::new(&mut buf, 1);
+        let value = vec![b'v'; 3000];
+        for i in 0..40 {
+            p.push(format!("NAME_{i}").as_bytes(), &value).unwrap();
+        }
+        p.finish();
+        let recs = records(buf);
+        assert_eq!(recs.len(), 3, "two full records and the terminator");
+        let mut n = 0;
+        for rec in &recs {
+            let Record::Params { data, .. } = rec else {
+                panic!("not params")
+            };
+            for pair in PairIter::new(data) {
+                let (name, val) = pair.expect("pair complete within its record");
+                assert_eq!(name, format!("NAME_{n}").as_bytes());
+                assert_eq!(val.len(), 3000);
+                n += 1;
+            }
+        }
+        assert_eq!(n, 40);
+    }
+
+    #[test]
+    fn largest_pair_fits_and_one_more_byte_is_refused() {
+        // name 4 bytes, 1-byte name length, 4-byte value length.
+        let max_value = MAX_PADDED_CONTENT_LEN - 1 - 4 - 4;
+        let mut buf = BytesMut::new();
+        let mut p = ParamsEncoder::new(&mut buf, 1);
+        p.push(b"NAME", &vec![b'a'; max_value]).unwrap();
+        assert_eq!(
+            p.push(b"NAME", &vec![b'a'; max_value + 1]),
+            Err(ProtoError::PairTooLarge {
+                len: MAX_PADDED_CONTENT_LEN + 1
+            })
+        );
+        p.finish();
+        let recs = records(buf);
+        assert_eq!(recs.len(), 2);
+    }
+
+    #[test]
+    fn sixteen_mib_value_is_refused_not_split() {
+        let mut buf = BytesMut::new();
+        let mut p = ParamsEncoder::new(&mut buf, 1);
+        let big = vec![b'x'; 16 << 20];
+        assert!(matches!(
+            p.push(b"BIG", &big),
+            Err(ProtoError::PairTooLarge { .. })
+        ));
+        p.finish();
+        assert_eq!(buf.len(), 8, "only the terminator was written");
+    }
+
+    #[test]
+    fn nul_is_refused_in_names_and_values() {
+        let mut buf = BytesMut::new();
+        let mut p = ParamsEncoder::new(&mut buf, 1);
+        assert_eq!(p.push(b"A\0B", b"x"), Err(ProtoError::NulInParam));
+        assert_eq!(
+            p.push(b"SCRIPT_FILENAME", b"/x.jpg\0.php"),
+            Err(ProtoError::NulInParam)
+        );
+        assert_eq!(
+            p.push_parts(&[b"HTTP_", b"X"], &[b"a", b"\0"]),
+            Err(ProtoError::NulInParam)
+        );
+    }
+
+    #[test]
+    fn push_parts_concatenates() {
+        let mut buf = BytesMut::new();
+        let mut p = ParamsEncoder::new(&mut buf, 1);
+        p.push_parts(&[b"HTTP_", b"COOKIE"], &[b"a=1", b"; ", b"b=2"])
+            .unwrap();
+        p.finish();
+        let recs = records(buf);
+        let Record::Params { data, .. } = &recs[0] else {
+            panic!()
+        };
+        let pairs: Vec<_> = PairIter::new(data).map(|p| p.unwrap()).collect();
+        assert_eq!(pairs, vec![(&b"HTTP_COOKIE"[..], &b"a=1; b=2"[..])]);
+    }
+
+    #[test]
+    fn empty_params_stream_is_only_the_terminator() {
+        let mut buf = BytesMut::new();
+        ParamsEncoder::new(&mut buf, 9).finish();
+        assert_eq!(&buf[..], &[1, 4, 0, 9, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn stream_header_matches_encode_fixed() {
+        for len in [0, 1, 13, 65528] {
+            let mut buf = BytesMut::new();
+            encode_fixed(&mut buf, RecordType::Stdin, 3, &vec![1; len]);
+            assert_eq!(stream_header(RecordType::Stdin, 3, len), buf[..8]);
+        }
+    }
+}
