@@ -4,3 +4,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod proto;
+
+mod cgi;
+mod error;
+
+pub use cgi::{ConnectionInfo, RequestParams};
+pub use error::{BoxError, Error, ErrorKind, Timeout};

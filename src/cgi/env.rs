@@ -1,0 +1,681 @@
+//! `http::Request` parts → CGI/1.1 meta-variables (RFC 3875 §4.1 plus the de-facto
+//! variables php-fpm, flup and fcgiwrap read), written straight into PARAMS records.
+//!
+//! No map is built: variables are encoded in a fixed order as they are computed, and a
+//! user-configured parameter with the same name replaces the computed one.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use http::header::{self, HeaderMap, HeaderName};
+use http::request::Parts;
+use http::{Method, Version};
+
+use super::{CgiConfig, ConnectionInfo};
+use crate::error::{Error, ErrorKind};
+use crate::proto::{encoded_pair_len, ParamsEncoder, ProtoError};
+
+/// Where the script is and what the path means to it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Target<'a> {
+    /// SCRIPT_NAME, decoded (may be empty).
+    pub(crate) script_name: Cow<'a, [u8]>,
+    /// PATH_INFO, decoded (empty when there is none).
+    pub(crate) path_info: Cow<'a, [u8]>,
+    /// SCRIPT_FILENAME, if known.
+    pub(crate) script_filename: Option<Cow<'a, Path>>,
+    /// DOCUMENT_ROOT, if the service has one.
+    pub(crate) document_root: Option<&'a Path>,
+}
+
+/// Everything about one request that the variables are computed from.
+#[derive(Debug)]
+pub(crate) struct RequestInfo<'a> {
+    pub(crate) parts: &'a Parts,
+    pub(crate) target: &'a Target<'a>,
+    /// The original request target (path and query), undecoded, for REQUEST_URI.
+    pub(crate) request_uri: &'a str,
+    /// The exact request-body length, if the request has a body.
+    pub(crate) content_length: Option<u64>,
+    pub(crate) connection: Option<ConnectionInfo>,
+}
+
+/// Encodes the request's CGI environment as PARAMS records (without the terminator).
+pub(crate) fn write_params(
+    enc: &mut ParamsEncoder<'_>,
+    cfg: &CgiConfig,
+    req: &RequestInfo<'_>,
+) -> Result<(), Error> {
+    let mut w = Writer {
+        enc,
+        cfg,
+        total: 0,
+    };
+    let parts = req.parts;
+    let target = req.target;
+    let https = cfg.https.unwrap_or_else(|| {
+        req.connection.is_some_and(|c| c.tls) || parts.uri.scheme() == Some(&http::uri::Scheme::HTTPS)
+    });
+    let host = host_of(parts);
+    let (host_name, host_port) = host.map(split_host_port).unwrap_or((None, None));
+    let local = req.connection.and_then(|c| c.local);
+    let remote = req.connection.and_then(|c| c.remote);
+
+    w.put(b"GATEWAY_INTERFACE", b"CGI/1.1")?;
+    w.put(b"SERVER_SOFTWARE", cfg.server_software.as_bytes())?;
+    w.put(b"SERVER_PROTOCOL", protocol(parts.version))?;
+    w.put(b"REQUEST_METHOD", parts.method.as_str().as_bytes())?;
+    w.put(b"REQUEST_SCHEME", if https { b"https" } else { b"http" })?;
+    if https {
+        w.put(b"HTTPS", b"on")?;
+    }
+    w.put(b"QUERY_STRING", parts.uri.query().unwrap_or("").as_bytes())?;
+    w.put(b"REQUEST_URI", req.request_uri.as_bytes())?;
+    w.put(b"SCRIPT_NAME", &target.script_name)?;
+    w.put_parts(b"DOCUMENT_URI", &[&target.script_name, &target.path_info])?;
+    if !target.path_info.is_empty() {
+        w.put(b"PATH_INFO", &target.path_info)?;
+        if let Some(root) = target.document_root {
+            w.put_parts(
+                b"PATH_TRANSLATED",
+                &[root.as_os_str().as_bytes(), &target.path_info],
+            )?;
+        }
+    }
+    if let Some(file) = &target.script_filename {
+        w.put(b"SCRIPT_FILENAME", file.as_os_str().as_bytes())?;
+    }
+    if let Some(root) = target.document_root {
+        w.put(b"DOCUMENT_ROOT", root.as_os_str().as_bytes())?;
+    }
+
+    // SERVER_NAME: configured name, else the Host the client asked for, else our address.
+    let mut addr_buf = AddrText::new();
+    if let Some(name) = &cfg.server_name {
+        w.put(b"SERVER_NAME", name.as_bytes())?;
+    } else if let Some(name) = host_name {
+        w.put(b"SERVER_NAME", name)?;
+    } else if let Some(local) = local {
+        w.put(b"SERVER_NAME", addr_buf.ip(local))?;
+    }
+    let mut port_buf = itoa_buf();
+    let port: &[u8] = match (host_port, local) {
+        (Some(port), _) => port,
+        (None, Some(local)) => fmt_u64(&mut port_buf, u64::from(local.port())),
+        (None, None) if https => b"443",
+        (None, None) => b"80",
+    };
+    w.put(b"SERVER_PORT", port)?;
+    if let Some(local) = local {
+        w.put(b"SERVER_ADDR", addr_buf.ip(local))?;
+    }
+    if let Some(remote) = remote {
+        w.put(b"REMOTE_ADDR", addr_buf.ip(remote))?;
+        let mut buf = itoa_buf();
+        w.put(b"REMOTE_PORT", fmt_u64(&mut buf, u64::from(remote.port())))?;
+    }
+
+    if let Some(len) = req.content_length {
+        let mut buf = itoa_buf();
+        w.put(b"CONTENT_LENGTH", fmt_u64(&mut buf, len))?;
+    }
+    if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
+        w.put(b"CONTENT_TYPE", ct.as_bytes())?;
+    }
+    if cfg.redirect_status {
+        // Harmless legacy: php-cgi built with --enable-force-cgi-redirect wants it.
+        w.put(b"REDIRECT_STATUS", b"200")?;
+    }
+    if let Some(extra) = parts.extensions.get::<crate::RequestParams>() {
+        for (name, value) in extra.iter() {
+            w.put(name.as_bytes(), value)?;
+        }
+    }
+    write_http_headers(&mut w, parts, host)?;
+    for (name, value) in &cfg.params {
+        w.put_unchecked(name.as_bytes(), value.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Header fields that become `HTTP_*` variables, with the hygiene rules:
+/// - `Proxy` never becomes HTTP_PROXY (httpoxy);
+/// - names containing `_` are dropped unless configured, so `X_Forwarded_For` cannot
+///   impersonate `X-Forwarded-For` (both would map to the same variable);
+/// - hop-by-hop fields and those named in `Connection` are not forwarded;
+/// - Content-Length and Content-Type are already CONTENT_LENGTH and CONTENT_TYPE;
+/// - Proxy-Authorization is never forwarded, Authorization only when enabled;
+/// - repeated fields are merged into one value, `Cookie` with `"; "`, others with `", "`.
+fn write_http_headers(
+    w: &mut Writer<'_, '_>,
+    parts: &Parts,
+    host: Option<&[u8]>,
+) -> Result<(), Error> {
+    let headers = &parts.headers;
+    let connection_listed = ConnectionTokens::new(headers);
+    let mut joined = Vec::new();
+    let mut name_buf = [0u8; 128];
+    for name in headers.keys() {
+        if !w.cfg.forwards_header(name) || connection_listed.contains(name) {
+            continue;
+        }
+        let mut values = headers.get_all(name).iter();
+        let Some(first) = values.next() else { continue };
+        let mut heap_name;
+        let var: &[u8] = if name.as_str().len() <= name_buf.len() {
+            let out = &mut name_buf[..name.as_str().len()];
+            cgi_name(name.as_str().as_bytes(), out);
+            out
+        } else {
+            heap_name = vec![0; name.as_str().len()];
+            cgi_name(name.as_str().as_bytes(), &mut heap_name);
+            &heap_name
+        };
+        match values.next() {
+            None => w.put_http(var, first.as_bytes())?,
+            Some(second) => {
+                let sep: &[u8] = if name == header::COOKIE { b"; " } else { b", " };
+                joined.clear();
+                joined.extend_from_slice(first.as_bytes());
+                for value in std::iter::once(second).chain(values) {
+                    joined.extend_from_slice(sep);
+                    joined.extend_from_slice(value.as_bytes());
+                }
+                w.put_http(var, &joined)?;
+            }
+        }
+    }
+    // HTTP/2 and HTTP/3 carry the host in the URI authority instead of a Host field.
+    if !headers.contains_key(header::HOST) {
+        if let Some(host) = host {
+            w.put_http(b"HOST", host)?;
+        }
+    }
+    Ok(())
+}
+
+/// `x-forwarded-for` → `X_FORWARDED_FOR` (the `HTTP_` prefix is added by the caller).
+fn cgi_name(name: &[u8], out: &mut [u8]) {
+    for (o, &b) in out.iter_mut().zip(name) {
+        *o = if b == b'-' { b'_' } else { b.to_ascii_uppercase() };
+    }
+}
+
+/// Names listed in the request's `Connection` field (lowercase).
+struct ConnectionTokens<'a> {
+    tokens: Vec<&'a [u8]>,
+}
+
+impl<'a> ConnectionTokens<'a> {
+    fn new(headers: &'a HeaderMap) -> ConnectionTokens<'a> {
+        let mut tokens = Vec::new();
+        for value in headers.get_all(header::CONNECTION) {
+            for token in value.as_bytes().split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if !token.is_empty() {
+                    tokens.push(token);
+                }
+            }
+        }
+        ConnectionTokens { tokens }
+    }
+
+    fn contains(&self, name: &HeaderName) -> bool {
+        self.tokens
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(name.as_str().as_bytes()))
+    }
+}
+
+impl CgiConfig {
+    /// Whether a request header may become an `HTTP_*` variable (see [`write_http_headers`]).
+    fn forwards_header(&self, name: &HeaderName) -> bool {
+        let n = name.as_str();
+        if n.contains('_') && !self.underscores_in_headers {
+            return false;
+        }
+        if name == header::AUTHORIZATION {
+            return self.pass_authorization;
+        }
+        !matches!(
+            n,
+            "proxy"
+                | "proxy-authorization"
+                | "content-length"
+                | "content-type"
+                | "connection"
+                | "keep-alive"
+                | "proxy-connection"
+                | "te"
+                | "trailer"
+                | "transfer-encoding"
+                | "upgrade"
+        )
+    }
+}
+
+/// Encodes pairs, applying user overrides and the total size limit.
+struct Writer<'e, 'b> {
+    enc: &'e mut ParamsEncoder<'b>,
+    cfg: &'e CgiConfig,
+    total: usize,
+}
+
+impl Writer<'_, '_> {
+    fn put(&mut self, name: &[u8], value: &[u8]) -> Result<(), Error> {
+        self.put_named(&[name], &[value])
+    }
+
+    /// A variable whose value is the concatenation of `value`.
+    fn put_parts(&mut self, name: &[u8], value: &[&[u8]]) -> Result<(), Error> {
+        self.put_named(&[name], value)
+    }
+
+    /// `HTTP_` + `var`.
+    fn put_http(&mut self, var: &[u8], value: &[u8]) -> Result<(), Error> {
+        self.put_named(&[b"HTTP_", var], &[value])
+    }
+
+    fn put_named(&mut self, name: &[&[u8]], value: &[&[u8]]) -> Result<(), Error> {
+        if self.cfg.params.iter().any(|(n, _)| eq_parts(name, n.as_bytes())) {
+            return Ok(());
+        }
+        self.encode(name, value)
+    }
+
+    /// A user-configured parameter: never overridden.
+    fn put_unchecked(&mut self, name: &[u8], value: &[u8]) -> Result<(), Error> {
+        self.encode(&[name], &[value])
+    }
+
+    fn encode(&mut self, name: &[&[u8]], value: &[&[u8]]) -> Result<(), Error> {
+        let name_len: usize = name.iter().map(|v| v.len()).sum();
+        let value_len: usize = value.iter().map(|v| v.len()).sum();
+        self.total += encoded_pair_len(name_len, value_len);
+        if self.total > self.cfg.max_params_len {
+            return Err(Error::msg(
+                ErrorKind::RequestHeadersTooLarge,
+                format!("CGI parameters exceed {} bytes", self.cfg.max_params_len),
+            ));
+        }
+        self.enc.push_parts(name, value).map_err(|err| match err {
+            ProtoError::PairTooLarge { .. } => Error::with(ErrorKind::RequestHeadersTooLarge, err),
+            other => Error::with(ErrorKind::BadRequest, other),
+        })
+    }
+}
+
+/// Whether the concatenation of `parts` equals `whole`, without building it.
+fn eq_parts(parts: &[&[u8]], whole: &[u8]) -> bool {
+    let mut rest = whole;
+    for part in parts {
+        match rest.strip_prefix(*part) {
+            Some(r) => rest = r,
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
+fn protocol(version: Version) -> &'static [u8] {
+    match version {
+        Version::HTTP_09 => b"HTTP/0.9",
+        Version::HTTP_10 => b"HTTP/1.0",
+        Version::HTTP_2 => b"HTTP/2.0",
+        Version::HTTP_3 => b"HTTP/3.0",
+        _ => b"HTTP/1.1",
+    }
+}
+
+/// The host the client asked for: the Host field, else the URI authority.
+fn host_of(parts: &Parts) -> Option<&[u8]> {
+    if let Some(host) = parts.headers.get(header::HOST) {
+        return Some(host.as_bytes());
+    }
+    parts.uri.authority().map(|a| a.as_str().as_bytes())
+}
+
+/// `example.com:8080` → (`example.com`, `8080`); `[::1]:3000` → (`[::1]`, `3000`).
+fn split_host_port(host: &[u8]) -> (Option<&[u8]>, Option<&[u8]>) {
+    let (name, port) = if host.starts_with(b"[") {
+        match host.iter().position(|&b| b == b']') {
+            Some(end) => {
+                let (name, rest) = host.split_at(end + 1);
+                (name, rest.strip_prefix(b":"))
+            }
+            None => (host, None),
+        }
+    } else {
+        match host.iter().rposition(|&b| b == b':') {
+            Some(i) => (&host[..i], host.get(i + 1..)),
+            None => (host, None),
+        }
+    };
+    let port = port.filter(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit));
+    let name = (!name.is_empty()).then_some(name);
+    (name, port)
+}
+
+fn itoa_buf() -> [u8; 20] {
+    [0; 20]
+}
+
+fn fmt_u64(buf: &mut [u8; 20], mut n: u64) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
+/// Formats an IP address without allocating (IPv6 without brackets, as RFC 3875 wants).
+struct AddrText {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl AddrText {
+    fn new() -> AddrText {
+        AddrText {
+            buf: [0; 64],
+            len: 0,
+        }
+    }
+
+    fn ip(&mut self, addr: SocketAddr) -> &[u8] {
+        use std::io::Write;
+        let mut cursor = std::io::Cursor::new(&mut self.buf[..]);
+        let _ = write!(cursor, "{}", addr.ip());
+        self.len = cursor.position() as usize;
+        &self.buf[..self.len]
+    }
+}
+
+/// Whether a request with this method and these headers carries a body even when its
+/// length is zero (an explicit `Content-Length: 0` POST still has a 0-byte body).
+pub(crate) fn declares_body(parts: &Parts) -> bool {
+    parts.headers.contains_key(header::CONTENT_LENGTH)
+        || parts.headers.contains_key(header::TRANSFER_ENCODING)
+        || matches!(parts.method, Method::POST | Method::PUT | Method::PATCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{Decoder, PairIter, Record};
+    use bytes::BytesMut;
+    use std::collections::BTreeMap;
+
+    fn env_of(
+        cfg: &CgiConfig,
+        req: http::Request<()>,
+        target: &Target<'_>,
+        content_length: Option<u64>,
+    ) -> Result<BTreeMap<String, String>, Error> {
+        let (parts, ()) = req.into_parts();
+        let uri = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default();
+        let info = RequestInfo {
+            parts: &parts,
+            target,
+            request_uri: &uri,
+            content_length,
+            connection: Some(ConnectionInfo {
+                remote: Some("192.0.2.7:51000".parse().unwrap()),
+                local: Some("127.0.0.1:8080".parse().unwrap()),
+                tls: false,
+            }),
+        };
+        let mut buf = BytesMut::new();
+        let mut enc = ParamsEncoder::new(&mut buf, 1);
+        write_params(&mut enc, cfg, &info)?;
+        enc.finish();
+        let mut dec = Decoder::new();
+        let mut map = BTreeMap::new();
+        while let Some(Record::Params { data, .. }) = dec.decode(&mut buf).unwrap() {
+            for pair in PairIter::new(&data) {
+                let (n, v) = pair.unwrap();
+                let name = String::from_utf8(n.to_vec()).unwrap();
+                assert!(
+                    map.insert(name.clone(), String::from_utf8_lossy(v).into_owned())
+                        .is_none(),
+                    "{name} sent twice"
+                );
+            }
+        }
+        Ok(map)
+    }
+
+    fn app_target() -> Target<'static> {
+        Target {
+            script_name: Cow::Borrowed(b"/app"),
+            path_info: Cow::Borrowed(b"/x y"),
+            ..Target::default()
+        }
+    }
+
+    #[test]
+    fn standard_variables() {
+        let cfg = CgiConfig::default();
+        let req = http::Request::post("/app/x%20y?a=1&b=%20")
+            .header("host", "example.com:8443")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("content-length", "5")
+            .body(())
+            .unwrap();
+        let env = env_of(&cfg, req, &app_target(), Some(5)).unwrap();
+        assert_eq!(env["GATEWAY_INTERFACE"], "CGI/1.1");
+        assert_eq!(env["REQUEST_METHOD"], "POST");
+        assert_eq!(env["QUERY_STRING"], "a=1&b=%20");
+        assert_eq!(env["REQUEST_URI"], "/app/x%20y?a=1&b=%20");
+        assert_eq!(env["SCRIPT_NAME"], "/app");
+        assert_eq!(env["PATH_INFO"], "/x y");
+        assert_eq!(env["DOCUMENT_URI"], "/app/x y");
+        assert_eq!(env["SERVER_NAME"], "example.com");
+        assert_eq!(env["SERVER_PORT"], "8443");
+        assert_eq!(env["SERVER_ADDR"], "127.0.0.1");
+        assert_eq!(env["SERVER_PROTOCOL"], "HTTP/1.1");
+        assert_eq!(env["REMOTE_ADDR"], "192.0.2.7");
+        assert_eq!(env["REMOTE_PORT"], "51000");
+        assert_eq!(env["CONTENT_LENGTH"], "5");
+        assert_eq!(env["CONTENT_TYPE"], "application/x-www-form-urlencoded");
+        assert_eq!(env["REQUEST_SCHEME"], "http");
+        assert_eq!(env["REDIRECT_STATUS"], "200");
+        assert_eq!(env["HTTP_HOST"], "example.com:8443");
+        assert!(!env.contains_key("HTTPS"));
+        assert!(!env.contains_key("HTTP_CONTENT_TYPE"));
+        assert!(!env.contains_key("HTTP_CONTENT_LENGTH"));
+        assert!(!env.contains_key("PATH_TRANSLATED"), "no document root");
+        assert!(env["SERVER_SOFTWARE"].starts_with("tower-fastcgi/"));
+    }
+
+    #[test]
+    fn get_without_body_has_no_content_length_and_empty_query() {
+        let env = env_of(
+            &CgiConfig::default(),
+            http::Request::get("/app").body(()).unwrap(),
+            &Target::default(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(env["QUERY_STRING"], "");
+        assert_eq!(env["SCRIPT_NAME"], "");
+        assert!(!env.contains_key("CONTENT_LENGTH"));
+        assert!(!env.contains_key("CONTENT_TYPE"));
+        assert!(!env.contains_key("PATH_INFO"));
+        assert_eq!(env["SERVER_PORT"], "8080", "falls back to the local port");
+        assert_eq!(env["SERVER_NAME"], "127.0.0.1");
+    }
+
+    #[test]
+    fn header_hygiene() {
+        let req = http::Request::get("/")
+            .header("proxy", "http://evil.example:3128")
+            .header("x-forwarded-for", "10.0.0.1")
+            .header("x_forwarded_for", "6.6.6.6")
+            .header("cookie", "a=1")
+            .header("cookie", "b=2")
+            .header("accept", "text/html")
+            .header("accept", "*/*")
+            .header("connection", "keep-alive, X-Hop")
+            .header("x-hop", "secret")
+            .header("keep-alive", "300")
+            .header("te", "trailers")
+            .header("upgrade", "h2c")
+            .header("authorization", "Basic dTpw")
+            .header("proxy-authorization", "Basic cHJveHk=")
+            .body(())
+            .unwrap();
+        let env = env_of(&CgiConfig::default(), req, &Target::default(), None).unwrap();
+        assert!(!env.contains_key("HTTP_PROXY"), "httpoxy");
+        assert_eq!(env["HTTP_X_FORWARDED_FOR"], "10.0.0.1", "no _ aliasing");
+        assert_eq!(env["HTTP_COOKIE"], "a=1; b=2");
+        assert_eq!(env["HTTP_ACCEPT"], "text/html, */*");
+        for gone in [
+            "HTTP_CONNECTION",
+            "HTTP_X_HOP",
+            "HTTP_KEEP_ALIVE",
+            "HTTP_TE",
+            "HTTP_UPGRADE",
+            "HTTP_PROXY_AUTHORIZATION",
+        ] {
+            assert!(!env.contains_key(gone), "{gone}");
+        }
+        assert_eq!(env["HTTP_AUTHORIZATION"], "Basic dTpw");
+
+        let cfg = CgiConfig {
+            pass_authorization: false,
+            ..CgiConfig::default()
+        };
+        let req = http::Request::get("/")
+            .header("authorization", "Basic dTpw")
+            .body(())
+            .unwrap();
+        let env = env_of(&cfg, req, &Target::default(), None).unwrap();
+        assert!(!env.contains_key("HTTP_AUTHORIZATION"));
+    }
+
+    #[test]
+    fn request_data_cannot_set_arbitrary_params() {
+        // Header names are always prefixed with HTTP_ and can't contain '_' by default,
+        // so no header can produce PHP_VALUE, SCRIPT_FILENAME or similar.
+        let req = http::Request::get("/")
+            .header("php-value", "auto_prepend_file=php://input")
+            .header("script-filename", "/etc/passwd")
+            .body(())
+            .unwrap();
+        let env = env_of(&CgiConfig::default(), req, &Target::default(), None).unwrap();
+        assert!(!env.contains_key("PHP_VALUE"));
+        assert!(!env.contains_key("SCRIPT_FILENAME"));
+        assert_eq!(env["HTTP_PHP_VALUE"], "auto_prepend_file=php://input");
+    }
+
+    #[test]
+    fn user_params_override_computed_ones() {
+        let cfg = CgiConfig {
+            params: vec![
+                ("SERVER_NAME".into(), "configured.example".into()),
+                ("HTTP_HOST".into(), "pinned".into()),
+                ("APP_ENV".into(), "prod".into()),
+            ],
+            ..CgiConfig::default()
+        };
+        let req = http::Request::get("/").header("host", "evil").body(()).unwrap();
+        let env = env_of(&cfg, req, &Target::default(), None).unwrap();
+        assert_eq!(env["SERVER_NAME"], "configured.example");
+        assert_eq!(env["HTTP_HOST"], "pinned");
+        assert_eq!(env["APP_ENV"], "prod");
+    }
+
+    #[test]
+    fn https_and_http2_authority() {
+        let cfg = CgiConfig::default();
+        let req = http::Request::get("https://example.org/x?q")
+            .version(Version::HTTP_2)
+            .body(())
+            .unwrap();
+        let env = env_of(&cfg, req, &Target::default(), None).unwrap();
+        assert_eq!(env["HTTPS"], "on");
+        assert_eq!(env["REQUEST_SCHEME"], "https");
+        assert_eq!(env["HTTP_HOST"], "example.org");
+        assert_eq!(env["SERVER_NAME"], "example.org");
+        assert_eq!(env["SERVER_PROTOCOL"], "HTTP/2.0");
+    }
+
+    #[test]
+    fn ipv6_hosts() {
+        assert_eq!(
+            split_host_port(b"[::1]:3000"),
+            (Some(&b"[::1]"[..]), Some(&b"3000"[..]))
+        );
+        assert_eq!(split_host_port(b"[::1]"), (Some(&b"[::1]"[..]), None));
+        assert_eq!(split_host_port(b"host:"), (Some(&b"host"[..]), None));
+        assert_eq!(split_host_port(b"host:x1"), (Some(&b"host"[..]), None));
+        let mut a = AddrText::new();
+        assert_eq!(a.ip("[::1]:80".parse().unwrap()), b"::1");
+    }
+
+    #[test]
+    fn document_root_variables() {
+        let target = Target {
+            script_name: Cow::Borrowed(b"/blog/index.php"),
+            path_info: Cow::Borrowed(b"/2024/post"),
+            script_filename: Some(Cow::Borrowed(Path::new("/srv/www/index.php"))),
+            document_root: Some(Path::new("/srv/www")),
+        };
+        let env = env_of(
+            &CgiConfig::default(),
+            http::Request::get("/blog/index.php/2024/post").body(()).unwrap(),
+            &target,
+            None,
+        )
+        .unwrap();
+        assert_eq!(env["SCRIPT_FILENAME"], "/srv/www/index.php");
+        assert_eq!(env["DOCUMENT_ROOT"], "/srv/www");
+        assert_eq!(env["PATH_TRANSLATED"], "/srv/www/2024/post");
+        assert_eq!(env["DOCUMENT_URI"], "/blog/index.php/2024/post");
+    }
+
+    #[test]
+    fn size_limits() {
+        let cfg = CgiConfig {
+            max_params_len: 1024,
+            ..CgiConfig::default()
+        };
+        let req = http::Request::get("/")
+            .header("x-big", "a".repeat(2000))
+            .body(())
+            .unwrap();
+        let err = env_of(&cfg, req, &Target::default(), None).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::RequestHeadersTooLarge);
+
+        let cfg = CgiConfig {
+            max_params_len: 1 << 20,
+            ..CgiConfig::default()
+        };
+        let req = http::Request::get("/")
+            .header("x-big", "a".repeat(70_000))
+            .body(())
+            .unwrap();
+        let err = env_of(&cfg, req, &Target::default(), None).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::RequestHeadersTooLarge);
+    }
+
+    #[test]
+    fn fmt_u64_works() {
+        for n in [0u64, 7, 10, 65535, u64::MAX] {
+            let mut b = itoa_buf();
+            assert_eq!(fmt_u64(&mut b, n), n.to_string().as_bytes());
+        }
+    }
+}
