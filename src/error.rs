@@ -61,6 +61,8 @@ pub enum ErrorKind {
     DirectoryRedirect,
     /// The service is misconfigured (for example a parameter it cannot encode). 500.
     Config,
+    /// Spooling the request body to a temporary file failed. 500.
+    Spool,
 }
 
 /// Which deadline expired.
@@ -149,7 +151,7 @@ impl Error {
             ErrorKind::RequestHeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::DirectoryRedirect => StatusCode::PERMANENT_REDIRECT,
-            ErrorKind::Config => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::Config | ErrorKind::Spool => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -201,6 +203,7 @@ impl Error {
             ErrorKind::NotFound => "no script for this path",
             ErrorKind::DirectoryRedirect => "directory path needs a trailing slash",
             ErrorKind::Config => "FastCGI service misconfigured",
+            ErrorKind::Spool => "failed to spool the request body",
         }
     }
 }

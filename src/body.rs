@@ -1,0 +1,202 @@
+//! [`FcgiBody`]: the response body, streamed from STDOUT as the client consumes it.
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+
+use crate::client::exchange::{Event, Exchange};
+use crate::error::{Error, ErrorKind};
+use crate::pool::Pool;
+use crate::proto::ProtocolStatus;
+
+/// The body of a response from [`FcgiService`](crate::FcgiService).
+///
+/// It reads the backend's STDOUT records only when polled, so bytes flow from the
+/// backend as fast as the client takes them and memory stays bounded by one record.
+/// It ends cleanly only on END_REQUEST: if the backend dies or stalls mid-body, or sends
+/// a body that disagrees with its own `Content-Length`, the body yields an [`Error`] so
+/// the server aborts the response instead of presenting a short body as complete.
+/// Dropping it early (the client went away) closes the backend connection.
+///
+/// It implements `Default` (empty), so tower-http layers such as `Timeout` can build
+/// their own responses around it.
+#[derive(Default)]
+pub struct FcgiBody {
+    kind: Kind,
+}
+
+#[derive(Default)]
+enum Kind {
+    #[default]
+    Empty,
+    Full(Option<Bytes>),
+    Stream(Box<StreamState>),
+}
+
+struct StreamState {
+    exchange: Option<Exchange>,
+    /// Body bytes that arrived in the same record as the end of the head.
+    pending: Option<Bytes>,
+    /// The backend's Content-Length, which the body must match exactly.
+    expected: Option<u64>,
+    received: u64,
+    pool: Pool,
+}
+
+impl FcgiBody {
+    /// An empty body.
+    pub fn empty() -> FcgiBody {
+        FcgiBody::default()
+    }
+
+    /// A body of one chunk (used for error responses).
+    pub fn full(data: impl Into<Bytes>) -> FcgiBody {
+        let data = data.into();
+        FcgiBody {
+            kind: if data.is_empty() {
+                Kind::Empty
+            } else {
+                Kind::Full(Some(data))
+            },
+        }
+    }
+
+    pub(crate) fn stream(
+        exchange: Exchange,
+        pending: Bytes,
+        expected: Option<u64>,
+        pool: Pool,
+    ) -> FcgiBody {
+        FcgiBody {
+            kind: Kind::Stream(Box::new(StreamState {
+                exchange: Some(exchange),
+                pending: (!pending.is_empty()).then_some(pending),
+                expected,
+                received: 0,
+                pool,
+            })),
+        }
+    }
+}
+
+impl StreamState {
+    fn take_data(&mut self, data: Bytes) -> Result<Bytes, Error> {
+        self.received += data.len() as u64;
+        if self.expected.is_some_and(|e| self.received > e) {
+            return Err(self.mismatch());
+        }
+        Ok(data)
+    }
+
+    fn mismatch(&mut self) -> Error {
+        let unfinished = self.exchange.take().is_some();
+        Error::msg(
+            ErrorKind::ContentLengthMismatch,
+            format!(
+                "Content-Length {} but the backend sent {}{} bytes",
+                self.expected.unwrap_or_default(),
+                if unfinished { "at least " } else { "" },
+                self.received
+            ),
+        )
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Error>>> {
+        if let Some(data) = self.pending.take() {
+            return Poll::Ready(Some(self.take_data(data)));
+        }
+        let Some(exchange) = &mut self.exchange else {
+            return Poll::Ready(None);
+        };
+        match exchange.poll_event(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(Event::Stdout(data))) => Poll::Ready(Some(self.take_data(data))),
+            Poll::Ready(Ok(Event::End(end))) => {
+                let Some(exchange) = self.exchange.take() else {
+                    return Poll::Ready(None);
+                };
+                if self.expected.is_some_and(|e| self.received != e) {
+                    return Poll::Ready(Some(Err(self.mismatch())));
+                }
+                if end.protocol_status != ProtocolStatus::RequestComplete {
+                    // Rejection statuses only make sense before any output.
+                    tracing::warn!(status = ?end.protocol_status, "FastCGI request ended with a rejection status after its output");
+                }
+                if end.app_status != 0 {
+                    tracing::debug!(app_status = end.app_status, "FastCGI application exit status");
+                }
+                if let Some(conn) = exchange.into_reusable() {
+                    self.pool.checkin(conn);
+                }
+                Poll::Ready(None)
+            }
+            Poll::Ready(Err(err)) => {
+                self.exchange = None;
+                tracing::warn!(
+                    error = %err,
+                    bytes_sent = self.received,
+                    "FastCGI response body failed; aborting the response"
+                );
+                Poll::Ready(Some(Err(err)))
+            }
+        }
+    }
+}
+
+impl Body for FcgiBody {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        match &mut self.kind {
+            Kind::Empty => Poll::Ready(None),
+            Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Kind::Stream(state) => state
+                .poll(cx)
+                .map(|item| item.map(|result| result.map(Frame::data))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Empty => true,
+            Kind::Full(data) => data.is_none(),
+            Kind::Stream(state) => state.exchange.is_none() && state.pending.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Empty => SizeHint::with_exact(0),
+            Kind::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Stream(state) => match state.expected {
+                Some(e) => SizeHint::with_exact(e.saturating_sub(state.received)),
+                None => SizeHint::default(),
+            },
+        }
+    }
+}
+
+impl fmt::Debug for FcgiBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Empty => f.write_str("FcgiBody::Empty"),
+            Kind::Full(data) => f
+                .debug_tuple("FcgiBody::Full")
+                .field(&data.as_ref().map_or(0, Bytes::len))
+                .finish(),
+            Kind::Stream(state) => f
+                .debug_struct("FcgiBody::Stream")
+                .field("received", &state.received)
+                .field("expected", &state.expected)
+                .field("open", &state.exchange.is_some())
+                .finish(),
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! One request on one connection, driven full duplex.
+//!
+//! An [`Exchange`] owns its connection for the whole request. Each call to
+//! [`poll_event`](Exchange::poll_event) first pushes request-body bytes (STDIN) as far as
+//! the socket accepts them, then reads records until it has an event for the caller, so
+//! a backend that answers before it has read the whole body never deadlocks, and bytes
+//! move only as fast as both sides accept them:
+//! - STDIN: a new body chunk is taken only once the previous one is on the wire;
+//! - STDOUT: a record is read only when the caller asks for the next event, which the
+//!   response body does only when the client is ready for more.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::time::{Instant, Sleep};
+
+use super::conn::Connection;
+use super::stderr::StderrLog;
+use super::stream::Stream;
+use super::upload::Upload;
+use crate::error::{Error, ErrorKind, Timeout};
+use crate::proto::{
+    stream_header, EndRequest, ProtocolStatus, Record, RecordType, MAX_PADDED_CONTENT_LEN,
+    PADDING,
+};
+
+/// The request id of every non-multiplexed exchange.
+pub(crate) const REQUEST_ID: u16 = 1;
+
+/// Body chunks up to this size are copied next to their record header (one segment);
+/// larger ones are written from their own buffer (vectored I/O, no copy).
+const COPY_THRESHOLD: usize = 4096;
+
+/// What an exchange reports.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// A non-empty piece of STDOUT.
+    Stdout(Bytes),
+    /// The request ended (END_REQUEST, or EOF right after the end of STDOUT).
+    End(EndRequest),
+}
+
+/// Timeouts that apply while an exchange runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Deadlines {
+    /// Longest gap between records read from the backend.
+    pub(crate) read_idle: Option<Duration>,
+    /// Longest time the backend may refuse request-body bytes.
+    pub(crate) write_idle: Option<Duration>,
+    /// When the response head must be complete.
+    pub(crate) head: Option<Instant>,
+    /// When the whole exchange must be complete.
+    pub(crate) total: Option<Instant>,
+}
+
+/// One request in flight on an exclusive connection.
+#[derive(Debug)]
+pub(crate) struct Exchange {
+    conn: Connection,
+    out: WriteQueue,
+    upload: Upload,
+    /// The STDIN terminator has been queued.
+    upload_done: bool,
+    /// Writing failed (the backend closed its side); keep reading the response.
+    write_failed: bool,
+    stdout_ended: bool,
+    ended: bool,
+    /// Ended by a real END_REQUEST (not EOF).
+    clean_end: bool,
+    /// BEGIN_REQUEST asked the backend to keep the connection.
+    keep_conn: bool,
+    /// STDOUT bytes have been received (a retry is no longer safe).
+    response_started: bool,
+    stderr: StderrLog,
+    deadlines: Deadlines,
+    last_read: Instant,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl Exchange {
+    /// Starts an exchange: `request` holds BEGIN_REQUEST and the PARAMS stream (and,
+    /// when `upload_done`, the whole STDIN stream too); `upload` supplies the rest.
+    pub(crate) fn new(
+        conn: Connection,
+        request: Vec<Bytes>,
+        upload: Upload,
+        upload_done: bool,
+        keep_conn: bool,
+        deadlines: Deadlines,
+        stderr_limit: usize,
+    ) -> Exchange {
+        let mut out = WriteQueue::default();
+        for segment in request {
+            out.push(segment);
+        }
+        Exchange {
+            conn,
+            out,
+            upload,
+            upload_done,
+            write_failed: false,
+            stdout_ended: false,
+            ended: false,
+            clean_end: false,
+            keep_conn,
+            response_started: false,
+            stderr: StderrLog::new(stderr_limit),
+            deadlines,
+            last_read: Instant::now(),
+            timer: None,
+        }
+    }
+
+    /// Whether any response byte has arrived (after which a retry would be unsafe).
+    pub(crate) fn response_started(&self) -> bool {
+        self.response_started
+    }
+
+    /// The response head is complete: its deadline no longer applies.
+    pub(crate) fn head_done(&mut self) {
+        self.deadlines.head = None;
+    }
+
+    /// Gives back the upload so a failed exchange can be retried on another connection.
+    pub(crate) fn into_upload(self) -> Upload {
+        self.upload
+    }
+
+    /// The connection, if it may serve another request: END_REQUEST was read, the whole
+    /// request body was written, nothing unread follows, and the backend was asked to keep
+    /// the connection.
+    pub(crate) fn into_reusable(self) -> Option<Connection> {
+        let reusable = self.clean_end
+            && self.keep_conn
+            && self.upload_done
+            && self.out.is_empty()
+            && !self.write_failed
+            && self.conn.is_clean();
+        reusable.then_some(self.conn)
+    }
+
+    /// Drives the exchange until the next STDOUT piece or the end of the request.
+    pub(crate) fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event, Error>> {
+        if self.ended {
+            return Poll::Ready(Err(Error::msg(ErrorKind::Io, "exchange already ended")));
+        }
+        loop {
+            let write_blocked = self.poll_upload(cx)?;
+            match self.conn.poll_record(cx) {
+                Poll::Ready(Ok(Some(record))) => {
+                    self.last_read = Instant::now();
+                    if let Some(event) = self.on_record(record)? {
+                        return Poll::Ready(Ok(event));
+                    }
+                }
+                Poll::Ready(Ok(None)) => return Poll::Ready(self.on_eof()),
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                Poll::Pending => {
+                    ready!(self.poll_timeouts(cx, write_blocked))?;
+                }
+            }
+        }
+    }
+
+    /// Pushes STDIN as far as the socket accepts it. `Ok(true)` when blocked on the socket
+    /// (the write idle timeout runs); errors only for request-body failures.
+    fn poll_upload(&mut self, cx: &mut Context<'_>) -> Result<bool, Error> {
+        loop {
+            if self.write_failed {
+                return Ok(false);
+            }
+            match self.out.poll_flush(self.conn.stream(), cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(err)) => {
+                    // The backend may have answered and closed its side; the read half
+                    // decides whether the response is still good.
+                    tracing::debug!(error = %err, "writing to the FastCGI backend failed");
+                    self.write_failed = true;
+                    return Ok(false);
+                }
+                Poll::Pending => return Ok(true),
+            }
+            if self.upload_done || self.ended {
+                return Ok(false);
+            }
+            match self.upload.poll_chunk(cx) {
+                Poll::Pending => return Ok(false),
+                Poll::Ready(Ok(Some(chunk))) => self.out.push_stdin(chunk),
+                Poll::Ready(Ok(None)) => {
+                    self.out.push_stdin_end();
+                    self.upload_done = true;
+                }
+                Poll::Ready(Err(err)) => return Err(err),
+            }
+        }
+    }
+
+    fn on_record(&mut self, record: Record) -> Result<Option<Event>, Error> {
+        let id = record.request_id();
+        match record {
+            Record::Stdout { data, .. } if id == REQUEST_ID => {
+                if data.is_empty() {
+                    self.stdout_ended = true;
+                    return Ok(None);
+                }
+                self.response_started = true;
+                Ok(Some(Event::Stdout(data)))
+            }
+            Record::Stderr { data, .. } if id == REQUEST_ID => {
+                self.stderr.push(&data);
+                Ok(None)
+            }
+            Record::EndRequest { body, .. } if id == REQUEST_ID => {
+                self.ended = true;
+                self.clean_end = true;
+                self.stderr.finish();
+                Ok(Some(Event::End(body)))
+            }
+            Record::Unknown { record_type, .. } => {
+                tracing::warn!(record_type, "skipping a FastCGI record of unknown type");
+                Ok(None)
+            }
+            Record::GetValuesResult { .. } | Record::UnknownType { .. } => {
+                tracing::debug!("skipping an unsolicited FastCGI management record");
+                Ok(None)
+            }
+            Record::Stdout { .. } | Record::Stderr { .. } | Record::EndRequest { .. } => {
+                Err(Error::msg(
+                    ErrorKind::Protocol,
+                    format!("record for request id {id}, expected {REQUEST_ID}"),
+                ))
+            }
+            other => Err(Error::msg(
+                ErrorKind::Protocol,
+                format!(
+                    "the application sent a {:?} record, which only a web server may send",
+                    other.record_type()
+                ),
+            )),
+        }
+    }
+
+    fn on_eof(&mut self) -> Result<Event, Error> {
+        if self.stdout_ended {
+            // FastCGI 1.0 lets an application close instead of sending END_REQUEST when
+            // KEEP_CONN was not set; STDOUT is complete, so the response is too.
+            self.ended = true;
+            self.stderr.finish();
+            return Ok(Event::End(EndRequest {
+                app_status: 0,
+                protocol_status: ProtocolStatus::RequestComplete,
+            }));
+        }
+        Err(Error::io(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the backend closed the connection before END_REQUEST",
+        )))
+    }
+
+    /// Arms the earliest applicable deadline; an error when one has passed.
+    fn poll_timeouts(&mut self, cx: &mut Context<'_>, write_blocked: bool) -> Poll<Result<(), Error>> {
+        let mut earliest: Option<(Instant, Timeout)> = None;
+        let mut consider = |at: Option<Instant>, which: Timeout| {
+            if let Some(at) = at {
+                if earliest.is_none_or(|(e, _)| at < e) {
+                    earliest = Some((at, which));
+                }
+            }
+        };
+        consider(self.deadlines.head, Timeout::ResponseHead);
+        consider(self.deadlines.total, Timeout::Total);
+        consider(
+            self.deadlines.read_idle.map(|d| self.last_read + d),
+            Timeout::Read,
+        );
+        if write_blocked {
+            consider(
+                self.deadlines.write_idle.map(|d| self.out.last_progress + d),
+                Timeout::Write,
+            );
+        }
+        let Some((at, which)) = earliest else {
+            return Poll::Pending;
+        };
+        let timer = match &mut self.timer {
+            Some(timer) => {
+                if timer.deadline() != at {
+                    timer.as_mut().reset(at);
+                }
+                timer
+            }
+            None => self.timer.insert(Box::pin(tokio::time::sleep_until(at))),
+        };
+        ready!(timer.as_mut().poll(cx));
+        Poll::Ready(Err(Error::timeout(which)))
+    }
+}
+
+use std::future::Future as _;
+
+/// Outgoing bytes as a queue of segments written with vectored I/O.
+#[derive(Debug)]
+struct WriteQueue {
+    segments: VecDeque<Bytes>,
+    /// Scratch space for record headers and small payloads.
+    scratch: BytesMut,
+    last_progress: Instant,
+}
+
+impl Default for WriteQueue {
+    fn default() -> WriteQueue {
+        WriteQueue {
+            segments: VecDeque::new(),
+            scratch: BytesMut::new(),
+            last_progress: Instant::now(),
+        }
+    }
+}
+
+impl WriteQueue {
+    fn is_empty(&self) -> bool {
+        self.segments.is_empty()
+    }
+
+    fn push(&mut self, segment: Bytes) {
+        if !segment.is_empty() {
+            self.segments.push_back(segment);
+        }
+    }
+
+    /// Queues `data` as STDIN records.
+    fn push_stdin(&mut self, mut data: Bytes) {
+        while !data.is_empty() {
+            let n = data.len().min(MAX_PADDED_CONTENT_LEN);
+            let piece = data.split_to(n);
+            let header = stream_header(RecordType::Stdin, REQUEST_ID, n);
+            let pad = crate::proto::padding_len(n) as usize;
+            self.scratch.reserve(8 + COPY_THRESHOLD + 8);
+            self.scratch.put_slice(&header);
+            if n <= COPY_THRESHOLD {
+                self.scratch.put_slice(&piece);
+                self.scratch.put_slice(&PADDING[..pad]);
+                let seg = self.scratch.split().freeze();
+                self.push(seg);
+            } else {
+                let seg = self.scratch.split().freeze();
+                self.push(seg);
+                self.push(piece);
+                self.push(Bytes::from_static(&PADDING[..pad]));
+            }
+        }
+    }
+
+    /// Queues the empty STDIN record that ends the stream.
+    fn push_stdin_end(&mut self) {
+        self.push(Bytes::from_static(&STDIN_END));
+    }
+
+    fn poll_flush(&mut self, stream: &Stream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.segments.is_empty() {
+            let mut slices = [IoSlice::new(&[]); 64];
+            let mut count = 0;
+            for (slot, seg) in slices.iter_mut().zip(&self.segments) {
+                *slot = IoSlice::new(seg);
+                count += 1;
+            }
+            match stream.try_write_vectored(&slices[..count]) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(written) => {
+                    self.last_progress = Instant::now();
+                    self.advance(written);
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    ready!(stream.poll_write_ready(cx))?;
+                }
+                Err(err) => return Poll::Ready(Err(err)),
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn advance(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(front) = self.segments.front_mut() else {
+                return;
+            };
+            if n < front.len() {
+                bytes::Buf::advance(front, n);
+                return;
+            }
+            n -= front.len();
+            self.segments.pop_front();
+        }
+    }
+}
+
+/// `{FCGI_STDIN, 1, ""}`.
+static STDIN_END: [u8; 8] = stream_header(RecordType::Stdin, REQUEST_ID, 0);
