@@ -32,6 +32,10 @@ const MAX_PARAMS: usize = 1 << 20;
 
 /// One request as the application sees it.
 pub struct Request {
+    /// Serial number of the connection (1 for the first accepted).
+    pub connection: usize,
+    /// Requests served earlier on this connection.
+    pub nth_on_connection: usize,
     pub request_id: u16,
     pub role: Role,
     pub keep_conn: bool,
@@ -80,6 +84,11 @@ impl Request {
             all.extend_from_slice(&chunk);
         }
         Ok(all)
+    }
+
+    /// Waits until the web server closes the connection (reading and discarding records).
+    pub async fn wait_for_close(&mut self) {
+        while let Ok(Some(_)) = self.reader.next().await {}
     }
 
     /// Discards STDIN; returns its length.
@@ -207,18 +216,19 @@ where
                 Err(_) => continue,
             },
         };
-        stats.connections.fetch_add(1, Ordering::Relaxed);
-        stats.open.fetch_add(1, Ordering::Relaxed);
+        let serial = stats.connections.fetch_add(1, Ordering::SeqCst) + 1;
+        stats.open.fetch_add(1, Ordering::SeqCst);
         let handler = Arc::clone(&handler);
         let stats = Arc::clone(&stats);
         tokio::spawn(async move {
-            let _ = connection(read, write, &*handler, &stats).await;
-            stats.open.fetch_sub(1, Ordering::Relaxed);
+            let _ = connection(serial, read, write, &*handler, &stats).await;
+            stats.open.fetch_sub(1, Ordering::SeqCst);
         });
     }
 }
 
 async fn connection<H, F>(
+    serial: usize,
     read: BoxRead,
     write: BoxWrite,
     handler: &H,
@@ -230,6 +240,7 @@ where
 {
     let mut reader = RecordReader::new(read);
     let mut out = Some(write);
+    let mut nth = 0;
     loop {
         // Wait for BEGIN_REQUEST, answering management records on the way.
         let (request_id, role, keep_conn) = loop {
@@ -283,8 +294,10 @@ where
                 String::from_utf8_lossy(v).into_owned(),
             );
         }
-        stats.requests.fetch_add(1, Ordering::Relaxed);
+        stats.requests.fetch_add(1, Ordering::SeqCst);
         let req = Request {
+            connection: serial,
+            nth_on_connection: nth,
             request_id,
             role,
             keep_conn,
@@ -311,6 +324,7 @@ where
         req.drain_stdin().await?;
         out = Some(writer.out);
         reader = req.reader;
+        nth += 1;
     }
 }
 
