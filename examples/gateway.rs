@@ -152,7 +152,11 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let default_filter = if args.quiet { "warn" } else { "info,tower_http=debug" };
+    let default_filter = if args.quiet {
+        "warn"
+    } else {
+        "info,tower_http=debug"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

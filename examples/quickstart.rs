@@ -17,9 +17,9 @@ mod responder;
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::response::Html;
 use axum::routing::get;
-use axum::Router;
 use tower_fastcgi::{ConnectionInfo, FcgiService};
 use tower_http::trace::TraceLayer;
 
@@ -94,7 +94,9 @@ async fn env_page(mut req: Request, mut out: Writer) -> std::io::Result<(Request
             escape(value)
         ));
     }
-    html.push_str(&format!("</table>\n<p>Request body: {body_len} bytes.</p>\n"));
+    html.push_str(&format!(
+        "</table>\n<p>Request body: {body_len} bytes.</p>\n"
+    ));
     let head = format!(
         "Content-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
         html.len()

@@ -126,7 +126,10 @@ impl StreamState {
                     tracing::warn!(status = ?end.protocol_status, "FastCGI request ended with a rejection status after its output");
                 }
                 if end.app_status != 0 {
-                    tracing::debug!(app_status = end.app_status, "FastCGI application exit status");
+                    tracing::debug!(
+                        app_status = end.app_status,
+                        "FastCGI application exit status"
+                    );
                 }
                 if let Some(conn) = exchange.into_reusable() {
                     self.pool.checkin(conn);

@@ -260,7 +260,10 @@ mod tests {
         assert_eq!(Error::timeout(Timeout::ResponseHead).status_code(), 504);
         assert_eq!(Error::new(ErrorKind::Overloaded).status_code(), 503);
         assert_eq!(Error::new(ErrorKind::UnknownRole).status_code(), 502);
-        assert_eq!(Error::new(ErrorKind::RequestBodyTooLarge).status_code(), 413);
+        assert_eq!(
+            Error::new(ErrorKind::RequestBodyTooLarge).status_code(),
+            413
+        );
         assert_eq!(Error::new(ErrorKind::LengthRequired).status_code(), 411);
         assert_eq!(
             Error::new(ErrorKind::RequestHeadersTooLarge).status_code(),

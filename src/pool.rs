@@ -23,9 +23,9 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use crate::client::Backend;
 use crate::client::conn::Connection;
 use crate::client::stream::Stream;
-use crate::client::Backend;
 use crate::error::{Error, ErrorKind, Timeout};
 
 /// Pool settings (see the builder for the documented defaults).
@@ -127,19 +127,13 @@ impl Drop for Lease {
     }
 }
 
-impl Lease {
-    /// A lease not tied to any pool (tests and one-off connections).
-    #[cfg(test)]
-    pub(crate) fn detached() -> Lease {
-        Lease { pool: None }
-    }
-}
-
 impl PoolInner {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding this lock cannot leave the state inconsistent in a way
         // that matters more than refusing service, so recover the guard.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Called when a lease drops: give its capacity to a live waiter, or free it.
@@ -182,10 +176,6 @@ impl Pool {
                 retries: AtomicU64::new(0),
             }),
         }
-    }
-
-    pub(crate) fn config(&self) -> &PoolConfig {
-        &self.inner.cfg
     }
 
     pub(crate) fn backend(&self) -> &Backend {
@@ -268,8 +258,7 @@ impl Pool {
         let step = {
             let mut st = self.inner.lock();
             let mut found = None;
-            while allow_idle {
-                let Some(conn) = st.idle.pop() else { break };
+            while let Some(conn) = allow_idle.then(|| st.idle.pop()).flatten() {
                 if idle_timeout.is_some_and(|t| now.duration_since(conn.idle_since) >= t) {
                     expired.push(conn);
                     continue;
@@ -303,10 +292,7 @@ impl Pool {
         let stream = match tokio::time::timeout(self.inner.cfg.connect_timeout, connecting).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(err)) => {
-                return Err(Error::with(
-                    ErrorKind::Connect,
-                    format!("{backend}: {err}"),
-                ));
+                return Err(Error::with(ErrorKind::Connect, format!("{backend}: {err}")));
             }
             Err(_) => return Err(Error::timeout(Timeout::Connect)),
         };
@@ -339,11 +325,12 @@ impl Pool {
                             return;
                         }
                         st.idle.push(conn);
-                        if cfg.idle_timeout.is_some() && !st.reaper_running {
-                            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                                st.reaper_running = true;
-                                handle.spawn(reap_idle(Arc::downgrade(&self.inner)));
-                            }
+                        let handle = tokio::runtime::Handle::try_current();
+                        if let (true, Ok(handle)) =
+                            (cfg.idle_timeout.is_some() && !st.reaper_running, handle)
+                        {
+                            st.reaper_running = true;
+                            handle.spawn(reap_idle(Arc::downgrade(&self.inner)));
                         }
                         return;
                     }

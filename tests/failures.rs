@@ -5,15 +5,15 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
 use http::StatusCode;
 use http_body::Body as _;
-use tower_fastcgi::proto::{encode_stream, ProtocolStatus, RecordType};
+use tower_fastcgi::proto::{ProtocolStatus, RecordType, encode_stream};
 use tower_fastcgi::{ErrorKind, FcgiService, Timeout};
 
 fn ok_handler(req: AppRequest, w: Writer) -> impl std::future::Future<Output = Handled> {
@@ -88,7 +88,8 @@ async fn eof_after_stdout_end_without_end_request_is_complete() {
     // FastCGI lets an application close instead of sending END_REQUEST when it was not
     // asked to keep the connection; the STDOUT terminator makes the body complete.
     let fake = fake(|req, mut w| async move {
-        w.stdout(b"Content-Type: text/plain\r\n\r\nall here").await?;
+        w.stdout(b"Content-Type: text/plain\r\n\r\nall here")
+            .await?;
         let mut terminator = bytes::BytesMut::new();
         encode_stream(&mut terminator, RecordType::Stdout, w.request_id(), b"");
         w.raw(&terminator);
@@ -149,7 +150,10 @@ async fn record_longer_than_the_stream_is_502() {
 
 #[tokio::test]
 async fn invalid_end_request_length_is_502() {
-    let fake = raw_reply(&[1, 3, 0, 1, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).await;
+    let fake = raw_reply(&[
+        1, 3, 0, 1, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ])
+    .await;
     let err = fake.builder().build().try_call(get("/")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Protocol);
 }
@@ -286,7 +290,11 @@ async fn obs_fold_continuation_is_502() {
 
 #[tokio::test]
 async fn invalid_status_is_502() {
-    for head in [&b"Status: 2000\r\n\r\n"[..], b"Status: abc\r\n\r\n", b"Status: 101\r\n\r\n"] {
+    for head in [
+        &b"Status: 2000\r\n\r\n"[..],
+        b"Status: abc\r\n\r\n",
+        b"Status: 101\r\n\r\n",
+    ] {
         let fake = head_reply(head).await;
         let err = fake.builder().build().try_call(get("/")).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidResponseHead, "{head:?}");
@@ -318,7 +326,9 @@ async fn backend_content_length_mismatch_is_a_body_error() {
 
 #[tokio::test]
 async fn backend_transfer_encoding_never_reaches_the_client() {
-    let fake = head_reply(b"Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n3\r\nabc\r\n0\r\n\r\n").await;
+    let fake =
+        head_reply(b"Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+            .await;
     let res = send(&fake.builder().build(), get("/")).await;
     assert!(!res.headers().contains_key("transfer-encoding"));
     assert!(!res.headers().contains_key("content-length"));
@@ -382,7 +392,8 @@ async fn stderr_flood_is_bounded_and_harmless() {
             w.stderr(&line).await?;
             w.stderr(b"\n").await?;
         }
-        w.stdout(b"Content-Type: text/plain\r\n\r\nstill fine").await?;
+        w.stdout(b"Content-Type: text/plain\r\n\r\nstill fine")
+            .await?;
         w.end(0).await?;
         Ok((req, w, After::KeepIfAsked))
     })
@@ -390,7 +401,11 @@ async fn stderr_flood_is_bounded_and_harmless() {
     let svc = fake.builder().stderr_log_limit(4096).build();
     let res = send(&svc, get("/")).await;
     assert_eq!(&body(res).await.unwrap()[..], b"still fine");
-    assert_eq!(svc.pool_stats().idle, 1, "connection reused after the flood");
+    assert_eq!(
+        svc.pool_stats().idle,
+        1,
+        "connection reused after the flood"
+    );
 }
 
 // ---------------------------------------------------------------- timeouts
@@ -422,7 +437,10 @@ async fn read_timeout_after_the_head_is_a_body_error() {
         Ok((req, w, After::Close))
     })
     .await;
-    let svc = fake.builder().read_timeout(Duration::from_millis(200)).build();
+    let svc = fake
+        .builder()
+        .read_timeout(Duration::from_millis(200))
+        .build();
     let res = send(&svc, get("/")).await;
     assert_eq!(res.status(), StatusCode::OK);
     let err = body(res).await.unwrap_err();
@@ -442,7 +460,10 @@ async fn read_timeout_does_not_count_a_slow_client() {
         Ok((req, w, After::KeepIfAsked))
     })
     .await;
-    let svc = fake.builder().read_timeout(Duration::from_millis(100)).build();
+    let svc = fake
+        .builder()
+        .read_timeout(Duration::from_millis(100))
+        .build();
     let mut res = send(&svc, get("/")).await;
     // The client waits longer than the read timeout before reading on.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -528,8 +549,11 @@ async fn connect_timeout_is_504() {
     let _listener = socket.listen(1).unwrap();
     let mut fillers = Vec::new();
     for _ in 0..4 {
-        if let Ok(Ok(s)) =
-            tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(addr)).await
+        if let Ok(Ok(s)) = tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
         {
             fillers.push(s);
         }
@@ -548,9 +572,9 @@ async fn connect_timeout_is_504() {
 fn forever_streamer(
     started: Arc<AtomicUsize>,
 ) -> impl Fn(AppRequest, Writer) -> std::pin::Pin<Box<dyn std::future::Future<Output = Handled> + Send>>
-       + Send
-       + Sync
-       + 'static {
++ Send
++ Sync
++ 'static {
     move |mut req, mut w| {
         let started = Arc::clone(&started);
         Box::pin(async move {
@@ -599,7 +623,11 @@ async fn dropping_the_future_before_the_head_closes_the_backend_connection() {
     .await;
     let svc = fake.builder().build();
     let call = svc.try_call(get("/"));
-    assert!(tokio::time::timeout(Duration::from_millis(200), call).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), call)
+            .await
+            .is_err()
+    );
     assert_eq!(svc.pool_stats().open, 0);
     eventually("the backend saw the connection close", || fake.open() == 0).await;
 }
@@ -646,7 +674,9 @@ async fn stale_connection_retry_succeeds_on_a_fresh_connection() {
         let flag = Arc::clone(&flag);
         async move {
             if req.nth_on_connection == 1
-                && flag.compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+                && flag
+                    .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
             {
                 req.drain_stdin().await?;
                 return Ok((req, w, After::Close));
@@ -670,7 +700,7 @@ async fn stale_connection_retry_succeeds_on_a_fresh_connection() {
 async fn streamed_body_is_not_replayed() {
     let fake = fake(|mut req, w| async move {
         // Hang up on any request with a body, after reading a little of it.
-        if req.param("CONTENT_LENGTH") != "" {
+        if !req.param("CONTENT_LENGTH").is_empty() {
             let _ = req.read_stdin().await;
             return Ok((req, w, After::Close));
         }
@@ -682,5 +712,9 @@ async fn streamed_body_is_not_replayed() {
     let big = Bytes::from(vec![b'b'; 1 << 20]);
     let res = send(&svc, post("/", big)).await;
     assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
-    assert_eq!(svc.pool_stats().stale_retries, 0, "a streamed body cannot be replayed");
+    assert_eq!(
+        svc.pool_stats().stale_retries,
+        0,
+        "a streamed body cannot be replayed"
+    );
 }

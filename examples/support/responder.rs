@@ -132,7 +132,8 @@ impl Writer {
 
     /// Ends STDOUT and the request with END_REQUEST, and flushes.
     pub async fn end(&mut self, app_status: u32) -> io::Result<()> {
-        self.end_with(app_status, ProtocolStatus::RequestComplete).await
+        self.end_with(app_status, ProtocolStatus::RequestComplete)
+            .await
     }
 
     /// Ends the request with a given protocol status (no STDOUT terminator for rejections).
@@ -251,7 +252,8 @@ where
                 }
                 Some(Record::GetValues { data }) => {
                     let mut buf = BytesMut::new();
-                    let mut enc = ParamsEncoder::with_type(&mut buf, RecordType::GetValuesResult, 0);
+                    let mut enc =
+                        ParamsEncoder::with_type(&mut buf, RecordType::GetValuesResult, 0);
                     for pair in PairIter::new(&data) {
                         let Ok((name, _)) = pair else { break };
                         let value: &[u8] = match name {
@@ -273,7 +275,10 @@ where
         let mut params = ParamsCollector::new(MAX_PARAMS);
         loop {
             match reader.next().await? {
-                Some(Record::Params { request_id: id, data }) if id == request_id => {
+                Some(Record::Params {
+                    request_id: id,
+                    data,
+                }) if id == request_id => {
                     if data.is_empty() {
                         break;
                     }

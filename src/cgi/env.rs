@@ -15,7 +15,7 @@ use http::{Method, Version};
 
 use super::{CgiConfig, ConnectionInfo};
 use crate::error::{Error, ErrorKind};
-use crate::proto::{encoded_pair_len, ParamsEncoder, ProtoError};
+use crate::proto::{ParamsEncoder, ProtoError, encoded_pair_len};
 
 /// Where the script is and what the path means to it.
 #[derive(Debug, Clone, Default)]
@@ -48,15 +48,12 @@ pub(crate) fn write_params(
     cfg: &CgiConfig,
     req: &RequestInfo<'_>,
 ) -> Result<(), Error> {
-    let mut w = Writer {
-        enc,
-        cfg,
-        total: 0,
-    };
+    let mut w = Writer { enc, cfg, total: 0 };
     let parts = req.parts;
     let target = req.target;
     let https = cfg.https.unwrap_or_else(|| {
-        req.connection.is_some_and(|c| c.tls) || parts.uri.scheme() == Some(&http::uri::Scheme::HTTPS)
+        req.connection.is_some_and(|c| c.tls)
+            || parts.uri.scheme() == Some(&http::uri::Scheme::HTTPS)
     });
     let host = host_of(parts);
     let (host_name, host_port) = host.map(split_host_port).unwrap_or((None, None));
@@ -188,10 +185,8 @@ fn write_http_headers(
         }
     }
     // HTTP/2 and HTTP/3 carry the host in the URI authority instead of a Host field.
-    if !headers.contains_key(header::HOST) {
-        if let Some(host) = host {
-            w.put_http(b"HOST", host)?;
-        }
+    if let (false, Some(host)) = (headers.contains_key(header::HOST), host) {
+        w.put_http(b"HOST", host)?;
     }
     Ok(())
 }
@@ -199,7 +194,11 @@ fn write_http_headers(
 /// `x-forwarded-for` → `X_FORWARDED_FOR` (the `HTTP_` prefix is added by the caller).
 fn cgi_name(name: &[u8], out: &mut [u8]) {
     for (o, &b) in out.iter_mut().zip(name) {
-        *o = if b == b'-' { b'_' } else { b.to_ascii_uppercase() };
+        *o = if b == b'-' {
+            b'_'
+        } else {
+            b.to_ascii_uppercase()
+        };
     }
 }
 
@@ -279,7 +278,12 @@ impl Writer<'_, '_> {
     }
 
     fn put_named(&mut self, name: &[&[u8]], value: &[&[u8]]) -> Result<(), Error> {
-        if self.cfg.params.iter().any(|(n, _)| eq_parts(name, n.as_bytes())) {
+        if self
+            .cfg
+            .params
+            .iter()
+            .any(|(n, _)| eq_parts(name, n.as_bytes()))
+        {
             return Ok(());
         }
         self.encode(name, value)
@@ -590,7 +594,10 @@ mod tests {
             ],
             ..CgiConfig::default()
         };
-        let req = http::Request::get("/").header("host", "evil").body(()).unwrap();
+        let req = http::Request::get("/")
+            .header("host", "evil")
+            .body(())
+            .unwrap();
         let env = env_of(&cfg, req, &Target::default(), None).unwrap();
         assert_eq!(env["SERVER_NAME"], "configured.example");
         assert_eq!(env["HTTP_HOST"], "pinned");
@@ -635,7 +642,9 @@ mod tests {
         };
         let env = env_of(
             &CgiConfig::default(),
-            http::Request::get("/blog/index.php/2024/post").body(()).unwrap(),
+            http::Request::get("/blog/index.php/2024/post")
+                .body(())
+                .unwrap(),
             &target,
             None,
         )

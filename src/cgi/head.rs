@@ -2,8 +2,8 @@
 //! HTTP status and header map (RFC 3875 §6).
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::StatusCode;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::error::{Error, ErrorKind};
 
@@ -171,7 +171,8 @@ fn parse_head(block: &[u8]) -> Result<ResponseHead, Error> {
         }
         if name == header::LOCATION {
             has_location = true;
-            location_local = value.as_bytes().starts_with(b"/") && !value.as_bytes().starts_with(b"//");
+            location_local =
+                value.as_bytes().starts_with(b"/") && !value.as_bytes().starts_with(b"//");
         }
         headers.append(name, value);
     }
@@ -182,7 +183,9 @@ fn parse_head(block: &[u8]) -> Result<ResponseHead, Error> {
         // The backend framed nothing: FastCGI records are the framing. Its
         // Transfer-Encoding (and any Content-Length next to it) cannot be trusted
         // (CVE-2024-24795 class); the body passes through unframed.
-        tracing::warn!("dropping Transfer-Encoding (and Content-Length) sent by the FastCGI backend");
+        tracing::warn!(
+            "dropping Transfer-Encoding (and Content-Length) sent by the FastCGI backend"
+        );
         content_length = None;
     }
 
@@ -221,7 +224,12 @@ fn trim(bytes: &[u8]) -> &[u8] {
 /// `Status: NNN [reason]`: three digits, a final status (200..=599), then nothing or
 /// whitespace and a reason phrase (which is dropped).
 fn parse_status(value: &[u8]) -> Result<StatusCode, Error> {
-    let bad = || invalid(format!("invalid Status {:?}", String::from_utf8_lossy(value)));
+    let bad = || {
+        invalid(format!(
+            "invalid Status {:?}",
+            String::from_utf8_lossy(value)
+        ))
+    };
     let digits = value.get(..3).ok_or_else(bad)?;
     if !digits.iter().all(u8::is_ascii_digit) {
         return Err(bad());
@@ -298,7 +306,11 @@ mod tests {
         assert_eq!(head.headers["x-a"], "1");
         assert_eq!(&body[..], b"body");
         let (_, body) = parse_all(b"Content-Type: text/plain\n\r\n\r\nrest").unwrap();
-        assert_eq!(&body[..], b"\r\nrest", "only the first blank line ends the head");
+        assert_eq!(
+            &body[..],
+            b"\r\nrest",
+            "only the first blank line ends the head"
+        );
     }
 
     #[test]
@@ -361,7 +373,10 @@ mod tests {
         assert_eq!(head.status, 302);
         assert!(head.local_redirect);
         let (head, _) = parse_all(b"Location: //evil.example/\r\n\r\n").unwrap();
-        assert!(!head.local_redirect, "a scheme-relative URI is not a local path");
+        assert!(
+            !head.local_redirect,
+            "a scheme-relative URI is not a local path"
+        );
         let (head, _) = parse_all(b"Status: 301\r\nLocation: /moved\r\n\r\n").unwrap();
         assert_eq!(head.status, 301);
         assert!(!head.local_redirect);
@@ -373,7 +388,18 @@ mod tests {
             let input = format!("Status: {good}\r\n\r\n");
             assert!(parse_all(input.as_bytes()).is_ok(), "{good}");
         }
-        for bad in ["", "20", "2000", "abc", "100 Continue", "101", "600", "99", "-20", "20x"] {
+        for bad in [
+            "",
+            "20",
+            "2000",
+            "abc",
+            "100 Continue",
+            "101",
+            "600",
+            "99",
+            "-20",
+            "20x",
+        ] {
             let input = format!("Status: {bad}\r\n\r\n");
             let err = parse_all(input.as_bytes()).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidResponseHead, "{bad}");
@@ -445,7 +471,14 @@ mod tests {
         .unwrap();
         assert_eq!(head.content_length, Some(5));
         assert_eq!(head.headers["content-length"], "5");
-        for gone in ["connection", "x-secret", "keep-alive", "upgrade", "te", "trailer"] {
+        for gone in [
+            "connection",
+            "x-secret",
+            "keep-alive",
+            "upgrade",
+            "te",
+            "trailer",
+        ] {
             assert!(!head.headers.contains_key(gone), "{gone}");
         }
         assert_eq!(head.headers["x-keep"], "k");

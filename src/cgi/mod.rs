@@ -48,7 +48,8 @@ pub struct ConnectionInfo {
 }
 
 #[cfg(feature = "axum")]
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
     for ConnectionInfo
 {
     fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
@@ -199,16 +200,15 @@ impl<'a> Mount<'a> {
     /// Reads the mount from axum's `OriginalUri` (when present) and the stripped URI.
     pub(crate) fn of(parts: &'a Parts) -> Mount<'a> {
         let path = parts.uri.path();
-        let own = parts
-            .uri
-            .path_and_query()
-            .map_or(path, |pq| pq.as_str());
+        let own = parts.uri.path_and_query().map_or(path, |pq| pq.as_str());
         #[cfg(feature = "axum")]
         if let Some(axum::extract::OriginalUri(original)) =
             parts.extensions.get::<axum::extract::OriginalUri>()
         {
             let original_path = original.path();
-            let request_uri = original.path_and_query().map_or(original_path, |pq| pq.as_str());
+            let request_uri = original
+                .path_and_query()
+                .map_or(original_path, |pq| pq.as_str());
             if original_path == path {
                 return Mount {
                     prefix: "",
@@ -295,7 +295,11 @@ pub(crate) fn route<'a>(cfg: &'a CgiConfig, mount: Mount<'a>) -> Result<Route<'a
             }))
         }
         ScriptMode::DocumentRoot(root) => {
-            let rest = if mount.rest.is_empty() { "/" } else { mount.rest };
+            let rest = if mount.rest.is_empty() {
+                "/"
+            } else {
+                mount.rest
+            };
             let clean = CleanPath::parse(rest).map_err(bad_path)?;
             match root.resolve(&clean) {
                 Resolution::Script {
@@ -380,7 +384,11 @@ mod tests {
         let p = parts("/foo%20bar?x=1", Some("/fcgi-test/foo%20bar?x=1"));
         assert_eq!(
             app_route(&cfg, &p),
-            ("/fcgi-test".into(), "/foo bar".into(), "/fcgi-test/foo%20bar?x=1".into())
+            (
+                "/fcgi-test".into(),
+                "/foo bar".into(),
+                "/fcgi-test/foo%20bar?x=1".into()
+            )
         );
         // The mount point itself.
         let p = parts("/", Some("/fcgi-test"));
@@ -395,7 +403,10 @@ mod tests {
         );
         // Not nested.
         let p = parts("/a/b", Some("/a/b"));
-        assert_eq!(app_route(&cfg, &p), ("".into(), "/a/b".into(), "/a/b".into()));
+        assert_eq!(
+            app_route(&cfg, &p),
+            ("".into(), "/a/b".into(), "/a/b".into())
+        );
     }
 
     #[test]
@@ -409,9 +420,16 @@ mod tests {
             ..CgiConfig::default()
         };
         let p = parts("/app/x?q", None);
-        assert_eq!(app_route(&cfg, &p), ("/app".into(), "/x".into(), "/app/x?q".into()));
+        assert_eq!(
+            app_route(&cfg, &p),
+            ("/app".into(), "/x".into(), "/app/x?q".into())
+        );
         let p = parts("/application", None);
-        assert_eq!(app_route(&cfg, &p).0, "", "prefix must end at a segment boundary");
+        assert_eq!(
+            app_route(&cfg, &p).0,
+            "",
+            "prefix must end at a segment boundary"
+        );
     }
 
     #[test]

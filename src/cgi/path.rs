@@ -89,6 +89,7 @@ impl<'a> CleanPath<'a> {
     }
 
     /// The normalised path bytes.
+    #[cfg(test)]
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.path
     }
@@ -321,14 +322,20 @@ mod tests {
         assert_eq!(clean("/%63onf/x").unwrap(), "/conf/x");
         assert_eq!(clean("/a%20b").unwrap(), "/a b");
         assert_eq!(clean("/%2e%2e/").unwrap_err(), PathError::AboveRoot);
-        assert_eq!(clean("/a/%2E%2E/%2e%2e/etc/passwd").unwrap_err(), PathError::AboveRoot);
+        assert_eq!(
+            clean("/a/%2E%2E/%2e%2e/etc/passwd").unwrap_err(),
+            PathError::AboveRoot
+        );
         assert_eq!(clean("/..").unwrap_err(), PathError::AboveRoot);
     }
 
     #[test]
     fn hostile_bytes_are_refused() {
         assert_eq!(clean("/a%00.php").unwrap_err(), PathError::ForbiddenByte);
-        assert_eq!(clean("/index.php%0a").unwrap_err(), PathError::ForbiddenByte);
+        assert_eq!(
+            clean("/index.php%0a").unwrap_err(),
+            PathError::ForbiddenByte
+        );
         assert_eq!(clean("/a%0d%0ab").unwrap_err(), PathError::ForbiddenByte);
         assert_eq!(clean("/a%5c..%5cb").unwrap_err(), PathError::ForbiddenByte);
         assert_eq!(clean("/a\\b").unwrap_err(), PathError::ForbiddenByte);
@@ -406,7 +413,10 @@ mod tests {
     #[test]
     fn split_path_info() {
         let t = Tree::new();
-        assert_eq!(script(&t.resolve("/info.php")), ("/info.php".into(), "".into()));
+        assert_eq!(
+            script(&t.resolve("/info.php")),
+            ("/info.php".into(), "".into())
+        );
         assert_eq!(
             script(&t.resolve("/index.php/foo/bar")),
             ("/index.php".into(), "/foo/bar".into())
@@ -415,14 +425,20 @@ mod tests {
             script(&t.resolve("/index.php/foo/")),
             ("/index.php".into(), "/foo/".into())
         );
-        assert_eq!(script(&t.resolve("/index.php/")), ("/index.php".into(), "/".into()));
+        assert_eq!(
+            script(&t.resolve("/index.php/")),
+            ("/index.php".into(), "/".into())
+        );
     }
 
     #[test]
     fn directory_index_and_redirect() {
         let t = Tree::new();
         assert_eq!(script(&t.resolve("/")), ("/index.php".into(), "".into()));
-        assert_eq!(script(&t.resolve("/blog/")), ("/blog/index.php".into(), "".into()));
+        assert_eq!(
+            script(&t.resolve("/blog/")),
+            ("/blog/index.php".into(), "".into())
+        );
         assert_eq!(t.resolve("/blog"), Resolution::DirectoryRedirect);
         assert_eq!(t.resolve("/blog/sub/"), Resolution::NotFound);
     }
@@ -432,7 +448,10 @@ mod tests {
         let t = Tree::new();
         assert_eq!(t.resolve("/uploads/x.jpg/a.php"), Resolution::NotFound);
         assert_eq!(t.resolve("/uploads/x.jpg/"), Resolution::NotFound);
-        assert!(matches!(t.resolve("/uploads/x.jpg"), Resolution::StaticFile(_)));
+        assert!(matches!(
+            t.resolve("/uploads/x.jpg"),
+            Resolution::StaticFile(_)
+        ));
         assert!(matches!(t.resolve("/style.css"), Resolution::StaticFile(_)));
         assert_eq!(t.resolve("/missing.php"), Resolution::NotFound);
         assert_eq!(t.resolve("/missing/index.php"), Resolution::NotFound);
@@ -443,8 +462,11 @@ mod tests {
         let t = Tree::new();
         let outside = tempfile::tempdir().unwrap();
         std::fs::write(outside.path().join("secret.php"), "<?php").unwrap();
-        std::os::unix::fs::symlink(outside.path().join("secret.php"), t.dir.path().join("link.php"))
-            .unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("secret.php"),
+            t.dir.path().join("link.php"),
+        )
+        .unwrap();
         std::os::unix::fs::symlink(outside.path(), t.dir.path().join("linkdir")).unwrap();
         assert_eq!(t.resolve("/link.php"), Resolution::NotFound);
         assert_eq!(t.resolve("/linkdir/secret.php"), Resolution::NotFound);
@@ -455,8 +477,11 @@ mod tests {
             Resolution::Script { .. }
         ));
         // A symlink inside the root is fine.
-        std::os::unix::fs::symlink(t.dir.path().join("info.php"), t.dir.path().join("alias.php"))
-            .unwrap();
+        std::os::unix::fs::symlink(
+            t.dir.path().join("info.php"),
+            t.dir.path().join("alias.php"),
+        )
+        .unwrap();
         assert!(matches!(t.resolve("/alias.php"), Resolution::Script { .. }));
     }
 
@@ -470,6 +495,9 @@ mod tests {
             script(&cgi.resolve(&CleanPath::parse("/style.css/x").unwrap())),
             ("/style.css".into(), "/x".into())
         );
-        assert_eq!(cgi.resolve(&CleanPath::parse("/").unwrap()), Resolution::NotFound);
+        assert_eq!(
+            cgi.resolve(&CleanPath::parse("/").unwrap()),
+            Resolution::NotFound
+        );
     }
 }

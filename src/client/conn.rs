@@ -2,7 +2,7 @@
 //! bookkeeping the pool needs.
 
 use std::io;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use bytes::BytesMut;
 use tokio::time::Instant;
@@ -48,9 +48,16 @@ impl Connection {
     }
 
     /// The next record, `Ok(None)` on a clean end of stream (EOF between records).
-    pub(crate) fn poll_record(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Record>, Error>> {
+    pub(crate) fn poll_record(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<Record>, Error>> {
         loop {
-            if let Some(record) = self.decoder.decode(&mut self.read_buf).map_err(Error::protocol)? {
+            if let Some(record) = self
+                .decoder
+                .decode(&mut self.read_buf)
+                .map_err(Error::protocol)?
+            {
                 return Poll::Ready(Ok(Some(record)));
             }
             if self.read_buf.capacity() - self.read_buf.len() < MIN_READ_SPACE {

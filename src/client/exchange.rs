@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -24,8 +24,7 @@ use super::stream::Stream;
 use super::upload::Upload;
 use crate::error::{Error, ErrorKind, Timeout};
 use crate::proto::{
-    stream_header, EndRequest, ProtocolStatus, Record, RecordType, MAX_PADDED_CONTENT_LEN,
-    PADDING,
+    EndRequest, MAX_PADDED_CONTENT_LEN, PADDING, ProtocolStatus, Record, RecordType, stream_header,
 };
 
 /// The request id of every non-multiplexed exchange.
@@ -262,13 +261,15 @@ impl Exchange {
     }
 
     /// Arms the earliest applicable deadline; an error when one has passed.
-    fn poll_timeouts(&mut self, cx: &mut Context<'_>, write_blocked: bool) -> Poll<Result<(), Error>> {
+    fn poll_timeouts(
+        &mut self,
+        cx: &mut Context<'_>,
+        write_blocked: bool,
+    ) -> Poll<Result<(), Error>> {
         let mut earliest: Option<(Instant, Timeout)> = None;
         let mut consider = |at: Option<Instant>, which: Timeout| {
-            if let Some(at) = at {
-                if earliest.is_none_or(|(e, _)| at < e) {
-                    earliest = Some((at, which));
-                }
+            if let Some(at) = at.filter(|at| earliest.is_none_or(|(e, _)| *at < e)) {
+                earliest = Some((at, which));
             }
         };
         consider(self.deadlines.head, Timeout::ResponseHead);
@@ -279,7 +280,9 @@ impl Exchange {
         );
         if write_blocked {
             consider(
-                self.deadlines.write_idle.map(|d| self.out.last_progress + d),
+                self.deadlines
+                    .write_idle
+                    .map(|d| self.out.last_progress + d),
                 Timeout::Write,
             );
         }

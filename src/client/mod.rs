@@ -103,7 +103,10 @@ mod tests {
     fn parse_backends() {
         assert_eq!("127.0.0.1:9000".parse(), Ok(Backend::tcp("127.0.0.1:9000")));
         assert_eq!("tcp://[::1]:9000".parse(), Ok(Backend::tcp("[::1]:9000")));
-        assert_eq!("unix:///run/x.sock".parse(), Ok(Backend::unix("/run/x.sock")));
+        assert_eq!(
+            "unix:///run/x.sock".parse(),
+            Ok(Backend::unix("/run/x.sock"))
+        );
         assert!("tcp://nohost".parse::<Backend>().is_err());
         assert!("tcp://:80".parse::<Backend>().is_err());
         assert!("unix:".parse::<Backend>().is_err());

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::io::SeekFrom;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http_body::Body;
@@ -110,7 +110,10 @@ const FILE_CHUNK: usize = 64 * 1024;
 
 impl Upload {
     /// The next piece of body, `None` at the end.
-    pub(crate) fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, Error>> {
+    pub(crate) fn poll_chunk(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<Bytes>, Error>> {
         match self {
             Upload::Empty => Poll::Ready(Ok(None)),
             Upload::Chunks { chunks, next } => {
@@ -316,10 +319,8 @@ async fn next_data(body: &mut BoxBody) -> Result<Option<Bytes>, Error> {
             None => return Ok(None),
             Some(Err(err)) => return Err(Error::with(ErrorKind::RequestBody, err)),
             Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    if !data.is_empty() {
-                        return Ok(Some(data));
-                    }
+                if let Some(data) = frame.into_data().ok().filter(|d| !d.is_empty()) {
+                    return Ok(Some(data));
                 }
             }
         }

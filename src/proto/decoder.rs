@@ -2,7 +2,7 @@
 
 use bytes::{Buf, BytesMut};
 
-use super::{Header, ProtoError, Record, HEADER_LEN, VERSION_1};
+use super::{HEADER_LEN, Header, ProtoError, Record, VERSION_1};
 
 /// Decodes records from a byte stream delivered in pieces of any size.
 ///
@@ -106,15 +106,25 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{encode_stream, EndRequest, ProtocolStatus, RecordType};
+    use crate::proto::{EndRequest, ProtocolStatus, RecordType, encode_stream};
     use bytes::Bytes;
 
     /// Appendix B, example 3 (STDERR interleaved with STDOUT, non-zero appStatus),
     /// written as the application would send it, padded as php-fpm pads.
     fn example_three() -> BytesMut {
         let mut buf = BytesMut::new();
-        encode_stream(&mut buf, RecordType::Stdout, 1, b"Content-type: text/html\r\n\r\n<ht");
-        encode_stream(&mut buf, RecordType::Stderr, 1, b"config error: missing SI_UID\n");
+        encode_stream(
+            &mut buf,
+            RecordType::Stdout,
+            1,
+            b"Content-type: text/html\r\n\r\n<ht",
+        );
+        encode_stream(
+            &mut buf,
+            RecordType::Stderr,
+            1,
+            b"config error: missing SI_UID\n",
+        );
         encode_stream(&mut buf, RecordType::Stdout, 1, b"ml>\n<head> ... ");
         encode_stream(&mut buf, RecordType::Stdout, 1, b"");
         encode_stream(&mut buf, RecordType::Stderr, 1, b"");
@@ -199,7 +209,10 @@ mod tests {
         let mut buf = BytesMut::from(&[2u8, 6, 0, 1, 0, 0, 0, 0][..]);
         assert_eq!(dec.decode(&mut buf), Err(ProtoError::UnsupportedVersion(2)));
         let mut good = BytesMut::from(&[1u8, 6, 0, 1, 0, 0, 0, 0][..]);
-        assert_eq!(dec.decode(&mut good), Err(ProtoError::UnsupportedVersion(2)));
+        assert_eq!(
+            dec.decode(&mut good),
+            Err(ProtoError::UnsupportedVersion(2))
+        );
     }
 
     #[test]
@@ -242,7 +255,8 @@ mod tests {
         // {FCGI_UNKNOWN_TYPE, 0, {42}}, {type 99, id 5, "zz"}, {FCGI_GET_VALUES_RESULT, 0, ...}
         buf.extend_from_slice(&[1, 11, 0, 0, 0, 8, 0, 0, 42, 0, 0, 0, 0, 0, 0, 0]);
         buf.extend_from_slice(&[1, 99, 0, 5, 0, 2, 6, 0, b'z', b'z', 0, 0, 0, 0, 0, 0]);
-        let mut p = crate::proto::ParamsEncoder::with_type(&mut buf, RecordType::GetValuesResult, 0);
+        let mut p =
+            crate::proto::ParamsEncoder::with_type(&mut buf, RecordType::GetValuesResult, 0);
         p.push(b"FCGI_MPXS_CONNS", b"0").unwrap();
         p.finish_record();
         let recs = decode_all(&mut Decoder::new(), &mut buf);
@@ -258,7 +272,9 @@ mod tests {
         let Record::GetValuesResult { data } = &recs[2] else {
             panic!()
         };
-        let pairs: Vec<_> = crate::proto::PairIter::new(data).map(|p| p.unwrap()).collect();
+        let pairs: Vec<_> = crate::proto::PairIter::new(data)
+            .map(|p| p.unwrap())
+            .collect();
         assert_eq!(pairs, vec![(&b"FCGI_MPXS_CONNS"[..], &b"0"[..])]);
     }
 }

@@ -4,7 +4,7 @@ use bytes::{BufMut, BytesMut};
 
 use super::params::{encoded_pair_len, put_len};
 use super::{
-    BeginRequest, EndRequest, Header, ProtoError, RecordType, HEADER_LEN, MAX_PADDED_CONTENT_LEN,
+    BeginRequest, EndRequest, HEADER_LEN, Header, MAX_PADDED_CONTENT_LEN, ProtoError, RecordType,
 };
 
 /// Eight zero bytes: the padding source for vectored writes.
@@ -82,7 +82,12 @@ pub fn encode_stream(dst: &mut BytesMut, ty: RecordType, request_id: u16, data: 
 
 /// Appends the first record of `data` (at most [`MAX_PADDED_CONTENT_LEN`] bytes) and returns
 /// how many bytes of `data` it consumed. Useful for writers that interleave records.
-pub fn encode_stream_chunk(dst: &mut BytesMut, ty: RecordType, request_id: u16, data: &[u8]) -> usize {
+pub fn encode_stream_chunk(
+    dst: &mut BytesMut,
+    ty: RecordType,
+    request_id: u16,
+    data: &[u8],
+) -> usize {
     let n = data.len().min(MAX_PADDED_CONTENT_LEN);
     encode_fixed(dst, ty, request_id, &data[..n]);
     n
@@ -281,7 +286,18 @@ mod tests {
 
     #[test]
     fn stream_content_at_record_boundaries() {
-        for len in [0usize, 1, 7, 8, 65527, 65528, 65529, 65535, 65536, 3 * 65528 + 5] {
+        for len in [
+            0usize,
+            1,
+            7,
+            8,
+            65527,
+            65528,
+            65529,
+            65535,
+            65536,
+            3 * 65528 + 5,
+        ] {
             let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
             let mut buf = BytesMut::new();
             encode_stream(&mut buf, RecordType::Stdout, 7, &data);

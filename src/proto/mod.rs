@@ -50,12 +50,12 @@ mod record;
 
 pub use decoder::Decoder;
 pub use encoder::{
-    encode_begin_request, encode_end_request, encode_stream, encode_stream_chunk, padding_len,
-    stream_header, ParamsEncoder, PADDING,
+    PADDING, ParamsEncoder, encode_begin_request, encode_end_request, encode_stream,
+    encode_stream_chunk, padding_len, stream_header,
 };
 pub use error::ProtoError;
 pub use header::{Header, RecordType};
-pub use params::{encoded_pair_len, PairIter, ParamsCollector};
+pub use params::{PairIter, ParamsCollector, encoded_pair_len};
 pub use record::{BeginRequest, EndRequest, ProtocolStatus, Record, Role};
 
 /// The only protocol version, `FCGI_VERSION_1`.

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::{Header, ProtoError, RecordType, KEEP_CONN};
+use super::{Header, KEEP_CONN, ProtoError, RecordType};
 
 /// The role an application plays for a request (BEGIN_REQUEST body).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -117,7 +117,16 @@ impl EndRequest {
     /// The 8-byte body on the wire.
     pub const fn to_bytes(&self) -> [u8; 8] {
         let s = self.app_status.to_be_bytes();
-        [s[0], s[1], s[2], s[3], self.protocol_status.as_u8(), 0, 0, 0]
+        [
+            s[0],
+            s[1],
+            s[2],
+            s[3],
+            self.protocol_status.as_u8(),
+            0,
+            0,
+            0,
+        ]
     }
 
     /// Reads the 8-byte body; reserved bytes are ignored.

@@ -11,8 +11,8 @@ use super::{ErrorHandler, FcgiService, Inner};
 use crate::body::FcgiBody;
 use crate::cgi::path::{DocumentRoot, ScriptMatch};
 use crate::cgi::{CgiConfig, ScriptMode};
-use crate::client::upload::{BodyConfig, UnknownLengthBody};
 use crate::client::Backend;
+use crate::client::upload::{BodyConfig, UnknownLengthBody};
 use crate::error::Error;
 use crate::pool::{Pool, PoolConfig};
 
@@ -41,6 +41,7 @@ use crate::pool::{Pool, PoolConfig};
 /// | `Proxy` header | never forwarded (httpoxy) |
 /// | [`redirect_status`](Builder::redirect_status) | on (`REDIRECT_STATUS=200`) |
 /// | [`stderr_log_limit`](Builder::stderr_log_limit) | 16 KiB of STDERR logged per request |
+/// | [`local_redirects`](Builder::local_redirects) | on (RFC 3875 §6.2.2) |
 ///
 /// ```
 /// use std::time::Duration;
@@ -71,6 +72,7 @@ pub struct Builder {
     write_timeout: Option<Duration>,
     total_timeout: Option<Duration>,
     stderr_limit: usize,
+    local_redirects: bool,
     on_error: Option<ErrorHandler>,
 }
 
@@ -109,6 +111,7 @@ impl Builder {
             write_timeout: Some(Duration::from_secs(60)),
             total_timeout: None,
             stderr_limit: 16 * 1024,
+            local_redirects: true,
             on_error: None,
         }
     }
@@ -297,6 +300,16 @@ impl Builder {
         self
     }
 
+    /// Serve RFC 3875 local redirects internally: a response with `Location: /path` and
+    /// no `Status` is answered with the response to a GET of that path (when it lies below
+    /// this service's mount; at most 5 hops). Default: on, as the RFC requires (lighttpd
+    /// does the same; nginx and Apache's mod_proxy_fcgi send a 302 instead, which is what
+    /// `false` gives). PHP never sends such responses: it adds a 302 itself.
+    pub fn local_redirects(mut self, on: bool) -> Builder {
+        self.local_redirects = on;
+        self
+    }
+
     /// STDERR bytes logged per request; the rest is counted.
     pub fn stderr_log_limit(mut self, bytes: usize) -> Builder {
         self.stderr_limit = bytes;
@@ -434,6 +447,7 @@ impl Builder {
                 total_timeout: self.total_timeout,
                 stderr_limit: self.stderr_limit,
                 bodyless_drain_limit: 256 * 1024,
+                local_redirects: self.local_redirects,
                 on_error: self.on_error,
             }),
         })

@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body::Body;
 use tower_service::Service;
 
@@ -22,7 +22,7 @@ pub use future::{FallibleFuture, ResponseFuture};
 use crate::body::FcgiBody;
 use crate::cgi::CgiConfig;
 use crate::client::upload::BodyConfig;
-use crate::error::{BoxError, Error, ErrorKind};
+use crate::error::{BoxError, Error};
 use crate::pool::{Pool, PoolStats};
 
 /// A function that turns an error into the response sent to the client.
@@ -88,6 +88,7 @@ pub(crate) struct Inner {
     pub(crate) total_timeout: Option<Duration>,
     pub(crate) stderr_limit: usize,
     pub(crate) bodyless_drain_limit: usize,
+    pub(crate) local_redirects: bool,
     pub(crate) on_error: Option<ErrorHandler>,
 }
 
@@ -169,12 +170,11 @@ fn default_error_response(err: &Error) -> Response<FcgiBody> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    if err.kind() == ErrorKind::DirectoryRedirect {
-        if let Some(location) = err.redirect_location() {
-            if let Ok(value) = HeaderValue::from_str(location) {
-                res.headers_mut().insert(header::LOCATION, value);
-            }
-        }
+    if let Some(value) = err
+        .redirect_location()
+        .and_then(|l| HeaderValue::from_str(l).ok())
+    {
+        res.headers_mut().insert(header::LOCATION, value);
     }
     if status == StatusCode::SERVICE_UNAVAILABLE {
         res.headers_mut()

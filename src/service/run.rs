@@ -4,21 +4,21 @@ use std::future::poll_fn;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use tokio::time::Instant;
 
 use super::Inner;
 use crate::body::FcgiBody;
-use crate::cgi::env::{self, RequestInfo};
+use crate::cgi::env::{self, RequestInfo, Target};
 use crate::cgi::head::{HeadParser, ResponseHead};
 use crate::cgi::{self, ConnectionInfo, Mount, Route};
 use crate::client::exchange::{Deadlines, Event, Exchange, REQUEST_ID};
 use crate::client::upload::{self, Upload};
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::proto::{
-    encode_begin_request, encode_stream, BeginRequest, EndRequest, ParamsEncoder, ProtocolStatus,
-    RecordType, Role,
+    BeginRequest, EndRequest, ParamsEncoder, ProtocolStatus, RecordType, Role, encode_stream,
 };
 
 /// `{FCGI_BEGIN_REQUEST, 1, {FCGI_RESPONDER, FCGI_KEEP_CONN}}` and its non-keep twin.
@@ -51,24 +51,133 @@ where
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let mount = Mount::of(&parts);
-    let target = match cgi::route(&inner.cgi, mount)? {
-        Route::Script(target) => target,
-        Route::StaticFile(_) => return Err(Error::new(ErrorKind::NotFound)),
-    };
+    let target = script_target(&inner, mount)?;
 
     // Read small or unknown-length bodies before taking a backend worker: a slow
     // client then costs us memory or disk, not a php-fpm child.
     let (upload, content_length) =
         upload::prepare(body, env::declares_body(&parts), &inner.body).await?;
+    let (mut exchange, mut head, mut rest) = exchange_head(
+        &inner,
+        &parts,
+        mount,
+        &target,
+        upload,
+        content_length,
+        started,
+    )
+    .await?;
 
+    // RFC 3875 §6.2.2: `Location: /path` without a Status asks the server to serve that
+    // path instead, as a GET without a body.
+    let mut hops = 0;
+    while head.local_redirect && inner.local_redirects {
+        let Some(redirected) = redirected_request(&parts, mount, &head) else {
+            break; // outside this service's mount: pass the 302 on
+        };
+        hops += 1;
+        if hops > MAX_LOCAL_REDIRECTS {
+            return Err(Error::msg(
+                ErrorKind::InvalidResponseHead,
+                format!("more than {MAX_LOCAL_REDIRECTS} local redirects"),
+            ));
+        }
+        drain(&inner, exchange, rest.len()).await;
+        let mount = Mount::of(&redirected);
+        let target = script_target(&inner, mount)?;
+        (exchange, head, rest) = exchange_head(
+            &inner,
+            &redirected,
+            mount,
+            &target,
+            Upload::Empty,
+            None,
+            started,
+        )
+        .await?;
+    }
+    build_response(&inner, &parts.method, exchange, head, rest).await
+}
+
+/// Most internal re-dispatches for one request (lighttpd uses the same limit).
+const MAX_LOCAL_REDIRECTS: usize = 5;
+
+fn script_target<'a>(inner: &'a Inner, mount: Mount<'a>) -> Result<Target<'a>, Error> {
+    match cgi::route(&inner.cgi, mount)? {
+        Route::Script(target) => Ok(target),
+        Route::StaticFile(file) => {
+            tracing::debug!(file = %file.display(), "not a script under the document root");
+            Err(Error::new(ErrorKind::NotFound))
+        }
+    }
+}
+
+/// The request a local redirect asks for: GET of the new path (below this service's
+/// mount), same headers minus the body's, no body.
+fn redirected_request(parts: &Parts, mount: Mount<'_>, head: &ResponseHead) -> Option<Parts> {
+    let location = head.headers.get(http::header::LOCATION)?.to_str().ok()?;
+    let below_mount = if mount.prefix.is_empty() {
+        location
+    } else {
+        let rest = location.strip_prefix(mount.prefix)?;
+        if !(rest.is_empty() || rest.starts_with('/') || rest.starts_with('?')) {
+            return None;
+        }
+        rest
+    };
+    let inner_uri = if below_mount.is_empty() || below_mount.starts_with('?') {
+        format!("/{below_mount}")
+    } else {
+        below_mount.to_owned()
+    };
+    let mut req = http::Request::new(());
+    *req.method_mut() = Method::GET;
+    *req.uri_mut() = inner_uri.parse().ok()?;
+    *req.version_mut() = parts.version;
+    *req.headers_mut() = parts.headers.clone();
+    for name in [
+        http::header::CONTENT_LENGTH,
+        http::header::CONTENT_TYPE,
+        http::header::TRANSFER_ENCODING,
+    ] {
+        req.headers_mut().remove(name);
+    }
+    *req.extensions_mut() = parts.extensions.clone();
+    #[cfg(feature = "axum")]
+    req.extensions_mut()
+        .insert(axum::extract::OriginalUri(location.parse().ok()?));
+    let mut extra = parts
+        .extensions
+        .get::<crate::RequestParams>()
+        .cloned()
+        .unwrap_or_default();
+    extra.insert(
+        "REDIRECT_URL",
+        mount.request_uri.split('?').next().unwrap_or(""),
+    );
+    req.extensions_mut().insert(extra);
+    Some(req.into_parts().0)
+}
+
+/// Encodes the request, sends it on a pooled connection and reads the response head,
+/// retrying once on a fresh connection when a reused one turns out to be stale.
+async fn exchange_head(
+    inner: &Inner,
+    parts: &Parts,
+    mount: Mount<'_>,
+    target: &Target<'_>,
+    upload: Upload,
+    content_length: Option<u64>,
+    started: Instant,
+) -> Result<(Exchange, ResponseHead, Bytes), Error> {
     let mut request = BytesMut::with_capacity(1024);
     let mut params = ParamsEncoder::new(&mut request, REQUEST_ID);
     env::write_params(
         &mut params,
         &inner.cgi,
         &RequestInfo {
-            parts: &parts,
-            target: &target,
+            parts,
+            target,
             request_uri: mount.request_uri,
             content_length,
             connection: ConnectionInfo::from_extensions(&parts.extensions),
@@ -76,7 +185,7 @@ where
     )?;
     params.finish();
     // A body already in memory goes out in the same write as the params.
-    let (upload, upload_done) = match upload {
+    let (mut upload, upload_done) = match upload {
         Upload::Empty => {
             encode_stream(&mut request, RecordType::Stdin, REQUEST_ID, b"");
             (Upload::Empty, true)
@@ -93,10 +202,9 @@ where
     let request = request.freeze();
 
     let pool = &inner.pool;
-    let mut upload = upload;
     let mut checkout = pool.checkout().await?;
     let mut retried = false;
-    let (exchange, head, rest) = loop {
+    loop {
         let keep = pool.wants_keep_alive(&checkout.conn);
         let begin = Bytes::from_static(if keep { &BEGIN_KEEP } else { &BEGIN_CLOSE });
         let deadlines = Deadlines {
@@ -115,7 +223,7 @@ where
             inner.stderr_limit,
         );
         match read_head(&mut exchange, inner.max_response_head).await {
-            Ok((head, rest)) => break (exchange, head, rest),
+            Ok((head, rest)) => return Ok((exchange, head, rest)),
             Err(err)
                 if checkout.reused
                     && !retried
@@ -135,15 +243,11 @@ where
             }
             Err(err) => return Err(err),
         }
-    };
-    build_response(&inner, &parts.method, exchange, head, rest).await
+    }
 }
 
 /// Reads STDOUT until the CGI head is complete.
-async fn read_head(
-    exchange: &mut Exchange,
-    limit: usize,
-) -> Result<(ResponseHead, Bytes), Error> {
+async fn read_head(exchange: &mut Exchange, limit: usize) -> Result<(ResponseHead, Bytes), Error> {
     let mut parser = HeadParser::new(limit);
     loop {
         match poll_fn(|cx| exchange.poll_event(cx)).await? {
@@ -176,7 +280,9 @@ fn ended_before_head(end: EndRequest, buffered: usize) -> Error {
         ),
         _ => Error::msg(
             ErrorKind::InvalidResponseHead,
-            format!("the backend output ended before the blank line of the CGI header ({buffered} bytes)"),
+            format!(
+                "the backend output ended before the blank line of the CGI header ({buffered} bytes)"
+            ),
         ),
     }
 }

@@ -34,7 +34,9 @@ impl Fake {
     }
 
     pub fn connections(&self) -> usize {
-        self.stats.connections.load(std::sync::atomic::Ordering::SeqCst)
+        self.stats
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn open(&self) -> usize {
@@ -101,8 +103,11 @@ pub async fn answer(mut req: AppRequest, mut w: Writer, head: &str, body: &[u8])
 /// Echoes the request body back.
 pub async fn echo(mut req: AppRequest, mut w: Writer) -> Handled {
     let len = req.param("CONTENT_LENGTH").to_owned();
-    w.stdout(format!("Content-Type: application/octet-stream\r\nX-Declared-Length: {len}\r\n\r\n").as_bytes())
-        .await?;
+    w.stdout(
+        format!("Content-Type: application/octet-stream\r\nX-Declared-Length: {len}\r\n\r\n")
+            .as_bytes(),
+    )
+    .await?;
     while let Some(chunk) = req.read_stdin().await? {
         w.stdout(&chunk).await?;
     }
@@ -115,7 +120,9 @@ pub fn get(uri: &str) -> Request<Full<Bytes>> {
 }
 
 pub fn post(uri: &str, body: impl Into<Bytes>) -> Request<Full<Bytes>> {
-    Request::post(uri).body(Full::new(body.into())).expect("request")
+    Request::post(uri)
+        .body(Full::new(body.into()))
+        .expect("request")
 }
 
 /// Sends one request through the (infallible) service.
