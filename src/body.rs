@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
 use crate::client::exchange::{Event, Exchange};
-use crate::error::{Error, ErrorKind};
+use crate::error::{BoxError, Error, ErrorKind};
 use crate::pool::Pool;
 use crate::proto::ProtocolStatus;
 
@@ -34,6 +34,7 @@ enum Kind {
     Empty,
     Full(Option<Bytes>),
     Stream(Box<StreamState>),
+    Boxed(Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>),
 }
 
 struct StreamState {
@@ -61,6 +62,18 @@ impl FcgiBody {
             } else {
                 Kind::Full(Some(data))
             },
+        }
+    }
+
+    /// Wraps another body (a static file, an error page); its errors become
+    /// [`ErrorKind::Io`] errors.
+    pub fn new<B>(body: B) -> FcgiBody
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        FcgiBody {
+            kind: Kind::Boxed(Box::pin(MapErr { inner: body })),
         }
     }
 
@@ -163,6 +176,10 @@ impl Body for FcgiBody {
             Kind::Stream(state) => state
                 .poll(cx)
                 .map(|item| item.map(|result| result.map(Frame::data))),
+            Kind::Boxed(body) => body
+                .as_mut()
+                .poll_frame(cx)
+                .map(|item| item.map(|result| result.map_err(|e| Error::with(ErrorKind::Io, e)))),
         }
     }
 
@@ -171,6 +188,7 @@ impl Body for FcgiBody {
             Kind::Empty => true,
             Kind::Full(data) => data.is_none(),
             Kind::Stream(state) => state.exchange.is_none() && state.pending.is_none(),
+            Kind::Boxed(body) => body.is_end_stream(),
         }
     }
 
@@ -182,6 +200,7 @@ impl Body for FcgiBody {
                 Some(e) => SizeHint::with_exact(e.saturating_sub(state.received)),
                 None => SizeHint::default(),
             },
+            Kind::Boxed(body) => body.size_hint(),
         }
     }
 }
@@ -200,6 +219,42 @@ impl fmt::Debug for FcgiBody {
                 .field("expected", &state.expected)
                 .field("open", &state.exchange.is_some())
                 .finish(),
+            Kind::Boxed(_) => f.write_str("FcgiBody::Boxed"),
         }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Boxes another body's errors.
+    struct MapErr<B> {
+        #[pin]
+        inner: B,
+    }
+}
+
+impl<B> Body for MapErr<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.project()
+            .inner
+            .poll_frame(cx)
+            .map(|item| item.map(|result| result.map_err(Into::into)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

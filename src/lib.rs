@@ -94,6 +94,8 @@ mod client;
 mod error;
 mod pool;
 pub mod service;
+#[cfg(feature = "php")]
+mod site;
 
 pub use body::FcgiBody;
 pub use cgi::{ConnectionInfo, RequestParams};
@@ -102,3 +104,5 @@ pub use client::{Backend, ParseBackendError};
 pub use error::{BoxError, Error, ErrorKind, Timeout};
 pub use pool::PoolStats;
 pub use service::{Builder, FcgiService};
+#[cfg(feature = "php")]
+pub use site::{InterceptHandler, PhpSite, PhpSiteBuilder};

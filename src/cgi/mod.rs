@@ -245,7 +245,7 @@ impl<'a> Mount<'a> {
     }
 }
 
-fn bad_path(err: path::PathError) -> Error {
+pub(crate) fn bad_path(err: path::PathError) -> Error {
     Error::with(ErrorKind::BadRequest, err.to_string())
 }
 
@@ -306,39 +306,69 @@ pub(crate) fn route<'a>(cfg: &'a CgiConfig, mount: Mount<'a>) -> Result<Route<'a
                     script,
                     path_info,
                     filename,
-                } => {
-                    let prefix = decoded_prefix(mount.prefix)?;
-                    let script_name = if prefix.is_empty() {
-                        Cow::Owned(script)
-                    } else {
-                        let mut name = prefix.into_owned();
-                        name.extend_from_slice(&script);
-                        Cow::Owned(name)
-                    };
-                    Ok(Route::Script(Target {
-                        script_name,
-                        path_info: Cow::Owned(path_info),
-                        script_filename: Some(Cow::Owned(filename)),
-                        document_root: Some(root.root.as_path()),
-                    }))
-                }
+                } => Ok(Route::Script(script_target(
+                    root,
+                    mount,
+                    Resolved {
+                        script,
+                        path_info,
+                        filename,
+                    },
+                )?)),
                 Resolution::StaticFile(file) => Ok(Route::StaticFile(file)),
-                Resolution::DirectoryRedirect => {
-                    let (path, query) = match mount.request_uri.split_once('?') {
-                        Some((p, q)) => (p, Some(q)),
-                        None => (mount.request_uri, None),
-                    };
-                    let mut location = format!("{path}/");
-                    if let Some(q) = query {
-                        location.push('?');
-                        location.push_str(q);
-                    }
-                    Err(Error::directory_redirect(location))
-                }
+                Resolution::DirectoryRedirect => Err(directory_redirect(mount)),
                 Resolution::NotFound => Err(Error::new(ErrorKind::NotFound)),
             }
         }
     }
+}
+
+/// A script found under a document root (by [`DocumentRoot::resolve`] or chosen as a
+/// front controller).
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    /// URI path of the script below the mount, decoded.
+    pub(crate) script: Vec<u8>,
+    /// PATH_INFO, decoded.
+    pub(crate) path_info: Vec<u8>,
+    /// SCRIPT_FILENAME.
+    pub(crate) filename: PathBuf,
+}
+
+/// The target for a resolved script: SCRIPT_NAME is the mount prefix plus the script path.
+pub(crate) fn script_target<'a>(
+    root: &'a DocumentRoot,
+    mount: Mount<'a>,
+    resolved: Resolved,
+) -> Result<Target<'a>, Error> {
+    let prefix = decoded_prefix(mount.prefix)?;
+    let script_name = if prefix.is_empty() {
+        Cow::Owned(resolved.script)
+    } else {
+        let mut name = prefix.into_owned();
+        name.extend_from_slice(&resolved.script);
+        Cow::Owned(name)
+    };
+    Ok(Target {
+        script_name,
+        path_info: Cow::Owned(resolved.path_info),
+        script_filename: Some(Cow::Owned(resolved.filename)),
+        document_root: Some(root.root.as_path()),
+    })
+}
+
+/// A 308 to the same path with a trailing slash (query kept).
+pub(crate) fn directory_redirect(mount: Mount<'_>) -> Error {
+    let (path, query) = match mount.request_uri.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (mount.request_uri, None),
+    };
+    let mut location = format!("{path}/");
+    if let Some(q) = query {
+        location.push('?');
+        location.push_str(q);
+    }
+    Error::directory_redirect(location)
 }
 
 /// `path` without `prefix` when the prefix ends at a segment boundary.

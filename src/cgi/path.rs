@@ -89,8 +89,7 @@ impl<'a> CleanPath<'a> {
     }
 
     /// The normalised path bytes.
-    #[cfg(test)]
-    pub(crate) fn as_bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         &self.path
     }
 
@@ -305,7 +304,7 @@ mod tests {
     use super::*;
 
     fn clean(raw: &str) -> Result<String, PathError> {
-        CleanPath::parse(raw).map(|p| String::from_utf8_lossy(p.as_bytes()).into_owned())
+        CleanPath::parse(raw).map(|p| String::from_utf8_lossy(p.bytes()).into_owned())
     }
 
     #[test]
@@ -349,7 +348,7 @@ mod tests {
         for raw in ["/", "/a", "/a/b/", "/index.php/x/y"] {
             let p = CleanPath::parse(raw).unwrap();
             assert!(matches!(p.path, Cow::Borrowed(_)), "{raw}");
-            assert_eq!(p.as_bytes(), raw.as_bytes());
+            assert_eq!(p.bytes(), raw.as_bytes());
         }
         for raw in ["//a", "/a/./b", "/a/..", "/a%41", "/a/."] {
             let p = CleanPath::parse(raw).unwrap();

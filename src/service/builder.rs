@@ -88,6 +88,12 @@ impl fmt::Display for BuildError {
 
 impl std::error::Error for BuildError {}
 
+impl BuildError {
+    pub(crate) fn new(message: impl Into<String>) -> BuildError {
+        BuildError(message.into())
+    }
+}
+
 impl Default for Builder {
     fn default() -> Builder {
         Builder::new()

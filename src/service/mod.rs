@@ -125,7 +125,29 @@ impl FcgiService {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        run::run(Arc::clone(&self.inner), req)
+        run::run(Arc::clone(&self.inner), req, None)
+    }
+
+    /// Runs a script already resolved under the document root (for [`PhpSite`](crate::PhpSite)).
+    pub(crate) fn call_resolved<B>(
+        &self,
+        req: Request<B>,
+        resolved: crate::cgi::Resolved,
+    ) -> impl Future<Output = Result<Response<FcgiBody>, Error>> + Send + 'static
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        run::run(Arc::clone(&self.inner), req, Some(resolved))
+    }
+
+    /// The document root, in document-root mode.
+    pub(crate) fn document_root(&self) -> Option<&crate::cgi::path::DocumentRoot> {
+        match &self.inner.cgi.mode {
+            crate::cgi::ScriptMode::DocumentRoot(root) => Some(root),
+            crate::cgi::ScriptMode::Application { .. } => None,
+        }
     }
 
     /// A view of this service whose error type is [`Error`], for `HandleErrorLayer`,
@@ -202,7 +224,7 @@ where
     fn call(&mut self, req: Request<B>) -> ResponseFuture {
         let inner = Arc::clone(&self.inner);
         ResponseFuture::new(async move {
-            match run::run(Arc::clone(&inner), req).await {
+            match run::run(Arc::clone(&inner), req, None).await {
                 Ok(res) => Ok(res),
                 Err(err) => Ok(inner.error_response(&err)),
             }

@@ -13,7 +13,7 @@ use super::Inner;
 use crate::body::FcgiBody;
 use crate::cgi::env::{self, RequestInfo, Target};
 use crate::cgi::head::{HeadParser, ResponseHead};
-use crate::cgi::{self, ConnectionInfo, Mount, Route};
+use crate::cgi::{self, ConnectionInfo, Mount, Resolved, Route, ScriptMode};
 use crate::client::exchange::{Deadlines, Event, Exchange, REQUEST_ID};
 use crate::client::upload::{self, Upload};
 use crate::error::{BoxError, Error, ErrorKind};
@@ -42,7 +42,11 @@ const fn begin_bytes(keep_conn: bool) -> [u8; 16] {
     out
 }
 
-pub(crate) async fn run<B>(inner: Arc<Inner>, req: Request<B>) -> Result<Response<FcgiBody>, Error>
+pub(crate) async fn run<B>(
+    inner: Arc<Inner>,
+    req: Request<B>,
+    resolved: Option<Resolved>,
+) -> Result<Response<FcgiBody>, Error>
 where
     B: Body + Send + 'static,
     B::Data: Send,
@@ -51,7 +55,12 @@ where
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let mount = Mount::of(&parts);
-    let target = script_target(&inner, mount)?;
+    let target = match (resolved, &inner.cgi.mode) {
+        (Some(resolved), ScriptMode::DocumentRoot(root)) => {
+            cgi::script_target(root, mount, resolved)?
+        }
+        _ => script_target(&inner, mount)?,
+    };
 
     // Read small or unknown-length bodies before taking a backend worker: a slow
     // client then costs us memory or disk, not a php-fpm child.
