@@ -10,18 +10,26 @@
 //!
 //! Mounts (repeatable):
 //! - `--app PREFIX=BACKEND[,OPTS]`: application mode (SCRIPT_NAME = PREFIX, PATH_INFO = rest);
-//! - `--php PREFIX=BACKEND,root=DIR[,OPTS]`: document-root mode for `.php` files;
+//! - `--php PREFIX=BACKEND,root=DIR[,OPTS]`: a PHP site ([`PhpSite`]): static files from
+//!   DIR, `.php` through FastCGI, `index.php` for directories, `/index.php` as front
+//!   controller for paths matching no file, dotfiles refused;
 //! - `--cgi PREFIX=BACKEND,root=DIR[,OPTS]`: document-root mode, every file is a script.
 //!
 //! BACKEND is `tcp://HOST:PORT` or `unix:PATH`. OPTS (comma-separated):
 //! `conns=N` (pool size, keep it ≤ the backend's workers), `keepalive=0`,
-//! `index=a.php:b.php`, `script=/path/front.php` (--app: fixed SCRIPT_FILENAME).
+//! `index=a.php:b.php`, `script=/path/front.php` (--app: fixed SCRIPT_FILENAME);
+//! for --php also `deny=/data:/conf` (refused path prefixes), `front=/index.php` or
+//! `front=none`, `sendfile=/protected:/srv/private` (X-Accel-Redirect prefix and directory).
+//!
+//! ```text
+//! --php /=unix:/run/php/php-fpm.sock,root=/srv/wiki,deny=/data:/conf:/bin:/inc:/vendor,index=doku.php
+//! ```
 //! `--quiet` turns off per-request logging (for benchmarks).
 
 use std::process::ExitCode;
 
 use axum::Router;
-use tower_fastcgi::{Backend, ConnectionInfo, FcgiService};
+use tower_fastcgi::{Backend, Builder, ConnectionInfo, FcgiService, PhpSite};
 use tower_http::trace::TraceLayer;
 
 #[derive(Debug)]
@@ -48,8 +56,8 @@ impl Mount {
             .map(|(_, v)| v.as_str())
     }
 
-    fn service(&self) -> Result<FcgiService, String> {
-        let mut b = FcgiService::builder().backend(self.backend.clone());
+    /// Pool size and keep-alive options shared by every kind of mount.
+    fn tune(&self, mut b: Builder) -> Result<Builder, String> {
         if let Some(n) = self.option("conns") {
             let n: usize = n.parse().map_err(|_| format!("conns={n}: not a number"))?;
             b = b.max_connections(n).max_idle(n);
@@ -57,26 +65,84 @@ impl Mount {
         if self.option("keepalive") == Some("0") {
             b = b.keep_alive(false);
         }
+        Ok(b.backend(self.backend.clone()))
+    }
+
+    fn root(&self) -> Result<&str, String> {
+        self.option("root")
+            .ok_or_else(|| format!("{}: root=DIR is required", self.prefix))
+    }
+
+    /// Adds this mount to the router.
+    fn mount(&self, app: Router) -> Result<Router, String> {
+        let prefix = self.prefix.as_str();
         match self.kind {
             Kind::App => {
+                let mut b = self.tune(FcgiService::builder())?;
                 if let Some(script) = self.option("script") {
                     b = b.script_filename(script);
                 }
+                let svc = b.try_build().map_err(|e| e.to_string())?;
+                Ok(attach(app, prefix, svc))
             }
-            Kind::Php | Kind::Cgi => {
-                let root = self
-                    .option("root")
-                    .ok_or_else(|| format!("{}: root=DIR is required", self.prefix))?;
-                b = b.document_root(root);
-                if matches!(self.kind, Kind::Cgi) {
-                    b = b.any_file_is_a_script();
-                }
+            Kind::Cgi => {
+                let mut b = self
+                    .tune(FcgiService::builder())?
+                    .document_root(self.root()?)
+                    .any_file_is_a_script();
                 if let Some(index) = self.option("index") {
                     b = b.index_files(index.split(':'));
                 }
+                let svc = b.try_build().map_err(|e| e.to_string())?;
+                Ok(attach(app, prefix, svc))
+            }
+            Kind::Php => {
+                let mut site = PhpSite::builder().root(self.root()?);
+                let tuned = self.tune(FcgiService::builder())?;
+                site = site.fastcgi(|_| tuned);
+                if let Some(index) = self.option("index") {
+                    site = site.index_files(index.split(':'));
+                    if self.option("front").is_none() {
+                        let first = index.split(':').next().unwrap_or("index.php");
+                        site = site.front_controller(Some(&format!("/{first}")));
+                    }
+                }
+                if let Some(deny) = self.option("deny") {
+                    site = site.deny(deny.split(':'));
+                }
+                match self.option("front") {
+                    Some("none") => site = site.front_controller(None),
+                    Some(front) => site = site.front_controller(Some(front)),
+                    None => {}
+                }
+                if let Some(spec) = self.option("sendfile") {
+                    let (uri, dir) = spec
+                        .split_once(':')
+                        .ok_or_else(|| format!("sendfile={spec}: expected URI_PREFIX:DIR"))?;
+                    site = site.x_sendfile(uri, dir);
+                }
+                let svc = site.try_build().map_err(|e| e.to_string())?;
+                Ok(attach(app, prefix, svc))
             }
         }
-        b.try_build().map_err(|e| e.to_string())
+    }
+}
+
+/// Mounts `svc` at `prefix` (`""` means everything not otherwise routed).
+fn attach<S>(app: Router, prefix: &str, svc: S) -> Router
+where
+    S: tower::Service<axum::extract::Request, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Response: axum::response::IntoResponse,
+    S::Future: Send + 'static,
+{
+    if prefix.is_empty() {
+        app.fallback_service(svc)
+    } else {
+        app.nest_service(prefix, svc)
     }
 }
 
@@ -166,19 +232,14 @@ async fn main() -> ExitCode {
 
     let mut app = Router::new();
     for mount in &args.mounts {
-        let svc = match mount.service() {
-            Ok(svc) => svc,
+        app = match mount.mount(app) {
+            Ok(app) => app,
             Err(msg) => {
                 eprintln!("gateway: {msg}");
                 return ExitCode::from(2);
             }
         };
         tracing::info!(prefix = %if mount.prefix.is_empty() { "/" } else { &mount.prefix }, backend = %mount.backend, kind = ?mount.kind, "mounted");
-        app = if mount.prefix.is_empty() {
-            app.fallback_service(svc)
-        } else {
-            app.nest_service(&mount.prefix, svc)
-        };
     }
     if !args.quiet {
         app = app.layer(TraceLayer::new_for_http());
