@@ -83,6 +83,16 @@
 //! that are symlinks out of the root are refused; the backend's `Transfer-Encoding` is
 //! dropped and its `Content-Length` is enforced against the body.
 #![deny(unsafe_code)]
+// No input may panic the library: no unwrap/expect/panic, no unchecked indexing outside tests.
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -220,7 +220,9 @@ impl Pool {
     }
 
     async fn acquire(&self, allow_idle: bool) -> Result<Checkout, Error> {
-        let deadline = Instant::now() + self.inner.cfg.queue_timeout;
+        let deadline = Instant::now()
+            .checked_add(self.inner.cfg.queue_timeout)
+            .unwrap_or_else(far_future);
         loop {
             let step = self.try_acquire(allow_idle);
             let grant = match step {
@@ -381,4 +383,9 @@ async fn reap_idle(pool: Weak<PoolInner>) {
             return;
         }
     }
+}
+
+/// A deadline that never comes, for timeouts too large to add to `Instant::now()`.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }

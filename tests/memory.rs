@@ -101,7 +101,7 @@ async fn one_gib_each_way_in_bounded_memory() {
             .expect("download")
             .into_data()
             .map_or(0, |d| d.len() as u64);
-        if received % (64 << 20) == 0 {
+        if received.is_multiple_of(64 << 20) {
             peak_during = peak_during.max(rss_kib().0);
         }
     }

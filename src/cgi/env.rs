@@ -161,14 +161,16 @@ fn write_http_headers(
         let mut values = headers.get_all(name).iter();
         let Some(first) = values.next() else { continue };
         let mut heap_name;
-        let var: &[u8] = if name.as_str().len() <= name_buf.len() {
-            let out = &mut name_buf[..name.as_str().len()];
-            cgi_name(name.as_str().as_bytes(), out);
-            out
-        } else {
-            heap_name = vec![0; name.as_str().len()];
-            cgi_name(name.as_str().as_bytes(), &mut heap_name);
-            &heap_name
+        let var: &[u8] = match name_buf.get_mut(..name.as_str().len()) {
+            Some(out) => {
+                cgi_name(name.as_str().as_bytes(), out);
+                out
+            }
+            None => {
+                heap_name = vec![0; name.as_str().len()];
+                cgi_name(name.as_str().as_bytes(), &mut heap_name);
+                &heap_name
+            }
         };
         match values.next() {
             None => w.put_http(var, first.as_bytes())?,
@@ -353,7 +355,7 @@ fn split_host_port(host: &[u8]) -> (Option<&[u8]>, Option<&[u8]>) {
         }
     } else {
         match host.iter().rposition(|&b| b == b':') {
-            Some(i) => (&host[..i], host.get(i + 1..)),
+            Some(i) => (host.get(..i).unwrap_or_default(), host.get(i + 1..)),
             None => (host, None),
         }
     };
@@ -366,17 +368,18 @@ fn itoa_buf() -> [u8; 20] {
     [0; 20]
 }
 
+/// Decimal digits of `n`, written from the end of `buf` (20 digits fit any u64).
 fn fmt_u64(buf: &mut [u8; 20], mut n: u64) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
+    let mut start = buf.len();
+    for slot in buf.iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
         n /= 10;
+        start -= 1;
         if n == 0 {
             break;
         }
     }
-    &buf[i..]
+    buf.get(start..).unwrap_or_default()
 }
 
 /// Formats an IP address without allocating (IPv6 without brackets, as RFC 3875 wants).
@@ -395,10 +398,10 @@ impl AddrText {
 
     fn ip(&mut self, addr: SocketAddr) -> &[u8] {
         use std::io::Write;
-        let mut cursor = std::io::Cursor::new(&mut self.buf[..]);
+        let mut cursor = std::io::Cursor::new(self.buf.as_mut_slice());
         let _ = write!(cursor, "{}", addr.ip());
         self.len = cursor.position() as usize;
-        &self.buf[..self.len]
+        self.buf.get(..self.len).unwrap_or_default()
     }
 }
 

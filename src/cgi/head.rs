@@ -48,7 +48,7 @@ impl HeadParser {
             // Common case: the whole head sits in the first record; parse it in place.
             if let Some(end) = find_head_end(&data, 0) {
                 self.check_limit(end)?;
-                let head = parse_head(&data[..end])?;
+                let head = parse_head(data.get(..end).unwrap_or_default())?;
                 return Ok(Some((head, data.slice(end..))));
             }
             self.check_limit(data.len())?;
@@ -61,7 +61,7 @@ impl HeadParser {
         match find_head_end(&self.buf, from) {
             Some(end) => {
                 self.check_limit(end)?;
-                let head = parse_head(&self.buf[..end])?;
+                let head = parse_head(self.buf.get(..end).unwrap_or_default())?;
                 let rest = self.buf.split_off(end).freeze();
                 Ok(Some((head, rest)))
             }

@@ -156,10 +156,10 @@ impl ScriptMatch {
         match self {
             ScriptMatch::AnyFile => true,
             ScriptMatch::Extensions(exts) => exts.iter().any(|ext| {
-                let ext = ext.as_bytes();
-                file_name.len() > ext.len() + 1
-                    && file_name.ends_with(ext)
-                    && file_name[file_name.len() - ext.len() - 1] == b'.'
+                file_name
+                    .strip_suffix(ext.as_bytes())
+                    .and_then(|rest| rest.strip_suffix(b"."))
+                    .is_some_and(|stem| !stem.is_empty())
             }),
         }
     }
@@ -227,7 +227,7 @@ impl DocumentRoot {
             if !meta.is_file() {
                 return Resolution::NotFound;
             }
-            let rest = &segments[i + 1..];
+            let rest = segments.get(i + 1..).unwrap_or_default();
             let is_script = self.scripts.matches(segment);
             if !self.is_inside_root(&fs_path) {
                 tracing::warn!(path = %fs_path.display(), "refusing a file that resolves outside the document root");
@@ -250,7 +250,7 @@ impl DocumentRoot {
                 path_info.push(b'/');
             }
             return Resolution::Script {
-                script: join_segments(&segments[..=i]),
+                script: join_segments(segments.get(..=i).unwrap_or_default()),
                 path_info,
                 filename: fs_path,
             };

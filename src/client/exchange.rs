@@ -275,7 +275,9 @@ impl Exchange {
         consider(self.deadlines.head, Timeout::ResponseHead);
         consider(self.deadlines.total, Timeout::Total);
         consider(
-            self.deadlines.read_idle.map(|d| self.last_read + d),
+            self.deadlines
+                .read_idle
+                .and_then(|d| self.last_read.checked_add(d)),
             Timeout::Read,
         );
         if write_blocked {
@@ -346,14 +348,15 @@ impl WriteQueue {
             self.scratch.put_slice(&header);
             if n <= COPY_THRESHOLD {
                 self.scratch.put_slice(&piece);
-                self.scratch.put_slice(&PADDING[..pad]);
+                self.scratch
+                    .put_slice(PADDING.get(..pad).unwrap_or_default());
                 let seg = self.scratch.split().freeze();
                 self.push(seg);
             } else {
                 let seg = self.scratch.split().freeze();
                 self.push(seg);
                 self.push(piece);
-                self.push(Bytes::from_static(&PADDING[..pad]));
+                self.push(Bytes::from_static(PADDING.get(..pad).unwrap_or_default()));
             }
         }
     }
@@ -371,7 +374,7 @@ impl WriteQueue {
                 *slot = IoSlice::new(seg);
                 count += 1;
             }
-            match stream.try_write_vectored(&slices[..count]) {
+            match stream.try_write_vectored(slices.get(..count).unwrap_or_default()) {
                 Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Ok(written) => {
                     self.last_progress = Instant::now();

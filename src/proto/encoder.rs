@@ -50,8 +50,8 @@ pub(crate) fn encode_fixed(dst: &mut BytesMut, ty: RecordType, request_id: u16, 
     let pad = padding_len(len);
     dst.reserve(HEADER_LEN + len + pad as usize);
     dst.put_slice(&Header::new(ty, request_id, len as u16, pad).to_bytes());
-    dst.put_slice(&content[..len]);
-    dst.put_slice(&PADDING[..pad as usize]);
+    dst.put_slice(content.get(..len).unwrap_or_default());
+    dst.put_slice(PADDING.get(..pad as usize).unwrap_or_default());
 }
 
 /// Appends `data` as records of type `ty`, at most [`MAX_PADDED_CONTENT_LEN`] bytes each,
@@ -89,7 +89,7 @@ pub fn encode_stream_chunk(
     data: &[u8],
 ) -> usize {
     let n = data.len().min(MAX_PADDED_CONTENT_LEN);
-    encode_fixed(dst, ty, request_id, &data[..n]);
+    encode_fixed(dst, ty, request_id, data.get(..n).unwrap_or_default());
     n
 }
 
@@ -216,7 +216,8 @@ impl<'a> ParamsEncoder<'a> {
         if let Some(slot) = self.dst.get_mut(start..start + HEADER_LEN) {
             slot.copy_from_slice(&header);
         }
-        self.dst.put_slice(&PADDING[..pad as usize]);
+        self.dst
+            .put_slice(PADDING.get(..pad as usize).unwrap_or_default());
     }
 }
 

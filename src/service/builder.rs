@@ -415,6 +415,7 @@ impl Builder {
     ///
     /// If the configuration is invalid (no backend, or a parameter that cannot be
     /// encoded); use [`try_build`](Builder::try_build) to get the error instead.
+    #[allow(clippy::panic)]
     pub fn build(self) -> FcgiService {
         match self.try_build() {
             Ok(service) => service,

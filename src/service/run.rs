@@ -25,6 +25,8 @@ use crate::proto::{
 static BEGIN_KEEP: [u8; 16] = begin_bytes(true);
 static BEGIN_CLOSE: [u8; 16] = begin_bytes(false);
 
+// Fixed-size arrays indexed below 8 in a const context (evaluated at compile time).
+#[allow(clippy::indexing_slicing)]
 const fn begin_bytes(keep_conn: bool) -> [u8; 16] {
     let header = crate::proto::Header::new(RecordType::BeginRequest, REQUEST_ID, 8, 0).to_bytes();
     let body = BeginRequest {
@@ -219,8 +221,10 @@ async fn exchange_head(
         let deadlines = Deadlines {
             read_idle: inner.read_timeout,
             write_idle: inner.write_timeout,
-            head: inner.head_timeout.map(|t| Instant::now() + t),
-            total: inner.total_timeout.map(|t| started + t),
+            head: inner
+                .head_timeout
+                .and_then(|t| Instant::now().checked_add(t)),
+            total: inner.total_timeout.and_then(|t| started.checked_add(t)),
         };
         let mut exchange = Exchange::new(
             checkout.conn,

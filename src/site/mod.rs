@@ -496,6 +496,7 @@ impl PhpSiteBuilder {
     ///
     /// If the configuration is invalid (no backend or no root); see
     /// [`try_build`](PhpSiteBuilder::try_build).
+    #[allow(clippy::panic)]
     pub fn build(self) -> PhpSite {
         match self.try_build() {
             Ok(site) => site,
