@@ -73,6 +73,40 @@
 //! with its reason. After the head, the body ends with an [`Error`]. See [`Error`],
 //! [`Builder::on_error`] and [`FcgiService::fallible`].
 //!
+//! # Failure behaviour
+//!
+//! What a client sees when something goes wrong, and the test that pins it down
+//! (`tests/failures.rs`, `tests/security.rs`, `tests/semantics.rs`; the interop tests
+//! repeat the cases real backends can produce).
+//!
+//! | fault | outcome | test |
+//! |---|---|---|
+//! | connection refused, socket missing | 502 at once | `connection_refused_is_502_at_once` |
+//! | backend crash or EOF before the end of the head | 502 | `crash_before_head_is_502`, `eof_after_partial_head_is_502` |
+//! | crash or EOF in the middle of the body | body error: the client sees a broken response | `crash_mid_body_is_a_body_error` |
+//! | STDOUT ended, then EOF without END_REQUEST | complete response, connection not reused | `eof_after_stdout_end_without_end_request_is_complete` |
+//! | garbage, bad version, wrong request id, bad record lengths, web-server-only record types | 502, connection closed | `garbage_is_502_and_connection_closed`, `bad_version_is_502`, `wrong_request_id_is_502`, `record_longer_than_the_stream_is_502`, `invalid_end_request_length_is_502`, `web_server_record_types_from_the_app_are_502` |
+//! | END_REQUEST with FCGI_OVERLOADED / FCGI_CANT_MPX_CONN | 503 with `Retry-After` | `overloaded_is_503`, `cant_mpx_conn_is_503` |
+//! | END_REQUEST with FCGI_UNKNOWN_ROLE | 502, configuration hint in the log | `unknown_role_is_502_with_a_hint` |
+//! | END_REQUEST before any output | 502 | `end_request_without_output_is_502` |
+//! | unknown record type from the application | skipped and logged | `unknown_record_types_are_skipped` |
+//! | response head over the cap, invalid header, CR inside a value, folded line, invalid Status | 502 | `response_head_larger_than_the_cap_is_502`, `invalid_header_name_is_502`, `cr_inside_a_header_value_is_502`, `obs_fold_continuation_is_502`, `invalid_status_is_502` |
+//! | backend Content-Length disagrees with the body | body error | `backend_content_length_mismatch_is_a_body_error` |
+//! | backend Transfer-Encoding | dropped (with any Content-Length) | `backend_transfer_encoding_never_reaches_the_client` |
+//! | backend keeps sending after END_REQUEST | connection closed, not pooled | `data_after_end_request_closes_the_connection` |
+//! | STDERR flood | logged up to a cap, the rest counted; response unaffected | `stderr_flood_is_bounded_and_harmless` |
+//! | no response head in time / connect too slow | 504 | `response_head_timeout_is_504`, `connect_timeout_is_504` |
+//! | backend silent mid-body / total time exceeded | body error | `read_timeout_after_the_head_is_a_body_error`, `total_timeout_caps_a_streaming_body` |
+//! | backend stops reading the request body | 504 | `write_timeout_when_the_backend_stops_reading` |
+//! | all connections busy past the queue timeout | 503 | `queue_timeout_is_503` |
+//! | a slow client | never counted against the backend's read timeout | `read_timeout_does_not_count_a_slow_client` |
+//! | client goes away (body or future dropped) | backend connection closed at once, pool freed | `dropping_the_body_closes_the_backend_connection`, `dropping_the_future_before_the_head_closes_the_backend_connection` |
+//! | reused connection found closed before any response byte | retried once on a fresh connection (bodies in memory replay; a streamed body does not) | `stale_connection_retry_succeeds_on_a_fresh_connection`, `stale_pooled_connection_is_retried_once`, `streamed_body_is_not_replayed` |
+//! | request body over the limit / unknown length when refused | 413 / 411, backend never contacted | `unknown_length_policies` |
+//! | request headers over the parameter cap | 431 | `oversized_request_headers_are_431` |
+//! | path with NUL, CR/LF, backslash, encoded slash, `..` above the root | 400 or 404, never reaches the backend | `nul_and_line_breaks_in_the_path_are_400`, `traversal_never_escapes_the_document_root`, `cve_2019_11043_newline_in_path_info_is_refused` |
+//! | upload run as script (`/uploads/x.jpg/a.php`), symlink out of the root | 404 | `split_path_never_runs_an_upload`, `symlinks_out_of_the_root_are_refused` |
+//!
 //! # Security defaults
 //!
 //! The `Proxy` header never becomes HTTP_PROXY (httpoxy); header names containing `_`
