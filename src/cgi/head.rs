@@ -48,8 +48,10 @@ impl HeadParser {
             // Common case: the whole head sits in the first record; parse it in place.
             if let Some(end) = find_head_end(&data, 0) {
                 self.check_limit(end)?;
-                let head = parse_head(data.get(..end).unwrap_or_default())?;
-                return Ok(Some((head, data.slice(end..))));
+                let mut body = data;
+                let block = body.split_to(end.min(body.len()));
+                let head = parse_head(&block)?;
+                return Ok(Some((head, body)));
             }
             self.check_limit(data.len())?;
             self.buf.extend_from_slice(&data);
@@ -61,8 +63,9 @@ impl HeadParser {
         match find_head_end(&self.buf, from) {
             Some(end) => {
                 self.check_limit(end)?;
-                let head = parse_head(self.buf.get(..end).unwrap_or_default())?;
-                let rest = self.buf.split_off(end).freeze();
+                let block = self.buf.split_to(end.min(self.buf.len())).freeze();
+                let head = parse_head(&block)?;
+                let rest = self.buf.split().freeze();
                 Ok(Some((head, rest)))
             }
             None => {
@@ -116,8 +119,18 @@ fn invalid(message: impl Into<String>) -> Error {
     Error::msg(ErrorKind::InvalidResponseHead, message)
 }
 
-/// Parses a complete header block (ending with its blank line).
-fn parse_head(block: &[u8]) -> Result<ResponseHead, Error> {
+/// `part` (a subslice of `block`) as a zero-copy `Bytes`, or a copy if it is not one.
+fn shared(block: &Bytes, part: &[u8]) -> Bytes {
+    let offset = (part.as_ptr() as usize).wrapping_sub(block.as_ptr() as usize);
+    match offset.checked_add(part.len()) {
+        Some(end) if end <= block.len() => block.slice(offset..end),
+        _ => Bytes::copy_from_slice(part),
+    }
+}
+
+/// Parses a complete header block (ending with its blank line). Header values are
+/// slices of the block, not copies.
+fn parse_head(block: &Bytes) -> Result<ResponseHead, Error> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let parsed = match httparse::parse_headers(block, &mut slots) {
         Ok(httparse::Status::Complete((_, parsed))) => parsed,
@@ -144,7 +157,7 @@ fn parse_head(block: &[u8]) -> Result<ResponseHead, Error> {
         }
         let name = HeaderName::from_bytes(field.name.as_bytes())
             .map_err(|_| invalid(format!("invalid header name {:?}", field.name)))?;
-        let value = HeaderValue::from_bytes(value)
+        let value = HeaderValue::from_maybe_shared(shared(block, value))
             .map_err(|_| invalid(format!("invalid value for header {name}")))?;
         if name == header::CONTENT_LENGTH {
             let n = parse_content_length(value.as_bytes())?;
