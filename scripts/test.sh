@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite: installs the real FastCGI backends the interop tests talk to
+# (php-fpm, php-cgi, fcgiwrap from Debian; flup from PyPI) when they are missing, then
+# runs `cargo test` with FCGI_INTEROP=require so that a backend that is still missing
+# fails the run instead of being skipped. Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+as_root() {
+    if [[ $(id -u) == 0 ]]; then "$@"; else sudo "$@"; fi
+}
+
+missing=()
+command -v php-fpm >/dev/null 2>&1 || compgen -G '/usr/sbin/php-fpm*' >/dev/null || missing+=(php-fpm)
+command -v php-cgi >/dev/null 2>&1 || missing+=(php-cgi)
+command -v fcgiwrap >/dev/null 2>&1 || [[ -x /usr/sbin/fcgiwrap ]] || missing+=(fcgiwrap)
+if [[ ${#missing[@]} -gt 0 ]]; then
+    echo "scripts/test.sh: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    as_root apt-get install -y --no-install-recommends "${missing[@]}" \
+        || { as_root apt-get update && as_root apt-get install -y --no-install-recommends "${missing[@]}"; }
+fi
+
+if ! python3 -c 'import flup.server.fcgi' >/dev/null 2>&1; then
+    echo "scripts/test.sh: installing flup" >&2
+    python3 -m pip install --quiet flup \
+        || python3 -m pip install --quiet --break-system-packages flup
+fi
+
+export FCGI_INTEROP=require
+exec cargo test "$@"
