@@ -1,0 +1,141 @@
+//! Fuzzes the name-value pair code: `PairIter` over arbitrary bytes, `ParamsCollector`
+//! joining arbitrary pieces under a limit, and `ParamsEncoder` re-encoding what parsed.
+//!
+//! Input layout: byte 0 picks the collector's limit and byte 1 the piece size; the whole
+//! input (those two bytes included) is also parsed as name-value pairs.
+
+#![no_main]
+
+use bytes::BytesMut;
+use libfuzzer_sys::fuzz_target;
+use tower_fastcgi::proto::{
+    Decoder, MAX_PADDED_CONTENT_LEN, PairIter, ParamsCollector, ParamsEncoder, ProtoError, Record,
+    encoded_pair_len,
+};
+
+/// Parses `buf` with PairIter and checks the shape of the result: pairs are in-bounds,
+/// in order and non-overlapping; an error comes at most once, last; without an error the
+/// last pair ends exactly at the end of `buf`.
+fn parse(buf: &[u8]) -> (Vec<(&[u8], &[u8])>, bool) {
+    let base = buf.as_ptr() as usize;
+    let mut pairs = Vec::new();
+    let mut end = 0;
+    let mut iter = PairIter::new(buf);
+    while let Some(item) = iter.next() {
+        match item {
+            Ok((name, value)) => {
+                let name_at = name.as_ptr() as usize - base;
+                let value_at = value.as_ptr() as usize - base;
+                // Two to eight bytes of length prefixes, then name, then value.
+                assert!(name_at >= end + 2 && name_at <= end + 8);
+                assert_eq!(value_at, name_at + name.len());
+                end = value_at + value.len();
+                assert!(end <= buf.len());
+                pairs.push((name, value));
+            }
+            Err(err) => {
+                assert_eq!(err, ProtoError::TruncatedPair);
+                assert!(iter.next().is_none());
+                return (pairs, true);
+            }
+        }
+    }
+    assert_eq!(end, buf.len());
+    (pairs, false)
+}
+
+fuzz_target!(|input: &[u8]| {
+    let (pairs, truncated) = parse(input);
+
+    // ParamsCollector: pieces of the input under a limit; the pushes that fit are kept.
+    if let [limit_byte, piece_byte, ..] = *input {
+        let limit = usize::from(limit_byte) * 16;
+        let piece = usize::from(piece_byte % 64) + 1;
+        let mut collector = ParamsCollector::new(limit);
+        let mut kept = Vec::new();
+        for chunk in input.chunks(piece) {
+            let fits = kept.len() + chunk.len() <= limit;
+            match collector.push(chunk) {
+                Ok(()) => {
+                    assert!(fits);
+                    kept.extend_from_slice(chunk);
+                }
+                Err(err) => {
+                    assert!(!fits);
+                    assert_eq!(err, ProtoError::ParamsTooLarge { limit });
+                }
+            }
+        }
+        let joined = collector.finish();
+        assert_eq!(&joined[..], &kept[..]);
+        if kept.len() == input.len() {
+            // Joining the pieces back gives the same pairs as the original bytes.
+            assert_eq!(parse(&joined), (pairs.clone(), truncated));
+        }
+    }
+
+    // Pairs near the one-record limit without needing 64 KiB inputs: the first two
+    // non-empty values are also tried stretched (repeated) to an encoded size within 128
+    // bytes of 65528.
+    let stretched: Vec<(&[u8], Vec<u8>)> = pairs
+        .iter()
+        .filter(|(_, value)| !value.is_empty())
+        .take(2)
+        .zip(input.iter().rev())
+        .map(|(&(name, value), &offset)| {
+            let target = (MAX_PADDED_CONTENT_LEN + usize::from(offset)).saturating_sub(128);
+            let value_len = target.saturating_sub(name.len() + 8);
+            let value: Vec<u8> = value.iter().copied().cycle().take(value_len).collect();
+            (name, value)
+        })
+        .collect();
+
+    // ParamsEncoder: re-encode the parsed pairs; NUL and oversized pairs are refused, the
+    // rest come back whole, one record's content at a time.
+    let mut wire = BytesMut::new();
+    let mut accepted = Vec::new();
+    let mut encoder = ParamsEncoder::new(&mut wire, 1);
+    let all = pairs
+        .iter()
+        .copied()
+        .chain(stretched.iter().map(|(name, value)| (*name, &value[..])));
+    for (name, value) in all {
+        let result = encoder.push(name, value);
+        let len = encoded_pair_len(name.len(), value.len());
+        if name.contains(&0) || value.contains(&0) {
+            assert_eq!(result, Err(ProtoError::NulInParam));
+        } else if len > MAX_PADDED_CONTENT_LEN {
+            assert_eq!(result, Err(ProtoError::PairTooLarge { len }));
+        } else {
+            assert_eq!(result, Ok(()));
+            accepted.push((name, value));
+        }
+    }
+    encoder.finish();
+    assert_eq!(wire.len() % 8, 0);
+    let mut decoder = Decoder::new();
+    let mut got = Vec::new();
+    let mut ended = false;
+    while let Some(record) = decoder.decode(&mut wire).expect("encoder output decodes") {
+        let Record::Params {
+            request_id: 1,
+            data,
+        } = record
+        else {
+            panic!("unexpected {record:?}");
+        };
+        assert!(!ended, "records after the terminator");
+        ended = data.is_empty();
+        for pair in PairIter::new(&data) {
+            let (name, value) = pair.expect("no pair straddles two records");
+            got.push((name.to_vec(), value.to_vec()));
+        }
+    }
+    assert!(ended && wire.is_empty());
+    assert!(got.len() == accepted.len());
+    assert!(
+        got.iter()
+            .zip(&accepted)
+            .all(|(g, a)| g.0 == a.0 && g.1 == a.1)
+    );
+});
