@@ -1,0 +1,97 @@
+//! Support for interop tests against real FastCGI backends: php-fpm (TCP and Unix socket),
+//! `php-cgi -b`, flup's WSGIServer running `tests/fixtures/wsgi_app.py`, and fcgiwrap
+//! running the shell scripts of `tests/fixtures/cgi`.
+//!
+//! ```ignore
+//! mod support;
+//! use support::Kind;
+//!
+//! #[test]
+//! fn php_sees_the_method() {
+//!     let Some(php) = support::backend_or_skip(Kind::PhpFpmTcp) else { return };
+//!     let env = php.get("env").env();
+//!     assert_eq!(env.var("REQUEST_METHOD"), "GET");
+//! }
+//! ```
+//!
+//! A backend that is not installed skips the test with a loud message on stderr, unless
+//! `FCGI_INTEROP=require` (what `scripts/test.sh` sets), which turns it into a failure.
+//! `FCGI_INTEROP=skip` skips every interop test. A backend that is installed but does not
+//! start is always a failure. `FCGI_TEST_PATH` replaces the directories searched for the
+//! backend programs (`FCGI_TEST_PATH=/nonexistent` simulates a machine without them).
+#![allow(dead_code)]
+
+pub mod backends;
+pub mod dump;
+pub mod json;
+pub mod raw_client;
+
+pub use backends::{Addr, Backend, Kind, Options, Program, StartError};
+pub use dump::{EnvDump, sha256_hex, stream_pattern};
+pub use raw_client::{Conn, Params, Response};
+
+/// The interop policy from `FCGI_INTEROP`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Unset: run what is installed, skip the rest loudly.
+    SkipMissing,
+    /// `require`: a missing backend fails the test.
+    Require,
+    /// `skip`: skip every interop test.
+    SkipAll,
+}
+
+pub fn policy() -> Policy {
+    match std::env::var("FCGI_INTEROP").as_deref() {
+        Ok("require") => Policy::Require,
+        Ok("skip") => Policy::SkipAll,
+        _ => Policy::SkipMissing,
+    }
+}
+
+/// Starts `kind` with default [`Options`], or returns `None` (after a loud message) when
+/// it is not installed and `FCGI_INTEROP` is not `require`. Use as
+/// `let Some(backend) = support::backend_or_skip(kind) else { return };`.
+pub fn backend_or_skip(kind: Kind) -> Option<Backend> {
+    backend_or_skip_with(kind, Options::default())
+}
+
+/// [`backend_or_skip`] with options (workers, `pm.max_requests`, PHP settings, ...).
+pub fn backend_or_skip_with(kind: Kind, options: Options) -> Option<Backend> {
+    let policy = policy();
+    if policy == Policy::SkipAll {
+        skip_message(kind, "FCGI_INTEROP=skip");
+        return None;
+    }
+    match Backend::start(kind, options) {
+        Ok(backend) => Some(backend),
+        Err(StartError::Missing(what)) if policy == Policy::Require => panic!(
+            "FCGI_INTEROP=require, but {kind} cannot run: {what}\n\
+             Install the backends with scripts/test.sh (apt-get install php-fpm php-cgi \
+             fcgiwrap; python3 -m pip install flup)."
+        ),
+        Err(StartError::Missing(what)) => {
+            skip_message(
+                kind,
+                &format!("{} is not installed ({what})", kind.program().name()),
+            );
+            None
+        }
+        Err(StartError::Failed(why)) => panic!("{kind} is installed but did not start:\n{why}"),
+    }
+}
+
+/// Whether `program` is installed (and not hidden by `FCGI_TEST_PATH`).
+pub fn is_installed(program: Program) -> bool {
+    backends::locate(program).is_ok()
+}
+
+fn skip_message(kind: Kind, why: &str) {
+    let current = std::thread::current();
+    let test = current.name().unwrap_or("(unnamed test)");
+    let line = "#".repeat(78);
+    eprintln!(
+        "\n{line}\n## SKIPPED interop test {test} [{kind}]: {why}\n\
+         ## run scripts/test.sh to install the backends (FCGI_INTEROP=require makes this fail)\n{line}\n"
+    );
+}

@@ -1,0 +1,517 @@
+//! A small blocking FastCGI client built on `tower_fastcgi::proto`, to talk to the real
+//! backends without going through `FcgiService`.
+//!
+//! It writes STDIN from a second thread while it reads the response, so a backend that
+//! echoes while it is still reading (flup) cannot deadlock it.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::thread;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tower_fastcgi::proto::{
+    BeginRequest, Decoder, EndRequest, NULL_REQUEST_ID, ParamsEncoder, ProtocolStatus, Record,
+    RecordType, Role, encode_begin_request, encode_stream, encode_stream_chunk,
+};
+
+use super::backends::Addr;
+use super::dump::EnvDump;
+
+/// Read and write timeout of new connections: a test never hangs longer than this on I/O.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// FastCGI parameters in order; names may repeat ([`Params::append`]), as nginx 1.22 sends
+/// repeated request headers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Params(Vec<(Vec<u8>, Vec<u8>)>);
+
+impl Params {
+    pub fn new() -> Params {
+        Params::default()
+    }
+
+    /// Sets `name` to `value`, replacing every earlier pair with that name.
+    pub fn set(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> &mut Params {
+        self.remove(name.as_ref());
+        self.append(name, value)
+    }
+
+    /// Adds a pair even if the name is already there.
+    pub fn append(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> &mut Params {
+        self.0
+            .push((name.as_ref().to_vec(), value.as_ref().to_vec()));
+        self
+    }
+
+    /// Removes every pair named `name`.
+    pub fn remove(&mut self, name: impl AsRef<[u8]>) -> &mut Params {
+        let name = name.as_ref();
+        self.0.retain(|(n, _)| n != name);
+        self
+    }
+
+    /// The last value of `name`.
+    pub fn get(&self, name: impl AsRef<[u8]>) -> Option<&[u8]> {
+        let name = name.as_ref();
+        self.0
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// The last value of `name`, if it is UTF-8.
+    pub fn get_str(&self, name: impl AsRef<[u8]>) -> Option<&str> {
+        self.get(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.0.iter().map(|(n, v)| (n.as_slice(), v.as_slice()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A TCP or Unix stream.
+#[derive(Debug)]
+pub enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    pub fn connect(addr: &Addr) -> io::Result<Stream> {
+        let stream = match addr {
+            Addr::Tcp(addr) => {
+                let stream = TcpStream::connect(addr)?;
+                stream.set_nodelay(true)?;
+                Stream::Tcp(stream)
+            }
+            Addr::Unix(path) => Stream::Unix(UnixStream::connect(path)?),
+        };
+        stream.set_timeouts(Some(DEFAULT_TIMEOUT))?;
+        Ok(stream)
+    }
+
+    pub fn try_clone(&self) -> io::Result<Stream> {
+        Ok(match self {
+            Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
+            Stream::Unix(s) => Stream::Unix(s.try_clone()?),
+        })
+    }
+
+    /// Read and write timeouts (`None`: block forever).
+    pub fn set_timeouts(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => {
+                s.set_read_timeout(timeout)?;
+                s.set_write_timeout(timeout)
+            }
+            Stream::Unix(s) => {
+                s.set_read_timeout(timeout)?;
+                s.set_write_timeout(timeout)
+            }
+        }
+    }
+
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.shutdown(how),
+            Stream::Unix(s) => s.shutdown(how),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.flush(),
+            Stream::Unix(s) => s.flush(),
+        }
+    }
+}
+
+/// What the application answered to one request.
+#[derive(Debug)]
+pub struct Response {
+    /// All FCGI_STDOUT bytes: the CGI response head and body.
+    pub stdout: Vec<u8>,
+    /// All FCGI_STDERR bytes.
+    pub stderr: Vec<u8>,
+    /// The FCGI_END_REQUEST body.
+    pub end: EndRequest,
+    /// Set when writing STDIN failed (the application ended the request, or closed the
+    /// connection, before it read the whole body).
+    pub stdin_error: Option<io::Error>,
+    /// Management records received meanwhile (UNKNOWN_TYPE, GET_VALUES_RESULT, ...).
+    pub other_records: Vec<Record>,
+}
+
+impl Response {
+    /// The response head as (name, value) pairs, in order. Lines may end in CRLF or LF.
+    pub fn headers(&self) -> Vec<(String, String)> {
+        self.split().0
+    }
+
+    /// The first header named `name` (ASCII case-insensitive).
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers()
+            .into_iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// Every header named `name` (ASCII case-insensitive), e.g. all Set-Cookie values.
+    pub fn header_all(&self, name: &str) -> Vec<String> {
+        self.headers()
+            .into_iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    /// The CGI status: the number of the Status header, 302 for a Location without
+    /// Status, else 200.
+    pub fn status(&self) -> u16 {
+        if let Some(status) = self.header("Status") {
+            let code = status.split_whitespace().next().unwrap_or("");
+            return code
+                .parse()
+                .unwrap_or_else(|_| panic!("invalid Status header {status:?}"));
+        }
+        if self.header("Location").is_some() {
+            302
+        } else {
+            200
+        }
+    }
+
+    /// The body: the STDOUT bytes after the head's empty line (all of STDOUT if there is none).
+    pub fn body(&self) -> &[u8] {
+        self.split().1
+    }
+
+    /// STDOUT as text (lossy), for messages and `contains` checks.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// STDERR as text (lossy).
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+
+    /// The body of an `env` fixture, parsed; panics (showing STDOUT and STDERR) if it is not one.
+    pub fn env(&self) -> EnvDump {
+        EnvDump::parse(self.body()).unwrap_or_else(|e| {
+            panic!(
+                "not an env fixture answer ({e})\n---- stdout ----\n{}\n---- stderr ----\n{}",
+                self.text(),
+                self.stderr_text()
+            )
+        })
+    }
+
+    fn split(&self) -> (Vec<(String, String)>, &[u8]) {
+        let mut headers = Vec::new();
+        let mut rest: &[u8] = &self.stdout;
+        loop {
+            let Some(eol) = rest.iter().position(|&b| b == b'\n') else {
+                // No empty line: not a CGI response; everything is body.
+                return (Vec::new(), &self.stdout);
+            };
+            let line = &rest[..eol];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            rest = &rest[eol + 1..];
+            if line.is_empty() {
+                return (headers, rest);
+            }
+            let line = String::from_utf8_lossy(line);
+            match line.split_once(':') {
+                Some((name, value)) => headers.push((name.to_owned(), value.trim().to_owned())),
+                None => headers.push((line.into_owned(), String::new())),
+            }
+        }
+    }
+}
+
+/// A connection to a backend.
+#[derive(Debug)]
+pub struct Conn {
+    stream: Stream,
+    decoder: Decoder,
+    buf: BytesMut,
+    /// Set once the connection is in an unknown state (an interrupted write or read).
+    broken: bool,
+}
+
+impl Conn {
+    pub fn connect(addr: &Addr) -> io::Result<Conn> {
+        Ok(Conn {
+            stream: Stream::connect(addr)?,
+            decoder: Decoder::new(),
+            buf: BytesMut::with_capacity(64 * 1024),
+            broken: false,
+        })
+    }
+
+    /// Read and write timeouts (default [`DEFAULT_TIMEOUT`]).
+    pub fn set_timeouts(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.stream.set_timeouts(timeout)
+    }
+
+    /// The underlying stream, e.g. to shut it down.
+    pub fn stream(&self) -> &Stream {
+        &self.stream
+    }
+
+    /// Whether an earlier request left the connection in an unknown state.
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// One Responder request with FCGI_KEEP_CONN and request id 1.
+    pub fn request(&mut self, params: &Params, stdin: &[u8]) -> io::Result<Response> {
+        self.request_with(1, true, params, stdin)
+    }
+
+    /// One Responder request: BEGIN_REQUEST, PARAMS, STDIN (written by a second thread
+    /// while this one reads), then records until this request's END_REQUEST.
+    pub fn request_with(
+        &mut self,
+        request_id: u16,
+        keep_conn: bool,
+        params: &Params,
+        stdin: &[u8],
+    ) -> io::Result<Response> {
+        let mut head = BytesMut::new();
+        encode_begin_request(
+            &mut head,
+            request_id,
+            BeginRequest {
+                role: Role::Responder,
+                keep_conn,
+            },
+        );
+        let mut encoder = ParamsEncoder::new(&mut head, request_id);
+        for (name, value) in params.iter() {
+            encoder
+                .push(name, value)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        }
+        encoder.finish();
+
+        let mut writer = self.stream.try_clone()?;
+        let result = thread::scope(|scope| {
+            let written = scope.spawn(move || write_request(&mut writer, &head, request_id, stdin));
+            let response = self.read_response(request_id);
+            if response.is_ok() && !written.is_finished() {
+                // The application answered without reading all of STDIN: unblock the writer.
+                let _ = self.stream.shutdown(Shutdown::Write);
+                self.broken = true;
+            }
+            let written = written
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the STDIN writer thread panicked")));
+            (response, written)
+        });
+        match result {
+            (Ok(mut response), written) => {
+                if let Err(e) = written {
+                    self.broken = true;
+                    response.stdin_error = Some(e);
+                }
+                Ok(response)
+            }
+            (Err(read_error), Err(write_error)) => {
+                self.broken = true;
+                Err(io::Error::new(
+                    read_error.kind(),
+                    format!("{read_error} (and writing the request failed: {write_error})"),
+                ))
+            }
+            (Err(read_error), Ok(())) => {
+                self.broken = true;
+                Err(read_error)
+            }
+        }
+    }
+
+    /// FCGI_GET_VALUES for `names`; returns the pairs of the GET_VALUES_RESULT.
+    pub fn get_values(&mut self, names: &[&str]) -> io::Result<Vec<(String, String)>> {
+        let mut query = BytesMut::new();
+        let mut encoder =
+            ParamsEncoder::with_type(&mut query, RecordType::GetValues, NULL_REQUEST_ID);
+        for name in names {
+            encoder
+                .push(name.as_bytes(), b"")
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        }
+        encoder.finish_record();
+        self.stream.write_all(&query)?;
+        loop {
+            match self.read_record()? {
+                Some(Record::GetValuesResult { data }) => {
+                    let pairs = tower_fastcgi::proto::PairIter::new(&data)
+                        .map(|pair| {
+                            pair.map(|(n, v)| {
+                                (
+                                    String::from_utf8_lossy(n).into_owned(),
+                                    String::from_utf8_lossy(v).into_owned(),
+                                )
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                    return Ok(pairs);
+                }
+                Some(other) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("expected GET_VALUES_RESULT, got {other:?}"),
+                    ));
+                }
+                None => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "connection closed before GET_VALUES_RESULT",
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Writes raw bytes (hand-made records for protocol tests).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)?;
+        self.stream.flush()
+    }
+
+    /// The next record, or `None` at a clean end of the connection.
+    pub fn read_record(&mut self) -> io::Result<Option<Record>> {
+        loop {
+            match self.decoder.decode(&mut self.buf) {
+                Ok(Some(record)) => return Ok(Some(record)),
+                Ok(None) => {}
+                Err(e) => {
+                    self.broken = true;
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string()));
+                }
+            }
+            let mut chunk = [0u8; 64 * 1024];
+            let n = self.stream.read(&mut chunk)?;
+            if n == 0 {
+                if self.buf.is_empty() && self.decoder.is_between_records() {
+                    return Ok(None);
+                }
+                self.broken = true;
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "connection closed inside a record ({} bytes pending)",
+                        self.buf.len()
+                    ),
+                ));
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    fn read_response(&mut self, request_id: u16) -> io::Result<Response> {
+        let mut response = Response {
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            end: EndRequest {
+                app_status: 0,
+                protocol_status: ProtocolStatus::RequestComplete,
+            },
+            stdin_error: None,
+            other_records: Vec::new(),
+        };
+        loop {
+            let record = self.read_record()?.ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "connection closed before END_REQUEST ({} stdout bytes, stderr {:?})",
+                        response.stdout.len(),
+                        String::from_utf8_lossy(&response.stderr)
+                    ),
+                )
+            })?;
+            if record.request_id() != request_id && record.request_id() != NULL_REQUEST_ID {
+                self.broken = true;
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "record for request {} while waiting for {request_id}: {record:?}",
+                        record.request_id()
+                    ),
+                ));
+            }
+            match record {
+                Record::Stdout { data, .. } => response.stdout.extend_from_slice(&data),
+                Record::Stderr { data, .. } => response.stderr.extend_from_slice(&data),
+                Record::EndRequest { body, .. } => {
+                    response.end = body;
+                    return Ok(response);
+                }
+                other => response.other_records.push(other),
+            }
+        }
+    }
+}
+
+/// BEGIN_REQUEST and PARAMS, then STDIN in records of at most 64 KiB, then the empty STDIN.
+fn write_request(
+    stream: &mut Stream,
+    head: &[u8],
+    request_id: u16,
+    stdin: &[u8],
+) -> io::Result<()> {
+    stream.write_all(head)?;
+    let mut rest = stdin;
+    let mut out = BytesMut::with_capacity(256 * 1024);
+    while !rest.is_empty() {
+        // Batch a few records per write.
+        while !rest.is_empty() && out.len() < 192 * 1024 {
+            let n = encode_stream_chunk(&mut out, RecordType::Stdin, request_id, rest);
+            rest = &rest[n..];
+        }
+        stream.write_all(&out)?;
+        out.clear();
+    }
+    encode_stream(&mut out, RecordType::Stdin, request_id, b"");
+    stream.write_all(&out)?;
+    stream.flush()
+}
+
+/// One request on a new connection without FCGI_KEEP_CONN: request id 1.
+pub fn request(addr: &Addr, params: &Params, stdin: &[u8]) -> io::Result<Response> {
+    let mut conn = Conn::connect(addr)?;
+    conn.request_with(1, false, params, stdin)
+}
