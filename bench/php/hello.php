@@ -1,0 +1,3 @@
+<?php
+// tiny: 13 bytes, no Content-Length (php-fpm's default; gateways answer chunked)
+echo "Hello, world!";
