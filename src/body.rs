@@ -1,8 +1,10 @@
 //! [`FcgiBody`]: the response body, streamed from STDOUT as the client consumes it.
 
 use std::fmt;
+use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -158,6 +160,55 @@ impl StreamState {
                 );
                 Poll::Ready(Some(Err(err)))
             }
+        }
+    }
+}
+
+impl Drop for StreamState {
+    /// hyper's HTTP/1 server stops polling a body (and drops it) as soon as it has written
+    /// Content-Length bytes, so a backend response with a Content-Length is normally
+    /// dropped with END_REQUEST still unread, which used to close a good keep-alive
+    /// connection after every such response. When the client got the whole body, read the
+    /// backend's last records in the background and pool the connection; otherwise (the
+    /// client went away mid-body, or the body is not length-delimited) close it at once.
+    fn drop(&mut self) {
+        let Some(exchange) = self.exchange.take() else {
+            return;
+        };
+        if self.pending.is_some() || self.expected != Some(self.received) {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(finish_after_full_body(exchange, self.pool.clone()));
+        }
+    }
+}
+
+/// How long a response whose body was delivered whole waits for END_REQUEST before its
+/// connection is closed instead of pooled. Backends send it right after the last STDOUT
+/// record; this only bounds one that keeps running after its output.
+const FINISH_GRACE: Duration = Duration::from_secs(1);
+
+/// Reads what follows a complete length-delimited body (the STDOUT terminator, STDERR,
+/// END_REQUEST) and returns the connection to the pool if the exchange ended cleanly.
+async fn finish_after_full_body(mut exchange: Exchange, pool: Pool) {
+    let next = tokio::time::timeout(FINISH_GRACE, poll_fn(|cx| exchange.poll_event(cx))).await;
+    match next {
+        Ok(Ok(Event::End(_))) => {
+            if let Some(conn) = exchange.into_reusable() {
+                pool.checkin(conn);
+            }
+        }
+        Ok(Ok(Event::Stdout(_))) => {
+            tracing::debug!(
+                "the backend sent more than its Content-Length; closing the connection"
+            );
+        }
+        Ok(Err(err)) => {
+            tracing::debug!(error = %err, "finishing a delivered FastCGI response failed");
+        }
+        Err(_) => {
+            tracing::debug!("no END_REQUEST after a delivered response; closing the connection");
         }
     }
 }
