@@ -293,10 +293,14 @@ fn decode_whole(wire: &[u8]) -> Outcome {
 }
 
 type StreamKey = (u8, u16);
+/// Per stream: the concatenated payload and the number of empty records.
+type Streams = BTreeMap<StreamKey, (Vec<u8>, usize)>;
+/// Name-value pairs, raw.
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Stream view of a record sequence: per (type, id), the concatenated payload and the
 /// number of empty (end-of-stream) records; plus the fixed-size records in order.
-fn stream_view(records: &[Record]) -> (BTreeMap<StreamKey, (Vec<u8>, usize)>, Vec<Record>) {
+fn stream_view(records: &[Record]) -> (Streams, Vec<Record>) {
     let mut streams: BTreeMap<StreamKey, (Vec<u8>, usize)> = BTreeMap::new();
     let mut fixed = Vec::new();
     for record in records {
@@ -463,7 +467,7 @@ fn reference_decode(raws: &[RawRecord], len: usize) -> (Vec<Record>, Option<Prot
 
 /// A straightforward index-based reading of FastCGI 1.0 §3.4: the pairs in `buf`, and
 /// whether it ended inside a pair.
-fn reference_pairs(buf: &[u8]) -> (Vec<(Vec<u8>, Vec<u8>)>, bool) {
+fn reference_pairs(buf: &[u8]) -> (Pairs, bool) {
     fn read_len(buf: &[u8], at: &mut usize) -> Option<u64> {
         let first = *buf.get(*at)?;
         if first < 0x80 {
@@ -500,7 +504,7 @@ fn reference_pairs(buf: &[u8]) -> (Vec<(Vec<u8>, Vec<u8>)>, bool) {
 }
 
 /// PairIter's view of `buf` in the same shape, checking that it fails at most once, last.
-fn crate_pairs(buf: &[u8]) -> (Vec<(Vec<u8>, Vec<u8>)>, bool) {
+fn crate_pairs(buf: &[u8]) -> (Pairs, bool) {
     let mut pairs = Vec::new();
     let mut iter = PairIter::new(buf);
     while let Some(item) = iter.next() {

@@ -373,35 +373,30 @@ impl Conn {
         }
         encoder.finish_record();
         self.stream.write_all(&query)?;
-        loop {
-            match self.read_record()? {
-                Some(Record::GetValuesResult { data }) => {
-                    let pairs = tower_fastcgi::proto::PairIter::new(&data)
-                        .map(|pair| {
-                            pair.map(|(n, v)| {
-                                (
-                                    String::from_utf8_lossy(n).into_owned(),
-                                    String::from_utf8_lossy(v).into_owned(),
-                                )
-                            })
+        // One record answers the query; anything else is an error.
+        match self.read_record()? {
+            Some(Record::GetValuesResult { data }) => {
+                let pairs = tower_fastcgi::proto::PairIter::new(&data)
+                    .map(|pair| {
+                        pair.map(|(n, v)| {
+                            (
+                                String::from_utf8_lossy(n).into_owned(),
+                                String::from_utf8_lossy(v).into_owned(),
+                            )
                         })
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-                    return Ok(pairs);
-                }
-                Some(other) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("expected GET_VALUES_RESULT, got {other:?}"),
-                    ));
-                }
-                None => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "connection closed before GET_VALUES_RESULT",
-                    ));
-                }
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                Ok(pairs)
             }
+            Some(other) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("expected GET_VALUES_RESULT, got {other:?}"),
+            )),
+            None => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed before GET_VALUES_RESULT",
+            )),
         }
     }
 
