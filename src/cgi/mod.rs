@@ -323,6 +323,18 @@ pub(crate) fn route<'a>(cfg: &'a CgiConfig, mount: Mount<'a>) -> Result<Route<'a
     }
 }
 
+/// Most internal re-dispatches of one request for RFC 3875 local redirects (lighttpd
+/// uses the same limit).
+pub(crate) const MAX_LOCAL_REDIRECTS: usize = 5;
+
+/// Marks a response that is an RFC 3875 local redirect (`Location: /path`, no Status) the
+/// caller must dispatch itself; it carries the redirected request (GET, no body). Only
+/// set on requests whose script the caller resolved (`FcgiService::call_resolved`, used
+/// by PhpSite), so that the target passes the caller's rules too.
+#[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "php"), allow(dead_code))]
+pub(crate) struct LocalRedirect(pub(crate) Parts);
+
 /// A script found under a document root (by [`DocumentRoot::resolve`] or chosen as a
 /// front controller).
 #[derive(Debug, Clone)]

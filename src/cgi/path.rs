@@ -264,11 +264,15 @@ impl DocumentRoot {
             if !std::fs::metadata(&candidate).is_ok_and(|m| m.is_file()) {
                 continue;
             }
+            // Checked for static index files too: `/dir/` must not serve a
+            // `dir/index.html` that is a symlink out of the root when `/dir/index.html`
+            // would be refused.
+            if !self.is_inside_root(&candidate) {
+                tracing::warn!(path = %candidate.display(), "refusing an index file that resolves outside the document root");
+                return Resolution::NotFound;
+            }
             if !self.scripts.matches(index.as_bytes()) {
                 return Resolution::StaticFile(candidate);
-            }
-            if !self.is_inside_root(&candidate) {
-                return Resolution::NotFound;
             }
             let mut script = join_segments(&segments);
             script.push(b'/');

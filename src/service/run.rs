@@ -13,7 +13,9 @@ use super::Inner;
 use crate::body::FcgiBody;
 use crate::cgi::env::{self, RequestInfo, Target};
 use crate::cgi::head::{HeadParser, ResponseHead};
-use crate::cgi::{self, ConnectionInfo, Mount, Resolved, Route, ScriptMode};
+use crate::cgi::{
+    self, ConnectionInfo, LocalRedirect, MAX_LOCAL_REDIRECTS, Mount, Resolved, Route, ScriptMode,
+};
 use crate::client::exchange::{Deadlines, Event, Exchange, REQUEST_ID};
 use crate::client::upload::{self, Upload};
 use crate::error::{BoxError, Error, ErrorKind};
@@ -57,6 +59,8 @@ where
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let mount = Mount::of(&parts);
+    // A caller that resolved the script itself (PhpSite) also routes local redirects.
+    let caller_routes = resolved.is_some();
     let target = match (resolved, &inner.cgi.mode) {
         (Some(resolved), ScriptMode::DocumentRoot(root)) => {
             cgi::script_target(root, mount, resolved)?
@@ -86,6 +90,17 @@ where
         let Some(redirected) = redirected_request(&parts, mount, &head) else {
             break; // outside this service's mount: pass the 302 on
         };
+        if caller_routes {
+            // Routing the target here would skip the caller's rules (PhpSite's deny list,
+            // dotfiles, static files, front controller): `Location: /conf/local.php` would
+            // run a denied script. Hand the redirect back for the caller to dispatch.
+            drain(&inner, exchange, rest.len()).await;
+            let mut res = Response::new(FcgiBody::empty());
+            *res.status_mut() = head.status;
+            *res.headers_mut() = head.headers;
+            res.extensions_mut().insert(LocalRedirect(redirected));
+            return Ok(res);
+        }
         hops += 1;
         if hops > MAX_LOCAL_REDIRECTS {
             return Err(Error::msg(
@@ -109,9 +124,6 @@ where
     }
     build_response(&inner, &parts.method, exchange, head, rest).await
 }
-
-/// Most internal re-dispatches for one request (lighttpd uses the same limit).
-const MAX_LOCAL_REDIRECTS: usize = 5;
 
 fn script_target<'a>(inner: &'a Inner, mount: Mount<'a>) -> Result<Target<'a>, Error> {
     match cgi::route(&inner.cgi, mount)? {

@@ -15,7 +15,8 @@
 //!
 //! Responses can then be rewritten: `X-Sendfile`/`X-Accel-Redirect` hand a file under an
 //! allow-listed directory to the gateway, and backend error statuses can be replaced by
-//! the application's own error page.
+//! the application's own error page. An RFC 3875 local redirect (`Location: /path`
+//! without `Status`) is dispatched like a GET for that path, through the same steps.
 
 mod sendfile;
 
@@ -35,7 +36,7 @@ use tower_service::Service;
 
 use crate::body::FcgiBody;
 use crate::cgi::path::{CleanPath, DocumentRoot, Resolution};
-use crate::cgi::{self, Mount, Resolved};
+use crate::cgi::{self, LocalRedirect, MAX_LOCAL_REDIRECTS, Mount, Resolved};
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::service::{Builder, FcgiService, ResponseFuture};
 use sendfile::SendfileDir;
@@ -192,6 +193,33 @@ impl SiteInner {
         B::Error: Into<BoxError>,
     {
         let (parts, body) = req.into_parts();
+        let mut res = self.dispatch(parts, body).await;
+        // RFC 3875 local redirects (`Location: /path`, no Status) come back from the
+        // FastCGI service unfollowed, so that the new path passes the same rules as a
+        // request for it: deny list, dotfiles, static files, front controller.
+        let mut hops = 0;
+        while let Some(LocalRedirect(next)) = res.extensions_mut().remove::<LocalRedirect>() {
+            hops += 1;
+            if hops > MAX_LOCAL_REDIRECTS {
+                let err = Error::msg(
+                    ErrorKind::InvalidResponseHead,
+                    format!("more than {MAX_LOCAL_REDIRECTS} local redirects"),
+                );
+                return self.fcgi.error_response(&err);
+            }
+            // A GET without a body (String::new() is an empty body).
+            res = self.dispatch(next, String::new()).await;
+        }
+        res
+    }
+
+    /// Serves one request: refused, a static file, or a script (with its response rewritten).
+    async fn dispatch<B>(&self, parts: Parts, body: B) -> Response<FcgiBody>
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
         match self.decide(&parts) {
             Decision::Refuse(err) => self.fcgi.error_response(&err),
             Decision::Static(file) => {
