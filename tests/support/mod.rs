@@ -25,6 +25,7 @@ pub mod backends;
 pub mod dump;
 pub mod json;
 pub mod raw_client;
+pub mod web;
 
 pub use backends::{Addr, Backend, Kind, Options, Program, StartError};
 pub use dump::{EnvDump, sha256_hex, stream_pattern};
