@@ -12,6 +12,11 @@
 //! Throughput is reported in wire bytes per second. A counting global allocator reports,
 //! once and outside the timed loops, how many heap allocations one iteration makes.
 //!
+//! * `cgi/env_browser_post`: the CGI environment (application mode, default settings) for
+//!   the same browser POST as an `http::Request`, encoded as PARAMS.
+//! * `cgi/head_php`: parsing php-fpm's first STDOUT record (six headers and the start of
+//!   the HTML) into a response head.
+//!
 //! Run with `cargo bench --bench codec` (add `-- --warm-up-time 1 --measurement-time 3`
 //! for a quick run).
 
@@ -287,5 +292,78 @@ fn bench_decode(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_encode, bench_decode);
+// ---------------------------------------------------------------------------------------
+// (c) The CGI layer: request parts → PARAMS, STDOUT → response head
+// ---------------------------------------------------------------------------------------
+
+/// The browser POST of `php_params`, as an `http::Request` the service would receive.
+fn browser_request() -> http::request::Parts {
+    let mut req = http::Request::builder()
+        .method("POST")
+        .uri("/products/category/running-shoes?page=2&sort=price_desc&filter%5Bbrand%5D=acme")
+        .header("host", "shop.example.com");
+    for (name, value) in php_params() {
+        let Some(header) = name.strip_prefix("HTTP_") else {
+            continue;
+        };
+        if header == "HOST" {
+            continue;
+        }
+        req = req.header(header.replace('_', "-").to_ascii_lowercase(), value);
+    }
+    req.body(()).expect("valid request").into_parts().0
+}
+
+/// What php-fpm sends first for a session page: the head and the start of the HTML.
+const PHP_HEAD: &[u8] = b"X-Powered-By: PHP/8.2.31\r\n\
+Set-Cookie: PHPSESSID=9f86d081884c7d659a2feaa0c55ad015; path=/; HttpOnly\r\n\
+Expires: Thu, 19 Nov 1981 08:52:00 GMT\r\n\
+Cache-Control: no-store, no-cache, must-revalidate\r\n\
+Pragma: no-cache\r\n\
+Content-type: text/html; charset=UTF-8\r\n\r\n\
+<!DOCTYPE html><html><head><title>Running shoes</title></head><body>";
+
+fn bench_cgi(c: &mut Criterion) {
+    use tower_fastcgi::bench_hooks::{encode_request_params, parse_response_head};
+
+    let parts = browser_request();
+    let mut dst = BytesMut::with_capacity(4096);
+    let params_len = encode_request_params(&parts, Some(1024), &mut dst).expect("maps");
+    let allocs = allocations_per_iteration(10_000, || {
+        dst.clear();
+        black_box(encode_request_params(&parts, Some(1024), &mut dst));
+    });
+    println!(
+        "cgi/env_browser_post: {} request headers -> {params_len} bytes of PARAMS; \
+         {allocs:.2} allocations per request (reused BytesMut)",
+        parts.headers.len()
+    );
+
+    let stdout = bytes::Bytes::from_static(PHP_HEAD);
+    let (headers, rest) = parse_response_head(stdout.clone()).expect("valid head");
+    let head_allocs = allocations_per_iteration(10_000, || {
+        black_box(parse_response_head(stdout.clone()));
+    });
+    println!(
+        "cgi/head_php: {} bytes, {headers} headers, {rest} body bytes after the head; \
+         {head_allocs:.2} allocations per response",
+        PHP_HEAD.len()
+    );
+
+    let mut group = c.benchmark_group("cgi");
+    group.throughput(Throughput::Bytes(params_len as u64));
+    group.bench_function("env_browser_post", |b| {
+        b.iter(|| {
+            dst.clear();
+            encode_request_params(black_box(&parts), Some(1024), &mut dst)
+        })
+    });
+    group.throughput(Throughput::Bytes(PHP_HEAD.len() as u64));
+    group.bench_function("head_php", |b| {
+        b.iter(|| parse_response_head(black_box(stdout.clone())))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_encode, bench_decode, bench_cgi);
 criterion_main!(benches);

@@ -132,6 +132,8 @@
 
 pub mod proto;
 
+#[doc(hidden)]
+pub mod bench_hooks;
 mod body;
 mod cgi;
 mod client;

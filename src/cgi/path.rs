@@ -89,6 +89,7 @@ impl<'a> CleanPath<'a> {
     }
 
     /// The normalised path bytes.
+    #[cfg_attr(not(feature = "php"), allow(dead_code))]
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.path
     }

@@ -89,6 +89,7 @@ impl fmt::Display for BuildError {
 impl std::error::Error for BuildError {}
 
 impl BuildError {
+    #[cfg(feature = "php")]
     pub(crate) fn new(message: impl Into<String>) -> BuildError {
         BuildError(message.into())
     }

@@ -129,6 +129,7 @@ impl FcgiService {
     }
 
     /// Runs a script already resolved under the document root (for [`PhpSite`](crate::PhpSite)).
+    #[cfg(feature = "php")]
     pub(crate) fn call_resolved<B>(
         &self,
         req: Request<B>,
@@ -143,6 +144,7 @@ impl FcgiService {
     }
 
     /// The document root, in document-root mode.
+    #[cfg(feature = "php")]
     pub(crate) fn document_root(&self) -> Option<&crate::cgi::path::DocumentRoot> {
         match &self.inner.cgi.mode {
             crate::cgi::ScriptMode::DocumentRoot(root) => Some(root),
