@@ -234,6 +234,18 @@ impl Pool {
                 },
             };
             match grant {
+                Grant::Conn(conn) if !allow_idle => {
+                    // A retry asked for a new connection, but at capacity a waiter is
+                    // handed whichever connection is released next: usually a kept-alive
+                    // one, which may be just as stale as the one that failed (php-fpm
+                    // recycles workers in bursts), and the retry would then fail with a
+                    // 502. Close it and open a fresh one on its capacity.
+                    let conn = self.connect(conn.into_lease()).await?;
+                    return Ok(Checkout {
+                        conn,
+                        reused: false,
+                    });
+                }
                 Grant::Conn(conn) => {
                     if conn.probe_alive() {
                         self.inner.reused.fetch_add(1, Ordering::Relaxed);

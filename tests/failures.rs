@@ -697,6 +697,48 @@ async fn stale_connection_retry_succeeds_on_a_fresh_connection() {
 }
 
 #[tokio::test]
+async fn stale_retry_at_capacity_gets_a_fresh_connection() {
+    // Every connection serves one request and hangs up on the next one once it was sent
+    // (php-fpm recycling workers in a burst). With one connection allowed and a request
+    // queued behind the one that meets the stale connection, the retry waits for capacity,
+    // and what is released next is the queued request's kept-alive connection, which the
+    // backend will hang up on too: the retry must open a fresh connection instead.
+    // (Found by tests/interop_load.rs against php-fpm with pm.max_requests = 10.)
+    let fake = fake(|mut req, w| async move {
+        if req.nth_on_connection >= 1 {
+            req.drain_stdin().await?;
+            return Ok((req, w, After::Close));
+        }
+        answer(req, w, "Content-Type: text/plain", b"served").await
+    })
+    .await;
+    let svc = fake.builder().max_connections(1).build();
+    assert!(body(send(&svc, get("/")).await).await.is_ok());
+    // On this single-threaded runtime `a` runs first and takes the idle connection; `b`
+    // queues; `a`'s retry queues behind `b`.
+    let request = |path: &'static str| {
+        let svc = svc.clone();
+        tokio::spawn(async move {
+            let res = send(&svc, get(path)).await;
+            (res.status(), body(res).await.ok())
+        })
+    };
+    let (a, b) = (request("/a"), request("/b"));
+    for (name, task) in [("a", a), ("b", b)] {
+        let (status, body) = task.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{name}");
+        assert_eq!(body.as_deref(), Some(&b"served"[..]), "{name}");
+    }
+    let stats = svc.pool_stats();
+    assert_eq!(stats.stale_retries, 1, "{stats:?}");
+    assert_eq!(
+        fake.connections(),
+        3,
+        "the retry used a connection of its own"
+    );
+}
+
+#[tokio::test]
 async fn streamed_body_is_not_replayed() {
     let fake = fake(|mut req, w| async move {
         // Hang up on any request with a body, after reading a little of it.

@@ -43,6 +43,11 @@ impl Connection {
         }
     }
 
+    /// Closes the connection but keeps the pool capacity it occupied.
+    pub(crate) fn into_lease(self) -> Lease {
+        self._lease
+    }
+
     pub(crate) fn stream(&self) -> &Stream {
         &self.stream
     }
