@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: installs the real FastCGI backends the interop tests talk to
-# (php-fpm, php-cgi, fcgiwrap from Debian; flup from PyPI) when they are missing, then
-# runs `cargo test` with FCGI_INTEROP=require so that a backend that is still missing
+# (php-fpm, php-cgi, fcgiwrap from Debian; flup from PyPI) and the PHP application the
+# end-to-end test serves (DokuWiki, from Debian) when they are missing, then runs
+# `cargo test` with FCGI_INTEROP=require so that a backend that is still missing
 # fails the run instead of being skipped. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -14,6 +15,8 @@ missing=()
 command -v php-fpm >/dev/null 2>&1 || compgen -G '/usr/sbin/php-fpm*' >/dev/null || missing+=(php-fpm)
 command -v php-cgi >/dev/null 2>&1 || missing+=(php-cgi)
 command -v fcgiwrap >/dev/null 2>&1 || [[ -x /usr/sbin/fcgiwrap ]] || missing+=(fcgiwrap)
+# The real PHP application tests/dokuwiki.rs serves (copied into a temporary root).
+[[ -d /usr/share/dokuwiki ]] || missing+=(dokuwiki)
 if [[ ${#missing[@]} -gt 0 ]]; then
     echo "scripts/test.sh: installing ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive

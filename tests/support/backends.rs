@@ -214,6 +214,9 @@ pub struct Options {
     pub cgi_stderr_over_fcgi: bool,
     /// How long to wait for the backend to accept connections. Default 10 s.
     pub startup_timeout: Duration,
+    /// Serve this existing directory (an application such as DokuWiki) instead of a
+    /// fresh document root holding copies of the fixtures. Default: `None`.
+    pub document_root: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -226,6 +229,7 @@ impl Default for Options {
             multiplexed: false,
             cgi_stderr_over_fcgi: true,
             startup_timeout: Duration::from_secs(10),
+            document_root: None,
         }
     }
 }
@@ -263,6 +267,11 @@ impl Options {
 
     pub fn startup_timeout(mut self, timeout: Duration) -> Options {
         self.startup_timeout = timeout;
+        self
+    }
+
+    pub fn document_root(mut self, root: impl Into<PathBuf>) -> Options {
+        self.document_root = Some(root.into());
         self
     }
 }
@@ -326,8 +335,14 @@ impl Backend {
             .prefix("fcgi-interop-")
             .tempdir()
             .map_err(|e| StartError::Failed(format!("cannot create a temporary directory: {e}")))?;
-        let document_root = dir.path().join("www");
-        install_fixtures(kind.program(), &document_root).map_err(StartError::Failed)?;
+        let document_root = match &options.document_root {
+            Some(root) => root.clone(),
+            None => {
+                let root = dir.path().join("www");
+                install_fixtures(kind.program(), &root).map_err(StartError::Failed)?;
+                root
+            }
+        };
 
         let mut backend = Backend {
             kind,
@@ -399,7 +414,8 @@ impl Backend {
     }
 
     /// Where the fixture scripts are: the PHP files, the `.cgi` scripts, or `wsgi_app.py`
-    /// (a copy of `tests/fixtures`, private to this backend; see [`Backend::write_script`]).
+    /// (a copy of `tests/fixtures`, private to this backend; see [`Backend::write_script`]),
+    /// or the directory given as [`Options::document_root`].
     pub fn document_root(&self) -> &Path {
         &self.document_root
     }

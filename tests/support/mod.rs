@@ -96,3 +96,26 @@ fn skip_message(kind: Kind, why: &str) {
          ## run scripts/test.sh to install the backends (FCGI_INTEROP=require makes this fail)\n{line}\n"
     );
 }
+
+/// Whether an application the tests need (not a backend program) is installed at `path`;
+/// otherwise skips loudly (`false`) or, with `FCGI_INTEROP=require`, fails. `install`
+/// says how to get it. Use as `if !support::app_or_skip(...) { return; }`.
+pub fn app_or_skip(name: &str, path: &std::path::Path, install: &str) -> bool {
+    let why = match policy() {
+        Policy::SkipAll => "FCGI_INTEROP=skip".to_owned(),
+        _ if path.exists() => return true,
+        Policy::Require => panic!(
+            "FCGI_INTEROP=require, but {name} is not installed ({} is missing); {install}",
+            path.display()
+        ),
+        Policy::SkipMissing => format!("{name} is not installed ({} is missing)", path.display()),
+    };
+    let current = std::thread::current();
+    let test = current.name().unwrap_or("(unnamed test)");
+    let line = "#".repeat(78);
+    eprintln!(
+        "\n{line}\n## SKIPPED interop test {test} [{name}]: {why}\n\
+         ## {install} (FCGI_INTEROP=require makes this fail)\n{line}\n"
+    );
+    false
+}

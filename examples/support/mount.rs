@@ -1,0 +1,153 @@
+//! The mounts of the gateway example (`--app`, `--php`, `--cgi`): parsing
+//! `PREFIX=BACKEND[,OPTS]` and adding the service to an axum `Router`. Shared with the
+//! tests, so that a test configured "as the gateway's `--php` would be" runs this code.
+//!
+//! Included with `#[path = ".../examples/support/mount.rs"] mod mount;`.
+#![allow(dead_code)]
+
+use axum::Router;
+use tower_fastcgi::{Backend, Builder, FcgiService, PhpSite};
+
+#[derive(Debug)]
+pub enum Kind {
+    App,
+    Php,
+    Cgi,
+}
+
+#[derive(Debug)]
+pub struct Mount {
+    pub kind: Kind,
+    /// The URL prefix, without a trailing slash (`""` for `/`).
+    pub prefix: String,
+    pub backend: Backend,
+    pub options: Vec<(String, String)>,
+}
+
+impl Mount {
+    pub fn option(&self, name: &str) -> Option<&str> {
+        self.options
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Pool size and keep-alive options shared by every kind of mount.
+    fn tune(&self, mut b: Builder) -> Result<Builder, String> {
+        if let Some(n) = self.option("conns") {
+            let n: usize = n.parse().map_err(|_| format!("conns={n}: not a number"))?;
+            b = b.max_connections(n).max_idle(n);
+        }
+        if self.option("keepalive") == Some("0") {
+            b = b.keep_alive(false);
+        }
+        Ok(b.backend(self.backend.clone()))
+    }
+
+    fn root(&self) -> Result<&str, String> {
+        self.option("root")
+            .ok_or_else(|| format!("{}: root=DIR is required", self.prefix))
+    }
+
+    /// Adds this mount to the router.
+    pub fn mount(&self, app: Router) -> Result<Router, String> {
+        let prefix = self.prefix.as_str();
+        match self.kind {
+            Kind::App => {
+                let mut b = self.tune(FcgiService::builder())?;
+                if let Some(script) = self.option("script") {
+                    b = b.script_filename(script);
+                }
+                let svc = b.try_build().map_err(|e| e.to_string())?;
+                Ok(attach(app, prefix, svc))
+            }
+            Kind::Cgi => {
+                let mut b = self
+                    .tune(FcgiService::builder())?
+                    .document_root(self.root()?)
+                    .any_file_is_a_script();
+                if let Some(index) = self.option("index") {
+                    b = b.index_files(index.split(':'));
+                }
+                let svc = b.try_build().map_err(|e| e.to_string())?;
+                Ok(attach(app, prefix, svc))
+            }
+            Kind::Php => {
+                let mut site = PhpSite::builder().root(self.root()?);
+                let tuned = self.tune(FcgiService::builder())?;
+                site = site.fastcgi(|_| tuned);
+                if let Some(index) = self.option("index") {
+                    site = site.index_files(index.split(':'));
+                    if self.option("front").is_none() {
+                        let first = index.split(':').next().unwrap_or("index.php");
+                        site = site.front_controller(Some(&format!("/{first}")));
+                    }
+                }
+                if let Some(deny) = self.option("deny") {
+                    site = site.deny(deny.split(':'));
+                }
+                match self.option("front") {
+                    Some("none") => site = site.front_controller(None),
+                    Some(front) => site = site.front_controller(Some(front)),
+                    None => {}
+                }
+                if let Some(spec) = self.option("sendfile") {
+                    let (uri, dir) = spec
+                        .split_once(':')
+                        .ok_or_else(|| format!("sendfile={spec}: expected URI_PREFIX:DIR"))?;
+                    site = site.x_sendfile(uri, dir);
+                }
+                let svc = site.try_build().map_err(|e| e.to_string())?;
+                Ok(attach(app, prefix, svc))
+            }
+        }
+    }
+}
+
+/// Mounts `svc` at `prefix` (`""` means everything not otherwise routed).
+pub fn attach<S>(app: Router, prefix: &str, svc: S) -> Router
+where
+    S: tower::Service<axum::extract::Request, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Response: axum::response::IntoResponse,
+    S::Future: Send + 'static,
+{
+    if prefix.is_empty() {
+        app.fallback_service(svc)
+    } else {
+        app.nest_service(prefix, svc)
+    }
+}
+
+/// Parses `PREFIX=BACKEND[,NAME=VALUE]...`.
+pub fn parse_mount(kind: Kind, spec: &str) -> Result<Mount, String> {
+    let (prefix, rest) = spec
+        .split_once('=')
+        .ok_or_else(|| format!("{spec:?}: expected PREFIX=BACKEND[,OPTS]"))?;
+    if !prefix.starts_with('/') {
+        return Err(format!("{prefix:?}: the prefix must start with /"));
+    }
+    let mut parts = rest.split(',');
+    let backend = parts
+        .next()
+        .unwrap_or_default()
+        .parse::<Backend>()
+        .map_err(|e| e.to_string())?;
+    let mut options = Vec::new();
+    for opt in parts {
+        let (k, v) = opt
+            .split_once('=')
+            .ok_or_else(|| format!("{opt:?}: expected NAME=VALUE"))?;
+        options.push((k.to_owned(), v.to_owned()));
+    }
+    Ok(Mount {
+        kind,
+        prefix: prefix.trim_end_matches('/').to_owned(),
+        backend,
+        options,
+    })
+}
