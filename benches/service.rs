@@ -1,0 +1,186 @@
+//! The service's own cost per request, without HTTP in front or a real application
+//! behind: `FcgiService::call` plus reading the whole `FcgiBody`, against a canned
+//! in-process backend on a Unix socket that answers from a static buffer.
+//!
+//! * `service/tiny_get`: GET, 13-byte response (the "hello world" of the end-to-end
+//!   benchmark), on a kept-alive pooled connection;
+//! * `service/post_4k`: POST with a 4 KiB body (read ahead and sent in the same write as
+//!   the PARAMS).
+//!
+//! A counting global allocator reports allocations per request once, outside the timed
+//! loop. The backend allocates nothing per request, so the figure is the service's (and
+//! the current-thread runtime's) alone. Run with `cargo bench --bench service`.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http_body_util::{BodyExt, Full};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tower::Service;
+use tower_fastcgi::FcgiService;
+use tower_fastcgi::proto::{
+    EndRequest, ProtocolStatus, RecordType, encode_end_request, encode_stream,
+};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to `System`, which upholds the contract.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same layout the caller gave us.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: `ptr` was allocated by `System` (through us) with `layout`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` was allocated by `System` (through us) with `layout`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// The end of a request as the service writes it: an empty STDIN record.
+const STDIN_END: [u8; 8] = [1, 5, 0, 1, 0, 0, 0, 0];
+
+/// STDOUT with a CGI head and "Hello, world!", the STDOUT terminator, END_REQUEST.
+fn canned_response() -> Vec<u8> {
+    let mut wire = bytes::BytesMut::new();
+    encode_stream(
+        &mut wire,
+        RecordType::Stdout,
+        1,
+        b"Content-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, world!",
+    );
+    encode_stream(&mut wire, RecordType::Stdout, 1, b"");
+    encode_end_request(
+        &mut wire,
+        1,
+        EndRequest {
+            app_status: 0,
+            protocol_status: ProtocolStatus::RequestComplete,
+        },
+    );
+    wire.to_vec()
+}
+
+/// Answers every request on every connection with the canned response, reusing one
+/// buffer per connection. It only looks for the STDIN terminator at the end of what it
+/// has read, which holds for this client (one request at a time, terminator last).
+async fn canned_backend(listener: tokio::net::UnixListener) {
+    let response: &'static [u8] = canned_response().leak();
+    loop {
+        let Ok((mut sock, _)) = listener.accept().await else {
+            return;
+        };
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut filled = 0;
+            loop {
+                match sock.read(&mut buf[filled..]).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => filled += n,
+                }
+                if buf[..filled].ends_with(&STDIN_END) {
+                    filled = 0;
+                    if sock.write_all(response).await.is_err() {
+                        return;
+                    }
+                } else if filled == buf.len() {
+                    filled = 0; // a large body: keep only looking at its end
+                }
+            }
+        });
+    }
+}
+
+fn get() -> http::Request<Full<Bytes>> {
+    http::Request::builder()
+        .uri("/app/hello?name=world")
+        .header("host", "bench.local")
+        .header("user-agent", "criterion")
+        .header("accept", "*/*")
+        .body(Full::new(Bytes::new()))
+        .expect("valid request")
+}
+
+fn post(body: &Bytes) -> http::Request<Full<Bytes>> {
+    http::Request::builder()
+        .method("POST")
+        .uri("/app/upload")
+        .header("host", "bench.local")
+        .header("content-type", "application/octet-stream")
+        .header("content-length", body.len())
+        .body(Full::new(body.clone()))
+        .expect("valid request")
+}
+
+async fn roundtrip(svc: &mut FcgiService, req: http::Request<Full<Bytes>>) -> usize {
+    let res = svc.call(req).await.expect("infallible");
+    assert_eq!(res.status(), 200);
+    let body = res
+        .into_body()
+        .collect()
+        .await
+        .expect("whole body")
+        .to_bytes();
+    body.len()
+}
+
+fn bench_service(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("canned.sock");
+    let mut svc = rt.block_on(async {
+        let listener = tokio::net::UnixListener::bind(&path).expect("bind");
+        tokio::spawn(canned_backend(listener));
+        FcgiService::builder().unix(&path).build()
+    });
+    let body = Bytes::from(vec![b'x'; 4096]);
+
+    for (name, make) in [
+        (
+            "tiny_get",
+            Box::new(get) as Box<dyn Fn() -> http::Request<Full<Bytes>>>,
+        ),
+        ("post_4k", Box::new(move || post(&body))),
+    ] {
+        // Requests are built outside the count: they are the caller's allocations.
+        let per_request = rt.block_on(async {
+            for _ in 0..100 {
+                roundtrip(&mut svc, make()).await;
+            }
+            let runs = 2000;
+            let mut requests: Vec<_> = (0..runs).map(|_| make()).collect();
+            let before = ALLOCATIONS.load(Ordering::Relaxed);
+            for req in requests.drain(..) {
+                roundtrip(&mut svc, req).await;
+            }
+            (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / runs as f64
+        });
+        println!(
+            "service/{name}: {per_request:.1} allocations per request (call + body, runtime included); {:?}",
+            svc.pool_stats()
+        );
+        c.bench_function(&format!("service/{name}"), |b| {
+            b.iter(|| rt.block_on(roundtrip(&mut svc, make())))
+        });
+    }
+}
+
+criterion_group!(benches, bench_service);
+criterion_main!(benches);
