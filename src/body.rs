@@ -178,6 +178,20 @@ impl Drop for StreamState {
         if self.pending.is_some() || self.expected != Some(self.received) {
             return;
         }
+        // Usually the STDOUT terminator and END_REQUEST came in the same read as the last
+        // body bytes and are already buffered: finish here, without a task.
+        let mut exchange = exchange;
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match exchange.poll_event(&mut cx) {
+            Poll::Ready(Ok(Event::End(_))) => {
+                if let Some(conn) = exchange.into_reusable() {
+                    self.pool.checkin(conn);
+                }
+                return;
+            }
+            Poll::Ready(_) => return, // more output than announced, or an error: close
+            Poll::Pending => {}
+        }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(finish_after_full_body(exchange, self.pool.clone()));
         }

@@ -208,18 +208,24 @@ impl Pool {
                 .is_none_or(|max| conn.requests.saturating_add(1) < max)
     }
 
-    /// A connection: an idle one (LIFO, probed), a new one if under the cap, or the next
-    /// one released, waiting at most `queue_timeout`.
-    pub(crate) async fn checkout(&self) -> Result<Checkout, Error> {
-        self.acquire(true).await
+    /// A connection: an idle one (LIFO), a new one if under the cap, or the next one
+    /// released, waiting at most `queue_timeout`.
+    ///
+    /// With `probe`, a reused connection is first checked with a non-blocking read (one
+    /// syscall) and discarded if the backend closed it. Callers whose request can be
+    /// replayed skip the probe: a stale connection then fails before any response byte
+    /// and the request is retried on a fresh one, which costs a round trip once per
+    /// recycled worker instead of a syscall on every request.
+    pub(crate) async fn checkout(&self, probe: bool) -> Result<Checkout, Error> {
+        self.acquire(true, probe).await
     }
 
     /// A new connection, never an idle one (used to retry after a stale connection).
     pub(crate) async fn checkout_fresh(&self) -> Result<Checkout, Error> {
-        self.acquire(false).await
+        self.acquire(false, true).await
     }
 
-    async fn acquire(&self, allow_idle: bool) -> Result<Checkout, Error> {
+    async fn acquire(&self, allow_idle: bool, probe: bool) -> Result<Checkout, Error> {
         let deadline = Instant::now()
             .checked_add(self.inner.cfg.queue_timeout)
             .unwrap_or_else(far_future);
@@ -247,7 +253,7 @@ impl Pool {
                     });
                 }
                 Grant::Conn(conn) => {
-                    if conn.probe_alive() {
+                    if !probe || conn.probe_alive() {
                         self.inner.reused.fetch_add(1, Ordering::Relaxed);
                         return Ok(Checkout { conn, reused: true });
                     }

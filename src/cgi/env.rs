@@ -88,7 +88,9 @@ pub(crate) fn write_params(
         w.put(b"DOCUMENT_ROOT", root.as_os_str().as_bytes())?;
     }
 
-    // SERVER_NAME: configured name, else the Host the client asked for, else our address.
+    // SERVER_NAME: configured name, else the Host the client asked for, else our address,
+    // else `localhost`. RFC 3875 makes it mandatory and WSGI servers (flup) refuse to run
+    // without it, e.g. for an HTTP/1.0 request without Host on a service without ConnectInfo.
     let mut addr_buf = AddrText::new();
     if let Some(name) = &cfg.server_name {
         w.put(b"SERVER_NAME", name.as_bytes())?;
@@ -96,6 +98,8 @@ pub(crate) fn write_params(
         w.put(b"SERVER_NAME", name)?;
     } else if let Some(local) = local {
         w.put(b"SERVER_NAME", addr_buf.ip(local))?;
+    } else {
+        w.put(b"SERVER_NAME", b"localhost")?;
     }
     let mut port_buf = itoa_buf();
     let port: &[u8] = match (host_port, local) {
@@ -426,6 +430,21 @@ mod tests {
         target: &Target<'_>,
         content_length: Option<u64>,
     ) -> Result<BTreeMap<String, String>, Error> {
+        let connection = ConnectionInfo {
+            remote: Some("192.0.2.7:51000".parse().unwrap()),
+            local: Some("127.0.0.1:8080".parse().unwrap()),
+            tls: false,
+        };
+        env_with(cfg, req, target, content_length, Some(connection))
+    }
+
+    fn env_with(
+        cfg: &CgiConfig,
+        req: http::Request<()>,
+        target: &Target<'_>,
+        content_length: Option<u64>,
+        connection: Option<ConnectionInfo>,
+    ) -> Result<BTreeMap<String, String>, Error> {
         let (parts, ()) = req.into_parts();
         let uri = parts
             .uri
@@ -437,11 +456,7 @@ mod tests {
             target,
             request_uri: &uri,
             content_length,
-            connection: Some(ConnectionInfo {
-                remote: Some("192.0.2.7:51000".parse().unwrap()),
-                local: Some("127.0.0.1:8080".parse().unwrap()),
-                tls: false,
-            }),
+            connection,
         };
         let mut buf = BytesMut::new();
         let mut enc = ParamsEncoder::new(&mut buf, 1);
@@ -522,6 +537,15 @@ mod tests {
         assert!(!env.contains_key("PATH_INFO"));
         assert_eq!(env["SERVER_PORT"], "8080", "falls back to the local port");
         assert_eq!(env["SERVER_NAME"], "127.0.0.1");
+    }
+
+    #[test]
+    fn server_name_is_never_missing() {
+        let mut req = http::Request::get("/app").body(()).unwrap();
+        *req.version_mut() = http::Version::HTTP_10;
+        let env = env_with(&CgiConfig::default(), req, &Target::default(), None, None).unwrap();
+        assert_eq!(env["SERVER_NAME"], "localhost");
+        assert_eq!(env["SERVER_PORT"], "80");
     }
 
     #[test]

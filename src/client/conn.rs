@@ -1,11 +1,13 @@
 //! One backend connection: the socket, its read buffer and record decoder, and the
 //! bookkeeping the pool needs.
 
+use std::collections::VecDeque;
 use std::io;
+use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::BytesMut;
-use tokio::time::Instant;
+use bytes::{Bytes, BytesMut};
+use tokio::time::{Instant, Sleep};
 
 use super::stream::Stream;
 use crate::error::Error;
@@ -27,6 +29,10 @@ pub(crate) struct Connection {
     pub(crate) requests: u32,
     /// When the connection went idle in the pool.
     pub(crate) idle_since: Instant,
+    /// Per-request allocations kept for the next exchange on this connection: the write
+    /// queue's segment list and the deadline timer.
+    pub(crate) spare_segments: VecDeque<Bytes>,
+    pub(crate) timer: Option<Pin<Box<Sleep>>>,
     /// The pool capacity this connection occupies; released when the connection drops.
     _lease: Lease,
 }
@@ -39,6 +45,8 @@ impl Connection {
             decoder: Decoder::new(),
             requests: 0,
             idle_since: Instant::now(),
+            spare_segments: VecDeque::new(),
+            timer: None,
             _lease: lease,
         }
     }

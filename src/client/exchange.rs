@@ -11,12 +11,11 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
-use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use super::conn::Connection;
 use super::stderr::StderrLog;
@@ -77,7 +76,6 @@ pub(crate) struct Exchange {
     stderr: StderrLog,
     deadlines: Deadlines,
     last_read: Instant,
-    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl Exchange {
@@ -85,14 +83,15 @@ impl Exchange {
     /// when `upload_done`, the whole STDIN stream too); `upload` supplies the rest.
     pub(crate) fn new(
         conn: Connection,
-        request: Vec<Bytes>,
+        request: [Bytes; 2],
         upload: Upload,
         upload_done: bool,
         keep_conn: bool,
         deadlines: Deadlines,
         stderr_limit: usize,
     ) -> Exchange {
-        let mut out = WriteQueue::default();
+        let mut conn = conn;
+        let mut out = WriteQueue::with_segments(std::mem::take(&mut conn.spare_segments));
         for segment in request {
             out.push(segment);
         }
@@ -110,7 +109,6 @@ impl Exchange {
             stderr: StderrLog::new(stderr_limit),
             deadlines,
             last_read: Instant::now(),
-            timer: None,
         }
     }
 
@@ -139,7 +137,12 @@ impl Exchange {
             && self.out.is_empty()
             && !self.write_failed
             && self.conn.is_clean();
-        reusable.then_some(self.conn)
+        if !reusable {
+            return None;
+        }
+        let mut conn = self.conn;
+        conn.spare_segments = self.out.segments;
+        Some(conn)
     }
 
     /// Drives the exchange until the next STDOUT piece or the end of the request.
@@ -291,14 +294,17 @@ impl Exchange {
         let Some((at, which)) = earliest else {
             return Poll::Pending;
         };
-        let timer = match &mut self.timer {
+        let timer = match &mut self.conn.timer {
             Some(timer) => {
                 if timer.deadline() != at {
                     timer.as_mut().reset(at);
                 }
                 timer
             }
-            None => self.timer.insert(Box::pin(tokio::time::sleep_until(at))),
+            None => self
+                .conn
+                .timer
+                .insert(Box::pin(tokio::time::sleep_until(at))),
         };
         ready!(timer.as_mut().poll(cx));
         Poll::Ready(Err(Error::timeout(which)))
@@ -316,10 +322,12 @@ struct WriteQueue {
     last_progress: Instant,
 }
 
-impl Default for WriteQueue {
-    fn default() -> WriteQueue {
+impl WriteQueue {
+    /// A queue on a (cleared) segment list from an earlier exchange, to reuse its capacity.
+    fn with_segments(mut segments: VecDeque<Bytes>) -> WriteQueue {
+        segments.clear();
         WriteQueue {
-            segments: VecDeque::new(),
+            segments,
             scratch: BytesMut::new(),
             last_progress: Instant::now(),
         }

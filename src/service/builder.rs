@@ -23,7 +23,7 @@ use crate::pool::{Pool, PoolConfig};
 /// | script mapping | application mode: SCRIPT_NAME = mount prefix, PATH_INFO = rest |
 /// | [`document_root`](Builder::document_root) | off; when set: `*.php` scripts, `index.php` |
 /// | [`max_connections`](Builder::max_connections) | 4 (keep it ≤ the backend's workers) |
-/// | [`max_idle`](Builder::max_idle) | 4 |
+/// | [`max_idle`](Builder::max_idle) | = `max_connections` |
 /// | [`idle_timeout`](Builder::idle_timeout) | 15 s |
 /// | [`max_requests_per_connection`](Builder::max_requests_per_connection) | unlimited |
 /// | [`queue_timeout`](Builder::queue_timeout) | 30 s (then 503) |
@@ -62,6 +62,8 @@ pub struct Builder {
     cgi: CgiConfig,
     body: BodyConfig,
     pool: PoolConfig,
+    /// `max_idle` was set explicitly; otherwise it follows `max_connections`.
+    max_idle_set: bool,
     script_name: Option<String>,
     script_filename: Option<PathBuf>,
     app_document_root: Option<PathBuf>,
@@ -108,6 +110,7 @@ impl Builder {
             cgi: CgiConfig::default(),
             body: BodyConfig::default(),
             pool: PoolConfig::default(),
+            max_idle_set: false,
             script_name: None,
             script_filename: None,
             app_document_root: None,
@@ -330,13 +333,17 @@ impl Builder {
     /// fcgiwrap `-c`): each kept-alive connection occupies a worker even when idle.
     pub fn max_connections(mut self, n: usize) -> Builder {
         self.pool.max_connections = n.max(1);
-        self.pool.max_idle = self.pool.max_idle.min(self.pool.max_connections);
+        if !self.max_idle_set {
+            self.pool.max_idle = self.pool.max_connections;
+        }
         self
     }
 
-    /// Most idle connections kept.
+    /// Most idle connections kept (default: as many as [`max_connections`](Builder::max_connections),
+    /// so a pool sized to php-fpm's workers stays warm after a burst). Capped at `max_connections`.
     pub fn max_idle(mut self, n: usize) -> Builder {
         self.pool.max_idle = n;
+        self.max_idle_set = true;
         self
     }
 
@@ -468,5 +475,27 @@ impl fmt::Debug for Builder {
             .field("backend", &self.backend)
             .field("pool", &self.pool)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_idle_follows_max_connections_unless_set() {
+        let b = Builder::new().max_connections(8);
+        assert_eq!((b.pool.max_connections, b.pool.max_idle), (8, 8));
+        let b = Builder::new().max_idle(2).max_connections(8);
+        assert_eq!(b.pool.max_idle, 2);
+        let b = Builder::new()
+            .max_connections(8)
+            .max_idle(16)
+            .max_connections(3);
+        assert_eq!(
+            b.pool.max_idle.min(b.pool.max_connections),
+            3,
+            "capped at build"
+        );
     }
 }

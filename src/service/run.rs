@@ -225,7 +225,7 @@ async fn exchange_head(
     let request = request.freeze();
 
     let pool = &inner.pool;
-    let mut checkout = pool.checkout().await?;
+    let mut checkout = pool.checkout(!upload.is_replayable()).await?;
     let mut retried = false;
     loop {
         let keep = pool.wants_keep_alive(&checkout.conn);
@@ -240,7 +240,7 @@ async fn exchange_head(
         };
         let mut exchange = Exchange::new(
             checkout.conn,
-            vec![begin, request.clone()],
+            [begin, request.clone()],
             upload,
             upload_done,
             keep,
