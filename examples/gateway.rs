@@ -71,6 +71,12 @@ fn parse_args() -> Result<Args, String> {
     })
 }
 
+// glibc's malloc spends a measurable share of a small request's CPU in consolidation and
+// free-list upkeep (see BENCHMARKS.md); a production gateway binary should pick a
+// thread-caching allocator, as this one does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = match parse_args() {
