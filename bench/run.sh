@@ -27,7 +27,7 @@ PHP_CHILDREN=8
 PHP_CONC=""
 RESPONDER_CONNS=256
 MAX_CONC_10M=64
-GW_THREADS=""
+GW_THREADS=1
 PERF=0
 BUILD=1
 OUT=""
@@ -44,7 +44,7 @@ usage: bench/run.sh [options]
   --conc LIST           concurrencies for the responder backend (default 1,16,64,256)
   --php-children N      php-fpm children per pool (pm=static, default 8)
   --php-conc LIST       concurrencies for php-fpm (default 1,CHILDREN; never above CHILDREN)
-  --gw-threads N        TOKIO_WORKER_THREADS for our gateway (default: tokio's, = cores)
+  --gw-threads N        TOKIO_WORKER_THREADS for our gateway (default 1, like nginx worker_processes 1)
   --perf                afterwards, profile our gateway (perf record -g, tiny GET, c=16)
   --no-build            use the release binaries already built
   --out DIR             results directory (default bench/results/<timestamp>)

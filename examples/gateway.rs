@@ -32,6 +32,8 @@ use axum::Router;
 use tower_fastcgi::ConnectionInfo;
 use tower_http::trace::TraceLayer;
 
+#[path = "support/listen.rs"]
+mod listen;
 #[path = "support/mount.rs"]
 mod mount;
 use mount::{Kind, Mount, parse_mount};
@@ -71,12 +73,6 @@ fn parse_args() -> Result<Args, String> {
     })
 }
 
-// glibc's malloc spends a measurable share of a small request's CPU in consolidation and
-// free-list upkeep (see BENCHMARKS.md); a production gateway binary should pick a
-// thread-caching allocator, as this one does.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = match parse_args() {
@@ -113,7 +109,8 @@ async fn main() -> ExitCode {
         app = app.layer(TraceLayer::new_for_http());
     }
 
-    let listener = match tokio::net::TcpListener::bind(&args.listen).await {
+    // TCP_NODELAY on every client connection, as nginx does on keep-alive connections.
+    let listener = match listen::listen(&args.listen).await {
         Ok(l) => l,
         Err(err) => {
             eprintln!("gateway: cannot listen on {}: {err}", args.listen);

@@ -24,6 +24,9 @@ use axum::{Router, routing::get};
 use tower_fastcgi::{ConnectionInfo, PhpSite};
 use tower_http::{compression::CompressionLayer, trace::TraceLayer};
 
+#[path = "support/listen.rs"]
+mod listen;
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     tracing_subscriber::fmt()
@@ -56,7 +59,9 @@ async fn main() -> std::io::Result<()> {
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http());
 
-    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    // TCP_NODELAY: PHP output arrives in pieces, and Nagle's algorithm would hold a small
+    // last piece back until the client's delayed ACK (about 40 ms).
+    let listener = listen::listen(&listen).await?;
     tracing::info!("serving {root} through php-fpm at {socket} on http://{listen}");
     // ConnectionInfo gives PHP REMOTE_ADDR, REMOTE_PORT, SERVER_ADDR and SERVER_PORT.
     axum::serve(

@@ -21,7 +21,10 @@ use crate::proto::ProtocolStatus;
 /// It ends cleanly only on END_REQUEST: if the backend dies or stalls mid-body, or sends
 /// a body that disagrees with its own `Content-Length`, the body yields an [`Error`] so
 /// the server aborts the response instead of presenting a short body as complete.
-/// Dropping it early (the client went away) closes the backend connection.
+/// Dropping it early (the client went away) closes the backend connection. Dropping it
+/// after the whole announced `Content-Length` was read (as hyper does) keeps the
+/// connection: END_REQUEST is read inline when buffered, else by a short task on the
+/// current tokio runtime.
 ///
 /// It implements `Default` (empty), so tower-http layers such as `Timeout` can build
 /// their own responses around it.

@@ -36,11 +36,61 @@
 //!             .layer(CompressionLayer::new()),
 //!     );
 //!
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! // TCP_NODELAY: responses leave in several writes as the backend produces them; with
+//! // Nagle's algorithm a small last write waits ~40 ms for the client's delayed ACK.
+//! // (Linux copies it from the listening socket to accepted ones.)
+//! let socket = tokio::net::TcpSocket::new_v4()?;
+//! socket.set_nodelay(true)?;
+//! socket.bind("127.0.0.1:3000".parse().unwrap())?;
+//! let listener = socket.listen(1024)?;
 //! // ConnectionInfo gives the backend REMOTE_ADDR, REMOTE_PORT, SERVER_ADDR and SERVER_PORT.
 //! axum::serve(listener, app.into_make_service_with_connect_info::<ConnectionInfo>()).await
 //! # }
 //! ```
+//!
+//! # Serving a whole PHP site
+//!
+//! [`PhpSite`] (feature `php`, on by default) replaces the nginx `server` block that PHP
+//! users copy (`try_files`, `location ~ \.php$`, `fastcgi_split_path_info`, `deny`):
+//! static files through tower-http, `*.php` through FastCGI, a directory index, a front
+//! controller for pretty URLs, private paths refused, X-Sendfile/X-Accel-Redirect and
+//! intercepted error pages. This is DokuWiki (tested end to end in `tests/dokuwiki.rs`):
+//!
+//! ```text
+//! server {
+//!     root /srv/wiki;
+//!     index doku.php;
+//!     location ~ /(data|conf|bin|inc|vendor)/ { deny all; }
+//!     location ~ /\.                          { deny all; }
+//!     location / { try_files $uri $uri/ @dokuwiki; }
+//!     location @dokuwiki { rewrite ^/(.*) /doku.php?id=$1&$args last; }
+//!     location ~ [^/]\.php(/|$) {
+//!         fastcgi_split_path_info ^(.+?\.php)(/.*)$;
+//!         try_files $fastcgi_script_name =404;
+//!         fastcgi_param PATH_INFO $fastcgi_path_info;
+//!         fastcgi_pass unix:/run/php/php8.2-fpm.sock;
+//!         include fastcgi.conf;
+//!     }
+//!     location /data/ { internal; alias /srv/wiki/data/; }   # X-Accel-Redirect
+//! }
+//! ```
+//!
+//! ```no_run
+//! use tower_fastcgi::PhpSite;
+//!
+//! let wiki = PhpSite::builder()
+//!     .unix("/run/php/php8.2-fpm.sock")
+//!     .root("/srv/wiki")
+//!     .index_files(["doku.php"])
+//!     .front_controller(Some("/doku.php"))
+//!     .deny(["/data", "/conf", "/bin", "/inc", "/vendor"])
+//!     .x_sendfile("/data", "/srv/wiki/data")
+//!     .build();
+//! let app: axum::Router = axum::Router::new().fallback_service(wiki);
+//! ```
+//!
+//! The same as a command line: `cargo run --release --example gateway -- --listen
+//! 127.0.0.1:8080 --php /=unix:/run/php/php8.2-fpm.sock,root=/srv/wiki,deny=/data:/conf:/bin:/inc:/vendor,index=doku.php`.
 //!
 //! # Two ways to name the script
 //!
@@ -65,6 +115,18 @@
 //! CONTENT_LENGTH is exact, which php-fpm requires ([`UnknownLengthBody`]).
 //! Responses stream: [`FcgiBody`] reads STDOUT only when polled.
 //!
+//! # Backend notes
+//!
+//! - Keep [`Builder::max_connections`] at or below the backend's workers (php-fpm
+//!   `pm.max_children`, fcgiwrap `-c`): a kept-alive connection holds a worker. Requests
+//!   beyond the cap queue (up to [`Builder::queue_timeout`]) instead of failing.
+//! - php-fpm closes kept-alive connections when it recycles a worker
+//!   (`pm.max_requests`); the service retries such requests once on a new connection.
+//! - flup: prefer a Unix socket. Over TCP flup writes each record in several small sends
+//!   without `TCP_NODELAY`, and delayed ACKs then cost about 40 ms per request.
+//! - PHP sends `Status: 302` for `header('Location: /x')`; only
+//!   `header('Location: /x', true, 200)` asks for an RFC 3875 local redirect.
+//!
 //! # Errors
 //!
 //! Before the response head, failures become responses: 502 (connect refused, protocol
@@ -76,8 +138,9 @@
 //! # Failure behaviour
 //!
 //! What a client sees when something goes wrong, and the test that pins it down
-//! (`tests/failures.rs`, `tests/security.rs`, `tests/semantics.rs`; the interop tests
-//! repeat the cases real backends can produce).
+//! (`tests/failures.rs`, `tests/security.rs`, `tests/semantics.rs` against a misbehaving
+//! responder; `tests/interop.rs` and `tests/interop_load.rs` against real php-fpm,
+//! php-cgi, flup and fcgiwrap).
 //!
 //! | fault | outcome | test |
 //! |---|---|---|
@@ -101,7 +164,9 @@
 //! | all connections busy past the queue timeout | 503 | `queue_timeout_is_503` |
 //! | a slow client | never counted against the backend's read timeout | `read_timeout_does_not_count_a_slow_client` |
 //! | client goes away (body or future dropped) | backend connection closed at once, pool freed | `dropping_the_body_closes_the_backend_connection`, `dropping_the_future_before_the_head_closes_the_backend_connection` |
-//! | reused connection found closed before any response byte | retried once on a fresh connection (bodies in memory replay; a streamed body does not) | `stale_connection_retry_succeeds_on_a_fresh_connection`, `stale_pooled_connection_is_retried_once`, `streamed_body_is_not_replayed` |
+//! | reused connection found closed before any response byte | retried once on a genuinely new connection, never another pooled one (bodies in memory or spooled replay; a streamed body does not) | `stale_connection_retry_succeeds_on_a_fresh_connection`, `stale_pooled_connection_is_retried_once`, `streamed_body_is_not_replayed`, `stale_retry_at_capacity_gets_a_fresh_connection` |
+//! | php-fpm recycling workers (`pm.max_requests = 10`) under sequential and concurrent load | invisible to clients: 10 000 requests, zero failures | `php_fpm_worker_recycling_is_invisible_to_clients_tcp`, `..._unix` (`tests/interop_load.rs`) |
+//! | more clients than backend workers (256 clients, pool of 8) | requests queue, none fails; memory stays bounded | `php_fpm_under_256_concurrent_clients`, `concurrent_requests_queue_on_four_connections` |
 //! | request body over the limit / unknown length when refused | 413 / 411, backend never contacted | `unknown_length_policies` |
 //! | request headers over the parameter cap | 431 | `oversized_request_headers_are_431` |
 //! | path with NUL, CR/LF, backslash, encoded slash, `..` above the root | 400 or 404, never reaches the backend | `nul_and_line_breaks_in_the_path_are_400`, `traversal_never_escapes_the_document_root`, `cve_2019_11043_newline_in_path_info_is_refused` |

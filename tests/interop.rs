@@ -393,7 +393,7 @@ for_each_backend!(
     set_cookies_stay_separate,
     redirects,
     head_has_no_body,
-    stderr_never_reaches_the_body,
+    stderr_is_logged_never_sent,
     content_length_responses_keep_the_connection,
     concurrent_requests_queue_on_four_connections,
 );
@@ -791,7 +791,7 @@ async fn head_has_no_body(backend: Backend) {
 
 /// What a script writes to stderr (FCGI_STDERR, or the backend's own log) never reaches
 /// the response body.
-async fn stderr_never_reaches_the_body(backend: Backend) {
+async fn stderr_is_logged_never_sent(backend: Backend) {
     let g = Gateway::start(backend).await;
     let token = "stderr-token-7f3a";
     for _ in 0..3 {
@@ -810,6 +810,67 @@ async fn stderr_never_reaches_the_body(backend: Backend) {
             "{}",
             g.context("stderr text in a header")
         );
+    }
+
+    // ... but it does reach the log: a warning from tower_fastcgi with the text. The
+    // request runs in process on this thread (no spawned task), so a thread-local
+    // subscriber sees every event of the exchange.
+    let log = SharedLog::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(log.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    let (res, body) = {
+        let _guard = tracing::subscriber::set_default(subscriber);
+        g.oneshot_get(&g.path(&format!("stderr?msg={token}"))).await
+    };
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "{}",
+        g.context("in-process status")
+    );
+    assert_eq!(&body[..], b"OK\n", "{}", g.context("in-process body"));
+    let logged = log.text();
+    assert!(
+        logged
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains("tower_fastcgi") && l.contains(token)),
+        "{}",
+        g.context(format!("the backend's stderr is not in the log:\n{logged}"))
+    );
+}
+
+/// A `MakeWriter` that keeps everything written, for asserting on log output.
+#[derive(Clone, Default)]
+struct SharedLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl SharedLog {
+    fn text(&self) -> String {
+        let bytes = self.0.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl std::io::Write for SharedLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut log) = self.0.lock() {
+            log.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for SharedLog {
+    type Writer = SharedLog;
+
+    fn make_writer(&'a self) -> SharedLog {
+        self.clone()
     }
 }
 
