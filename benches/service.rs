@@ -11,9 +11,6 @@
 //! loop. The backend allocates nothing per request, so the figure is the service's (and
 //! the current-thread runtime's) alone. Run with `cargo bench --bench service`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http_body_util::{BodyExt, Full};
@@ -24,32 +21,8 @@ use tower_fastcgi::proto::{
     EndRequest, ProtocolStatus, RecordType, encode_end_request, encode_stream,
 };
 
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded unchanged to `System`, which upholds the contract.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same layout the caller gave us.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: `ptr` was allocated by `System` (through us) with `layout`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` was allocated by `System` (through us) with `layout`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "support/counting.rs"]
+mod counting;
 
 /// The end of a request as the service writes it: an empty STDIN record.
 const STDIN_END: [u8; 8] = [1, 5, 0, 1, 0, 0, 0, 0];
@@ -166,11 +139,11 @@ fn bench_service(c: &mut Criterion) {
             }
             let runs = 2000;
             let mut requests: Vec<_> = (0..runs).map(|_| make()).collect();
-            let before = ALLOCATIONS.load(Ordering::Relaxed);
+            let before = counting::allocations();
             for req in requests.drain(..) {
                 roundtrip(&mut svc, req).await;
             }
-            (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / runs as f64
+            (counting::allocations() - before) as f64 / runs as f64
         });
         println!(
             "service/{name}: {per_request:.1} allocations per request (call + body, runtime included); {:?}",

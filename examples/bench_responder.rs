@@ -15,6 +15,8 @@
 
 #[path = "support/responder.rs"]
 mod responder;
+#[path = "support/runtime.rs"]
+mod runtime;
 
 use std::io;
 use std::process::ExitCode;
@@ -79,17 +81,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = if args.threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(args.threads)
-            .enable_all()
-            .build()
-    };
-    let runtime = match runtime {
+    let runtime = match runtime::build(args.threads) {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("bench_responder: cannot start the runtime: {err}");

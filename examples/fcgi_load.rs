@@ -23,6 +23,9 @@
 //!
 //! `--threads N` (default 1): 1 runs everything on a current-thread runtime.
 
+#[path = "support/runtime.rs"]
+mod runtime;
+
 use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -432,17 +435,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = if args.threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(args.threads)
-            .enable_all()
-            .build()
-    };
-    let runtime = match runtime {
+    let runtime = match runtime::build(args.threads) {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("fcgi_load: cannot start the runtime: {err}");
