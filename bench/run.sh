@@ -44,7 +44,8 @@ usage: bench/run.sh [options]
   --conc LIST           concurrencies for the responder backend (default 1,16,64,256)
   --php-children N      php-fpm children per pool (pm=static, default 8)
   --php-conc LIST       concurrencies for php-fpm (default 1,CHILDREN; never above CHILDREN)
-  --gw-threads N        TOKIO_WORKER_THREADS for our gateway (default 1, like nginx worker_processes 1)
+  --gw-threads N        our gateway's --threads (default 1: a current-thread runtime, like
+                        nginx's worker_processes 1)
   --perf                afterwards, profile our gateway (perf record -g, tiny GET, c=16)
   --no-build            use the release binaries already built
   --out DIR             results directory (default bench/results/<timestamp>)
@@ -237,8 +238,8 @@ nginx -p "$TMP/nginx/" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/error.log" \
 NGINX_PID=$!
 PIDS+=("$NGINX_PID")
 
-log "starting our gateway on 127.0.0.1:$OURS_PORT${GW_THREADS:+ (TOKIO_WORKER_THREADS=$GW_THREADS)}"
-env ${GW_THREADS:+TOKIO_WORKER_THREADS=$GW_THREADS} "$EX/gateway" \
+log "starting our gateway on 127.0.0.1:$OURS_PORT (--threads $GW_THREADS)"
+"$EX/gateway" --threads "$GW_THREADS" \
     --listen "127.0.0.1:$OURS_PORT" --quiet \
     --app "/r=tcp://127.0.0.1:$RESPONDER_PORT,conns=$RESPONDER_CONNS" \
     --php "/=unix:$TMP/php/ours.sock,root=$DOCROOT,conns=$PHP_CHILDREN" \
@@ -290,7 +291,7 @@ PHP_V=$( (php-fpm8.2 -v 2>/dev/null || true) | head -1 | awk '{print "php-fpm " 
 WRK_V=$( (wrk -v 2>&1 || true) | head -1 | awk '{print "wrk " $2}')
 RUSTC_V=$( (rustc -V 2>/dev/null || true) | awk '{print "rustc " $2}')
 GIT_V=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
-SETTINGS="reps=$REPS duration=${DURATION}s warmup=${WARMUP}s wrk -t1 --timeout 10s; responder c=$CONC (pool $RESPONDER_CONNS / nginx keepalive $RESPONDER_CONNS); php c=$PHP_CONC ($PHP_CHILDREN static children per pool, pool/keepalive $PHP_CHILDREN); 10m up to c=$MAX_CONC_10M; gateway runtime threads ${GW_THREADS:-default ($(nproc))}"
+SETTINGS="reps=$REPS duration=${DURATION}s warmup=${WARMUP}s wrk -t1 --timeout 10s; responder c=$CONC (pool $RESPONDER_CONNS / nginx keepalive $RESPONDER_CONNS); php c=$PHP_CONC ($PHP_CHILDREN static children per pool, pool/keepalive $PHP_CHILDREN); 10m up to c=$MAX_CONC_10M; gateway runtime threads $GW_THREADS"
 MACHINE="$(nproc) cores ($CPU_MODEL), $MEM_GIB GiB, Linux $(uname -r)"
 python3 - "$OUT/env.json" <<EOF
 import json, sys

@@ -24,7 +24,9 @@
 //! ```text
 //! --php /=unix:/run/php/php-fpm.sock,root=/srv/wiki,deny=/data:/conf:/bin:/inc:/vendor,index=doku.php
 //! ```
-//! `--quiet` turns off per-request logging (for benchmarks).
+//! `--threads N` sets the runtime's worker threads (default: one per core; 1 is a
+//! current-thread runtime, best when the backend shares a small machine); `--quiet` turns
+//! off per-request logging (for benchmarks).
 
 use std::process::ExitCode;
 
@@ -36,12 +38,15 @@ use tower_http::trace::TraceLayer;
 mod listen;
 #[path = "support/mount.rs"]
 mod mount;
+#[path = "support/runtime.rs"]
+mod runtime;
 use mount::{Kind, Mount, parse_mount};
 
 struct Args {
     listen: String,
     mounts: Vec<Mount>,
     quiet: bool,
+    threads: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -49,6 +54,7 @@ fn parse_args() -> Result<Args, String> {
     let mut listen = "127.0.0.1:8080".to_owned();
     let mut mounts = Vec::new();
     let mut quiet = false;
+    let mut threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
@@ -57,8 +63,16 @@ fn parse_args() -> Result<Args, String> {
             "--php" => mounts.push(parse_mount(Kind::Php, &value("--php")?)?),
             "--cgi" => mounts.push(parse_mount(Kind::Cgi, &value("--cgi")?)?),
             "--quiet" => quiet = true,
+            "--threads" => {
+                let n = value("--threads")?;
+                threads = n
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| format!("--threads {n}: expected a positive number"))?;
+            }
             "-h" | "--help" => {
-                return Err("usage: gateway --listen ADDR [--app|--php|--cgi PREFIX=BACKEND[,OPTS]]... [--quiet]".into());
+                return Err("usage: gateway --listen ADDR [--app|--php|--cgi PREFIX=BACKEND[,OPTS]]... [--threads N] [--quiet]".into());
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
@@ -70,11 +84,11 @@ fn parse_args() -> Result<Args, String> {
         listen,
         mounts,
         quiet,
+        threads,
     })
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(args) => args,
         Err(msg) => {
@@ -82,6 +96,16 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    match runtime::build(args.threads) {
+        Ok(runtime) => runtime.block_on(serve(args)),
+        Err(err) => {
+            eprintln!("gateway: cannot start the runtime: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: Args) -> ExitCode {
     let default_filter = if args.quiet {
         "warn"
     } else {

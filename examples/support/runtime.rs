@@ -1,4 +1,4 @@
-//! The tokio runtime for the benchmark tools: one thread means a current-thread runtime
+//! The tokio runtime for the examples: one thread means a current-thread runtime
 //! (no cross-thread wake-ups), more a multi-thread runtime with that many workers.
 
 use std::io;
