@@ -242,6 +242,17 @@ impl SiteInner {
                     Ok(res) => res,
                     Err(err) => return self.fcgi.error_response(&err),
                 };
+                if self.sendfile.is_empty() && sendfile::requested(res.headers()).is_some() {
+                    // The application left the body to the gateway; passing the header on
+                    // would leak an internal path and answer with an empty body that looks
+                    // complete.
+                    discard(res.into_body()).await;
+                    return self.fcgi.error_response(&Error::msg(
+                        ErrorKind::Config,
+                        "the backend answered with X-Sendfile/X-Accel-Redirect, but \
+                         PhpSiteBuilder::x_sendfile is not configured",
+                    ));
+                }
                 match head {
                     Some(head) => self.rewrite(res, &head).await,
                     None => res,
@@ -482,7 +493,9 @@ impl PhpSiteBuilder {
     /// serves `{dir}/rest`, and `X-Sendfile: /absolute/path` serves the path if it lies
     /// in `dir` (symlinks resolved). Served with ranges and conditional requests; the
     /// script's other headers (Content-Type, Content-Disposition, cookies) are kept.
-    /// Repeatable. Off by default.
+    /// Repeatable. Off by default; while off, a script response carrying either header is
+    /// a 500 with the reason logged, never passed on (it would reveal an internal path
+    /// and arrive with an empty body).
     pub fn x_sendfile(
         mut self,
         uri_prefix: impl Into<String>,
