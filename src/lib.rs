@@ -115,6 +115,12 @@
 //! CONTENT_LENGTH is exact, which php-fpm requires ([`UnknownLengthBody`]).
 //! Responses stream: [`FcgiBody`] reads STDOUT only when polled.
 //!
+//! What this crate holds per request is bounded (a 64 KiB read-ahead, one record, the
+//! spool's memory part). The HTTP server in front holds its own read buffer per client
+//! connection: hyper's default is about 400 KiB, which many concurrent large uploads fill.
+//! `axum::serve` does not expose it; serving with hyper's `http1::Builder::max_buf_size`
+//! does (`examples/gateway.rs` uses 64 KiB).
+//!
 //! # Backend notes
 //!
 //! - Keep [`Builder::max_connections`] at or below the backend's workers (php-fpm
