@@ -395,7 +395,9 @@ fn run_hidden(test: &str, interop: Option<&str>) -> (bool, String) {
     let exe = std::env::current_exe().expect("the test binary's path");
     let mut command = Command::new(exe);
     command
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        // Without --nocapture: the skip banner must be visible under cargo test's default
+        // output capture, where a passing test's eprintln! is swallowed.
+        .args(["--exact", test, "--test-threads=1"])
         .env("FCGI_TEST_PATH", "/nonexistent-fcgi-test-path");
     match interop {
         Some(value) => command.env("FCGI_INTEROP", value),

@@ -91,10 +91,19 @@ fn skip_message(kind: Kind, why: &str) {
     let current = std::thread::current();
     let test = current.name().unwrap_or("(unnamed test)");
     let line = "#".repeat(78);
-    eprintln!(
+    loud(&format!(
         "\n{line}\n## SKIPPED interop test {test} [{kind}]: {why}\n\
          ## run scripts/test.sh to install the backends (FCGI_INTEROP=require makes this fail)\n{line}\n"
-    );
+    ));
+}
+
+/// Writes to the process's stderr directly: libtest captures `eprintln!` of passing tests,
+/// and a skipped interop test passes, so a banner printed that way would never be seen.
+fn loud(text: &str) {
+    use std::io::Write as _;
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr.write_all(text.as_bytes());
+    let _ = stderr.flush();
 }
 
 /// Whether an application the tests need (not a backend program) is installed at `path`;
@@ -113,9 +122,9 @@ pub fn app_or_skip(name: &str, path: &std::path::Path, install: &str) -> bool {
     let current = std::thread::current();
     let test = current.name().unwrap_or("(unnamed test)");
     let line = "#".repeat(78);
-    eprintln!(
+    loud(&format!(
         "\n{line}\n## SKIPPED interop test {test} [{name}]: {why}\n\
          ## {install} (FCGI_INTEROP=require makes this fail)\n{line}\n"
-    );
+    ));
     false
 }
