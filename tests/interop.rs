@@ -23,17 +23,15 @@ use std::convert::Infallible;
 use std::fmt::Display;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
 use bytes::Bytes;
 use http::{HeaderName, Method, Request, Response, StatusCode, header};
-use http_body::{Body, Frame};
+use http_body::Body;
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -232,36 +230,13 @@ fn full(bytes: Bytes) -> ReqBody {
     Full::new(bytes).boxed()
 }
 
-/// A request body of unknown length (its size hint has no upper bound), which hyper sends
-/// with `Transfer-Encoding: chunked`, in pieces of `chunk` bytes.
-struct Chunked {
-    data: Bytes,
-    chunk: usize,
-}
-
-impl Body for Chunked {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        if self.data.is_empty() {
-            return Poll::Ready(None);
-        }
-        let n = self.chunk.min(self.data.len());
-        let piece = self.data.split_to(n);
-        Poll::Ready(Some(Ok(Frame::data(piece))))
-    }
-}
-
+/// `data` as a body of unknown length in 64 KiB pieces, which hyper sends with
+/// `Transfer-Encoding: chunked`.
 fn chunked(data: Bytes) -> ReqBody {
-    Chunked {
-        data,
-        chunk: 64 * 1024,
-    }
-    .boxed()
+    let pieces = (0..data.len())
+        .step_by(64 * 1024)
+        .map(|at| data.slice(at..data.len().min(at + 64 * 1024)));
+    support::web::Chunked::new(pieces).boxed()
 }
 
 /// `len` pseudo-random bytes (xorshift64*), so that a digest match means something.
