@@ -149,9 +149,7 @@ impl StreamState {
                         "FastCGI application exit status"
                     );
                 }
-                if let Some(conn) = exchange.into_reusable() {
-                    self.pool.checkin(conn);
-                }
+                exchange.release(&self.pool);
                 Poll::Ready(None)
             }
             Poll::Ready(Err(err)) => {
@@ -187,9 +185,7 @@ impl Drop for StreamState {
         let mut cx = Context::from_waker(std::task::Waker::noop());
         match exchange.poll_event(&mut cx) {
             Poll::Ready(Ok(Event::End(_))) => {
-                if let Some(conn) = exchange.into_reusable() {
-                    self.pool.checkin(conn);
-                }
+                exchange.release(&self.pool);
                 return;
             }
             Poll::Ready(_) => return, // more output than announced, or an error: close
@@ -212,9 +208,7 @@ async fn finish_after_full_body(mut exchange: Exchange, pool: Pool) {
     let next = tokio::time::timeout(FINISH_GRACE, poll_fn(|cx| exchange.poll_event(cx))).await;
     match next {
         Ok(Ok(Event::End(_))) => {
-            if let Some(conn) = exchange.into_reusable() {
-                pool.checkin(conn);
-            }
+            exchange.release(&pool);
         }
         Ok(Ok(Event::Stdout(_))) => {
             tracing::debug!(

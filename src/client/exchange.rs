@@ -22,6 +22,7 @@ use super::stderr::StderrLog;
 use super::stream::Stream;
 use super::upload::Upload;
 use crate::error::{Error, ErrorKind, Timeout};
+use crate::pool::Pool;
 use crate::proto::{
     EndRequest, MAX_PADDED_CONTENT_LEN, PADDING, ProtocolStatus, Record, RecordType, stream_header,
 };
@@ -127,22 +128,21 @@ impl Exchange {
         self.upload
     }
 
-    /// The connection, if it may serve another request: END_REQUEST was read, the whole
-    /// request body was written, nothing unread follows, and the backend was asked to keep
-    /// the connection.
-    pub(crate) fn into_reusable(self) -> Option<Connection> {
+    /// Ends the exchange: its connection goes back to `pool` if it may serve another
+    /// request (END_REQUEST was read, the whole request body was written, nothing unread
+    /// follows, and the backend was asked to keep the connection); otherwise it closes.
+    pub(crate) fn release(self, pool: &Pool) {
         let reusable = self.clean_end
             && self.keep_conn
             && self.upload_done
             && self.out.is_empty()
             && !self.write_failed
             && self.conn.is_clean();
-        if !reusable {
-            return None;
+        if reusable {
+            let mut conn = self.conn;
+            conn.spare_segments = self.out.segments;
+            pool.checkin(conn);
         }
-        let mut conn = self.conn;
-        conn.spare_segments = self.out.segments;
-        Some(conn)
     }
 
     /// Drives the exchange until the next STDOUT piece or the end of the request.

@@ -348,9 +348,7 @@ async fn drain(inner: &Inner, mut exchange: Exchange, mut discarded: usize) {
                 }
             }
             Ok(Event::End(_)) => {
-                if let Some(conn) = exchange.into_reusable() {
-                    inner.pool.checkin(conn);
-                }
+                exchange.release(&inner.pool);
                 return;
             }
             Err(err) => {
