@@ -8,7 +8,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tower_fastcgi::proto::{
@@ -21,6 +21,10 @@ use super::dump::EnvDump;
 
 /// Read and write timeout of new connections: a test never hangs longer than this on I/O.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a complete response waits for the STDIN writer thread to finish before the
+/// writer counts as blocked (a loaded CI machine may not schedule it at once).
+const WRITER_GRACE: Duration = Duration::from_secs(2);
 
 /// FastCGI parameters in order; names may repeat ([`Params::append`]), as nginx 1.22 sends
 /// repeated request headers.
@@ -329,6 +333,13 @@ impl Conn {
         let result = thread::scope(|scope| {
             let written = scope.spawn(move || write_request(&mut writer, &head, request_id, stdin));
             let response = self.read_response(request_id);
+            // The writer thread may still be returning from its last write when the
+            // response is complete; only a writer still busy after a grace period is
+            // blocked on an application that stopped reading STDIN.
+            let grace = Instant::now() + WRITER_GRACE;
+            while !written.is_finished() && Instant::now() < grace {
+                thread::sleep(Duration::from_millis(1));
+            }
             if response.is_ok() && !written.is_finished() {
                 // The application answered without reading all of STDIN: unblock the writer.
                 let _ = self.stream.shutdown(Shutdown::Write);
