@@ -790,6 +790,16 @@ async fn stderr_is_logged_never_sent(backend: Backend) {
     // ... but it does reach the log: a warning from tower_fastcgi with the text. The
     // request runs in process on this thread (no spawned task), so a thread-local
     // subscriber sees every event of the exchange.
+    //
+    // tracing caches each callsite's interest process-wide, computed from the default
+    // subscriber of whichever thread reaches it first. A parallel test thread with no
+    // subscriber would cache "never" for the stderr warning and blind this capture (seen
+    // once under load), so every thread gets a global do-nothing registry first, and the
+    // cache is rebuilt once the capture is in place.
+    static GLOBAL: std::sync::Once = std::sync::Once::new();
+    GLOBAL.call_once(|| {
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
+    });
     let log = SharedLog::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(log.clone())
@@ -798,6 +808,7 @@ async fn stderr_is_logged_never_sent(backend: Backend) {
         .finish();
     let (res, body) = {
         let _guard = tracing::subscriber::set_default(subscriber);
+        tracing::callsite::rebuild_interest_cache();
         g.oneshot_get(&g.path(&format!("stderr?msg={token}"))).await
     };
     assert_eq!(
