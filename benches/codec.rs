@@ -25,12 +25,14 @@ use std::hint::black_box;
 use bytes::BytesMut;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tower_fastcgi::proto::{
-    BeginRequest, Decoder, EndRequest, ParamsEncoder, ProtocolStatus, Record, RecordType, Role,
-    encode_begin_request, encode_end_request, encode_stream,
+    BeginRequest, Decoder, ParamsEncoder, Record, RecordType, Role, encode_begin_request,
+    encode_stream,
 };
 
 #[path = "support/counting.rs"]
 mod counting;
+#[path = "support/wire.rs"]
+mod wire;
 
 /// Average allocations per call of `f` over `runs` calls, after one warm-up call.
 fn allocations_per_iteration(runs: usize, mut f: impl FnMut()) -> f64 {
@@ -202,15 +204,7 @@ fn stdout_response(record_len: usize) -> Vec<u8> {
     for chunk in content.chunks(record_len) {
         encode_stream(&mut wire, RecordType::Stdout, 1, chunk);
     }
-    encode_stream(&mut wire, RecordType::Stdout, 1, b"");
-    encode_end_request(
-        &mut wire,
-        1,
-        EndRequest {
-            app_status: 0,
-            protocol_status: ProtocolStatus::RequestComplete,
-        },
-    );
+    wire::end_response(&mut wire, 1);
     wire.to_vec()
 }
 

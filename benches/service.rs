@@ -17,12 +17,12 @@ use http_body_util::{BodyExt, Full};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::Service;
 use tower_fastcgi::FcgiService;
-use tower_fastcgi::proto::{
-    EndRequest, ProtocolStatus, RecordType, encode_end_request, encode_stream,
-};
+use tower_fastcgi::proto::{RecordType, encode_stream};
 
 #[path = "support/counting.rs"]
 mod counting;
+#[path = "support/wire.rs"]
+mod wire;
 
 /// The end of a request as the service writes it: an empty STDIN record.
 const STDIN_END: [u8; 8] = [1, 5, 0, 1, 0, 0, 0, 0];
@@ -36,15 +36,7 @@ fn canned_response() -> Vec<u8> {
         1,
         b"Content-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, world!",
     );
-    encode_stream(&mut wire, RecordType::Stdout, 1, b"");
-    encode_end_request(
-        &mut wire,
-        1,
-        EndRequest {
-            app_status: 0,
-            protocol_status: ProtocolStatus::RequestComplete,
-        },
-    );
+    wire::end_response(&mut wire, 1);
     wire.to_vec()
 }
 

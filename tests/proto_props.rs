@@ -137,52 +137,20 @@ fn read_sizes() -> impl Strategy<Value = Vec<usize>> {
 // Helpers
 // ---------------------------------------------------------------------------------------
 
-/// The payload of a record whose content the encoder splits into several records.
-fn payload_of(record: &Record) -> Option<&Bytes> {
-    match record {
-        Record::Params { data, .. }
-        | Record::Stdin { data, .. }
-        | Record::Stdout { data, .. }
-        | Record::Stderr { data, .. }
-        | Record::Data { data, .. }
-        | Record::GetValues { data }
-        | Record::GetValuesResult { data }
-        | Record::Unknown { data, .. } => Some(data),
-        Record::BeginRequest { .. }
-        | Record::AbortRequest { .. }
-        | Record::EndRequest { .. }
-        | Record::UnknownType { .. } => None,
-    }
-}
-
-/// The same record carrying another payload.
-fn with_payload(record: &Record, data: Bytes) -> Record {
-    let mut out = record.clone();
-    match &mut out {
-        Record::Params { data: d, .. }
-        | Record::Stdin { data: d, .. }
-        | Record::Stdout { data: d, .. }
-        | Record::Stderr { data: d, .. }
-        | Record::Data { data: d, .. }
-        | Record::GetValues { data: d }
-        | Record::GetValuesResult { data: d }
-        | Record::Unknown { data: d, .. } => *d = data,
-        Record::BeginRequest { .. }
-        | Record::AbortRequest { .. }
-        | Record::EndRequest { .. }
-        | Record::UnknownType { .. } => {}
-    }
-    out
-}
-
 /// What `Record::encode` is documented to put on the wire, as records: a payload longer
 /// than one record becomes consecutive records of at most 65528 bytes; an empty payload
 /// stays one (end-of-stream) record.
 fn as_sent(record: &Record) -> Vec<Record> {
-    match payload_of(record) {
+    match record.payload() {
         Some(data) if !data.is_empty() => (0..data.len())
             .step_by(MAX)
-            .map(|start| with_payload(record, data.slice(start..(start + MAX).min(data.len()))))
+            .map(|start| {
+                let mut piece = record.clone();
+                if let Some(d) = piece.payload_mut() {
+                    *d = data.slice(start..(start + MAX).min(data.len()));
+                }
+                piece
+            })
             .collect(),
         _ => vec![record.clone()],
     }
@@ -304,7 +272,7 @@ fn stream_view(records: &[Record]) -> (Streams, Vec<Record>) {
     let mut streams: BTreeMap<StreamKey, (Vec<u8>, usize)> = BTreeMap::new();
     let mut fixed = Vec::new();
     for record in records {
-        match payload_of(record) {
+        match record.payload() {
             Some(data) => {
                 let key = (record.record_type().as_u8(), record.request_id());
                 let entry = streams.entry(key).or_default();
@@ -329,7 +297,7 @@ fn check_decoded(record: &Record) {
     if let Record::Unknown { record_type, .. } = record {
         assert!(!(1..=11).contains(record_type), "{record:?}");
     }
-    if let Some(data) = payload_of(record) {
+    if let Some(data) = record.payload() {
         assert!(data.len() <= MAX_CONTENT_LEN);
     }
 }
@@ -1063,10 +1031,10 @@ fn content_lengths_0_65535_and_65536() {
         let lens: Vec<usize> = outcome
             .records
             .iter()
-            .map(|r| payload_of(r).unwrap().len())
+            .map(|r| r.payload().unwrap().len())
             .collect();
         assert_eq!(lens, [0, MAX_CONTENT_LEN, MAX_CONTENT_LEN]);
-        assert!(payload_of(&outcome.records[2]).unwrap()[..] == big[..]);
+        assert!(outcome.records[2].payload().unwrap()[..] == big[..]);
     }
 
     // 65536 bytes cannot be one record: the encoder writes 65528 + 8.
@@ -1078,7 +1046,7 @@ fn content_lengths_0_65535_and_65536() {
     let lens: Vec<usize> = outcome
         .records
         .iter()
-        .map(|r| payload_of(r).unwrap().len())
+        .map(|r| r.payload().unwrap().len())
         .collect();
     assert_eq!(lens, [MAX, 8]);
     // The one-record helpers clamp to 65528 as well.

@@ -53,39 +53,17 @@ fn decode(wire: &[u8], plan: &[u8]) -> (Vec<Record>, Option<ProtoError>) {
     }
 }
 
-fn payload(record: &Record) -> Option<&[u8]> {
-    match record {
-        Record::Params { data, .. }
-        | Record::Stdin { data, .. }
-        | Record::Stdout { data, .. }
-        | Record::Stderr { data, .. }
-        | Record::Data { data, .. }
-        | Record::GetValues { data }
-        | Record::GetValuesResult { data }
-        | Record::Unknown { data, .. } => Some(data),
-        _ => None,
-    }
-}
-
 /// The records `Record::encode` writes for `record`: its payload in pieces of at most
 /// 65528 bytes (an empty payload stays one end-of-stream record).
 fn as_sent(record: &Record) -> Vec<Record> {
-    let Some(data) = payload(record).filter(|d| !d.is_empty()) else {
+    let Some(data) = record.payload().filter(|d| !d.is_empty()) else {
         return vec![record.clone()];
     };
     data.chunks(MAX_PADDED_CONTENT_LEN)
         .map(|piece| {
             let mut out = record.clone();
-            match &mut out {
-                Record::Params { data, .. }
-                | Record::Stdin { data, .. }
-                | Record::Stdout { data, .. }
-                | Record::Stderr { data, .. }
-                | Record::Data { data, .. }
-                | Record::GetValues { data }
-                | Record::GetValuesResult { data }
-                | Record::Unknown { data, .. } => *data = Bytes::copy_from_slice(piece),
-                _ => {}
+            if let Some(d) = out.payload_mut() {
+                *d = Bytes::copy_from_slice(piece);
             }
             out
         })

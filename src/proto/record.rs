@@ -317,6 +317,53 @@ impl Record {
         }
     }
 
+    /// The variable-length content of a stream or name-value record (PARAMS, STDIN,
+    /// STDOUT, STDERR, DATA, GET_VALUES, GET_VALUES_RESULT, or a record of unknown type);
+    /// `None` for the fixed-size bodies.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use tower_fastcgi::proto::Record;
+    ///
+    /// let out = Record::Stdout { request_id: 1, data: Bytes::from_static(b"hi") };
+    /// assert_eq!(out.payload().map(|d| &d[..]), Some(&b"hi"[..]));
+    /// assert_eq!(Record::AbortRequest { request_id: 1 }.payload(), None);
+    /// ```
+    pub fn payload(&self) -> Option<&Bytes> {
+        match self {
+            Record::Params { data, .. }
+            | Record::Stdin { data, .. }
+            | Record::Stdout { data, .. }
+            | Record::Stderr { data, .. }
+            | Record::Data { data, .. }
+            | Record::GetValues { data }
+            | Record::GetValuesResult { data }
+            | Record::Unknown { data, .. } => Some(data),
+            Record::BeginRequest { .. }
+            | Record::AbortRequest { .. }
+            | Record::EndRequest { .. }
+            | Record::UnknownType { .. } => None,
+        }
+    }
+
+    /// Mutable access to the content [`payload`](Record::payload) returns.
+    pub fn payload_mut(&mut self) -> Option<&mut Bytes> {
+        match self {
+            Record::Params { data, .. }
+            | Record::Stdin { data, .. }
+            | Record::Stdout { data, .. }
+            | Record::Stderr { data, .. }
+            | Record::Data { data, .. }
+            | Record::GetValues { data }
+            | Record::GetValuesResult { data }
+            | Record::Unknown { data, .. } => Some(data),
+            Record::BeginRequest { .. }
+            | Record::AbortRequest { .. }
+            | Record::EndRequest { .. }
+            | Record::UnknownType { .. } => None,
+        }
+    }
+
     /// Appends the record to `dst`, padded to a multiple of eight bytes.
     ///
     /// Stream and management payloads longer than one record are split into several records
