@@ -185,14 +185,14 @@ impl Upload {
         }
     }
 
-    /// Rewinds a replayable body to its start; false when the body cannot be replayed
-    /// (a streamed body that already gave up some bytes).
     /// Whether the body can be sent again from the start (everything but a body streamed
     /// straight from the client).
     pub(crate) fn is_replayable(&self) -> bool {
         !matches!(self, Upload::Stream { .. })
     }
 
+    /// Rewinds a replayable body to its start; false when the body cannot be replayed
+    /// (a streamed body that already gave up some bytes).
     pub(crate) fn rewind(&mut self) -> bool {
         match self {
             Upload::Empty => true,
