@@ -74,27 +74,20 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(msg) => {
-            eprintln!("bench_responder: {msg}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match runtime::build(args.threads) {
-        Ok(rt) => rt,
-        Err(err) => {
-            eprintln!("bench_responder: cannot start the runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("bench_responder: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    runtime::main(
+        "bench_responder",
+        parse_args(),
+        |args| args.threads,
+        |args| async {
+            match run(args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("bench_responder: {err}");
+                    ExitCode::FAILURE
+                }
+            }
+        },
+    )
 }
 
 async fn run(args: Args) -> io::Result<()> {

@@ -428,28 +428,21 @@ async fn run(args: Args) -> Result<String, String> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(msg) => {
-            eprintln!("fcgi_load: {msg}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match runtime::build(args.threads) {
-        Ok(rt) => rt,
-        Err(err) => {
-            eprintln!("fcgi_load: cannot start the runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(args)) {
-        Ok(json) => {
-            println!("{json}");
-            ExitCode::SUCCESS
-        }
-        Err(msg) => {
-            eprintln!("fcgi_load: {msg}");
-            ExitCode::FAILURE
-        }
-    }
+    runtime::main(
+        "fcgi_load",
+        parse_args(),
+        |args| args.threads,
+        |args| async {
+            match run(args).await {
+                Ok(json) => {
+                    println!("{json}");
+                    ExitCode::SUCCESS
+                }
+                Err(msg) => {
+                    eprintln!("fcgi_load: {msg}");
+                    ExitCode::FAILURE
+                }
+            }
+        },
+    )
 }

@@ -90,20 +90,7 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(msg) => {
-            eprintln!("gateway: {msg}");
-            return ExitCode::from(2);
-        }
-    };
-    match runtime::build(args.threads) {
-        Ok(runtime) => runtime.block_on(serve(args)),
-        Err(err) => {
-            eprintln!("gateway: cannot start the runtime: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    runtime::main("gateway", parse_args(), |args| args.threads, serve)
 }
 
 async fn serve(args: Args) -> ExitCode {
