@@ -9,10 +9,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
-use crate::client::exchange::{Event, Exchange};
+use crate::client::exchange::Event;
 use crate::error::{BoxError, Error, ErrorKind};
-use crate::pool::Pool;
 use crate::proto::ProtocolStatus;
+use crate::service::PooledExchange;
 
 /// The body of a response from [`FcgiService`](crate::FcgiService).
 ///
@@ -43,13 +43,12 @@ enum Kind {
 }
 
 struct StreamState {
-    exchange: Option<Exchange>,
+    exchange: Option<PooledExchange>,
     /// Body bytes that arrived in the same record as the end of the head.
     pending: Option<Bytes>,
     /// The backend's Content-Length, which the body must match exactly.
     expected: Option<u64>,
     received: u64,
-    pool: Pool,
 }
 
 impl FcgiBody {
@@ -83,10 +82,9 @@ impl FcgiBody {
     }
 
     pub(crate) fn stream(
-        exchange: Exchange,
+        exchange: PooledExchange,
         pending: Bytes,
         expected: Option<u64>,
-        pool: Pool,
     ) -> FcgiBody {
         FcgiBody {
             kind: Kind::Stream(Box::new(StreamState {
@@ -94,7 +92,6 @@ impl FcgiBody {
                 pending: (!pending.is_empty()).then_some(pending),
                 expected,
                 received: 0,
-                pool,
             })),
         }
     }
@@ -149,7 +146,8 @@ impl StreamState {
                         "FastCGI application exit status"
                     );
                 }
-                exchange.release(&self.pool);
+                // Dropping the cleanly ended exchange returns its connection to the pool.
+                drop(exchange);
                 Poll::Ready(None)
             }
             Poll::Ready(Err(err)) => {
@@ -184,15 +182,12 @@ impl Drop for StreamState {
         let mut exchange = exchange;
         let mut cx = Context::from_waker(std::task::Waker::noop());
         match exchange.poll_event(&mut cx) {
-            Poll::Ready(Ok(Event::End(_))) => {
-                exchange.release(&self.pool);
-                return;
-            }
+            Poll::Ready(Ok(Event::End(_))) => return, // the connection goes back on drop
             Poll::Ready(_) => return, // more output than announced, or an error: close
             Poll::Pending => {}
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(finish_after_full_body(exchange, self.pool.clone()));
+            runtime.spawn(finish_after_full_body(exchange));
         }
     }
 }
@@ -204,12 +199,10 @@ const FINISH_GRACE: Duration = Duration::from_secs(1);
 
 /// Reads what follows a complete length-delimited body (the STDOUT terminator, STDERR,
 /// END_REQUEST) and returns the connection to the pool if the exchange ended cleanly.
-async fn finish_after_full_body(mut exchange: Exchange, pool: Pool) {
+async fn finish_after_full_body(mut exchange: PooledExchange) {
     let next = tokio::time::timeout(FINISH_GRACE, poll_fn(|cx| exchange.poll_event(cx))).await;
     match next {
-        Ok(Ok(Event::End(_))) => {
-            exchange.release(&pool);
-        }
+        Ok(Ok(Event::End(_))) => {} // the connection goes back when `exchange` drops
         Ok(Ok(Event::Stdout(_))) => {
             tracing::debug!(
                 "the backend sent more than its Content-Length; closing the connection"

@@ -219,7 +219,6 @@ pub use cgi::{ConnectionInfo, RequestParams};
 pub use client::upload::UnknownLengthBody;
 pub use client::{Backend, ParseBackendError};
 pub use error::{BoxError, Error, ErrorKind, Timeout};
-pub use pool::PoolStats;
-pub use service::{Builder, FcgiService};
+pub use service::{Builder, FcgiService, PoolStats};
 #[cfg(feature = "php")]
 pub use site::{InterceptHandler, PhpSite, PhpSiteBuilder};

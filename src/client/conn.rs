@@ -1,5 +1,5 @@
-//! One backend connection: the socket, its read buffer and record decoder, and the
-//! bookkeeping the pool needs.
+//! One backend connection: the socket, its read buffer and record decoder, and whether
+//! its last exchange left it fit for another one.
 
 use std::collections::VecDeque;
 use std::io;
@@ -7,11 +7,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Sleep;
 
 use super::stream::Stream;
 use crate::error::Error;
-use crate::pool::Lease;
 use crate::proto::{Decoder, Record};
 
 /// Read in chunks of up to this size; php-fpm writes records of up to 64 KiB.
@@ -25,35 +24,25 @@ pub(crate) struct Connection {
     stream: Stream,
     read_buf: BytesMut,
     decoder: Decoder,
-    /// Requests completed on this connection.
-    pub(crate) requests: u32,
-    /// When the connection went idle in the pool.
-    pub(crate) idle_since: Instant,
+    /// Set by an exchange that ended cleanly (see `Exchange`); cleared when the next one
+    /// starts. Whoever holds the connection reuses it only when this is set.
+    pub(crate) reusable: bool,
     /// Per-request allocations kept for the next exchange on this connection: the write
     /// queue's segment list and the deadline timer.
     pub(crate) spare_segments: VecDeque<Bytes>,
     pub(crate) timer: Option<Pin<Box<Sleep>>>,
-    /// The pool capacity this connection occupies; released when the connection drops.
-    _lease: Lease,
 }
 
 impl Connection {
-    pub(crate) fn new(stream: Stream, lease: Lease) -> Connection {
+    pub(crate) fn new(stream: Stream) -> Connection {
         Connection {
             stream,
             read_buf: BytesMut::new(),
             decoder: Decoder::new(),
-            requests: 0,
-            idle_since: Instant::now(),
+            reusable: false,
             spare_segments: VecDeque::new(),
             timer: None,
-            _lease: lease,
         }
-    }
-
-    /// Closes the connection but keeps the pool capacity it occupied.
-    pub(crate) fn into_lease(self) -> Lease {
-        self._lease
     }
 
     pub(crate) fn stream(&self) -> &Stream {

@@ -11,6 +11,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
+use std::ops::DerefMut;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -22,9 +23,9 @@ use super::stderr::StderrLog;
 use super::stream::Stream;
 use super::upload::Upload;
 use crate::error::{Error, ErrorKind, Timeout};
-use crate::pool::Pool;
 use crate::proto::{
-    EndRequest, MAX_PADDED_CONTENT_LEN, PADDING, ProtocolStatus, Record, RecordType, stream_header,
+    BeginRequest, EndRequest, Header, MAX_PADDED_CONTENT_LEN, PADDING, ProtocolStatus, Record,
+    RecordType, Role, stream_header,
 };
 
 /// The request id of every non-multiplexed exchange.
@@ -58,18 +59,19 @@ pub(crate) struct Deadlines {
 
 /// One request in flight on an exclusive connection.
 #[derive(Debug)]
-pub(crate) struct Exchange {
-    conn: Connection,
+pub(crate) struct Exchange<C> {
+    /// The connection (in the service, the pool's handle for it).
+    conn: C,
     out: WriteQueue,
     upload: Upload,
     /// The STDIN terminator has been queued.
     upload_done: bool,
+    /// STDIN comes from `upload` (else it was all in the first write).
+    streams_stdin: bool,
     /// Writing failed (the backend closed its side); keep reading the response.
     write_failed: bool,
     stdout_ended: bool,
     ended: bool,
-    /// Ended by a real END_REQUEST (not EOF).
-    clean_end: bool,
     /// BEGIN_REQUEST asked the backend to keep the connection.
     keep_conn: bool,
     /// STDOUT bytes have been received (a retry is no longer safe).
@@ -79,33 +81,44 @@ pub(crate) struct Exchange {
     last_read: Instant,
 }
 
-impl Exchange {
-    /// Starts an exchange: `request` holds BEGIN_REQUEST and the PARAMS stream (and,
-    /// when `upload_done`, the whole STDIN stream too); `upload` supplies the rest.
+/// What an exchange sends, besides the body chunks it still has to read.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    /// BEGIN_REQUEST asks the backend to keep the connection (FCGI_KEEP_CONN).
+    pub(crate) keep_conn: bool,
+    /// The PARAMS stream and, when `stdin` is `None`, the whole STDIN stream after it.
+    pub(crate) records: Bytes,
+    /// The request body still to be sent as STDIN, as the backend accepts it.
+    pub(crate) stdin: Option<Upload>,
+}
+
+impl<C: DerefMut<Target = Connection>> Exchange<C> {
+    /// Starts an exchange on `conn`, which it owns until the exchange is dropped.
     pub(crate) fn new(
-        conn: Connection,
-        request: [Bytes; 2],
-        upload: Upload,
-        upload_done: bool,
-        keep_conn: bool,
+        mut conn: C,
+        request: Outgoing,
         deadlines: Deadlines,
         stderr_limit: usize,
-    ) -> Exchange {
-        let mut conn = conn;
+    ) -> Exchange<C> {
+        conn.reusable = false;
         let mut out = WriteQueue::with_segments(std::mem::take(&mut conn.spare_segments));
-        for segment in request {
-            out.push(segment);
-        }
+        out.push(Bytes::from_static(if request.keep_conn {
+            &BEGIN_KEEP
+        } else {
+            &BEGIN_CLOSE
+        }));
+        out.push(request.records);
+        let streams_stdin = request.stdin.is_some();
         Exchange {
             conn,
             out,
-            upload,
-            upload_done,
+            upload: request.stdin.unwrap_or(Upload::Empty),
+            upload_done: !streams_stdin,
+            streams_stdin,
             write_failed: false,
             stdout_ended: false,
             ended: false,
-            clean_end: false,
-            keep_conn,
+            keep_conn: request.keep_conn,
             response_started: false,
             stderr: StderrLog::new(stderr_limit),
             deadlines,
@@ -123,25 +136,27 @@ impl Exchange {
         self.deadlines.head = None;
     }
 
-    /// Gives back the upload so a failed exchange can be retried on another connection.
-    pub(crate) fn into_upload(self) -> Upload {
-        self.upload
+    /// Gives back what remains of the body, so that a request that failed before any
+    /// response byte can be retried on another connection (`None`: the whole STDIN
+    /// stream was in [`Outgoing::records`]). The connection closes.
+    pub(crate) fn into_upload(self) -> Option<Upload> {
+        self.streams_stdin.then_some(self.upload)
     }
 
-    /// Ends the exchange: its connection goes back to `pool` if it may serve another
-    /// request (END_REQUEST was read, the whole request body was written, nothing unread
-    /// follows, and the backend was asked to keep the connection); otherwise it closes.
-    pub(crate) fn release(self, pool: &Pool) {
-        let reusable = self.clean_end
-            && self.keep_conn
+    /// END_REQUEST arrived: the connection may serve another exchange only if the
+    /// backend was asked to keep it, the whole request body and its terminator were
+    /// written, and nothing unread follows. Its holder (the pool's handle) reads the
+    /// verdict when it is dropped.
+    fn on_end(&mut self) {
+        let reusable = self.keep_conn
             && self.upload_done
             && self.out.is_empty()
             && !self.write_failed
             && self.conn.is_clean();
         if reusable {
-            let mut conn = self.conn;
-            conn.spare_segments = self.out.segments;
-            pool.checkin(conn);
+            // Keep the queue's allocation for the next exchange on this connection.
+            self.conn.spare_segments = std::mem::take(&mut self.out.segments);
+            self.conn.reusable = true;
         }
     }
 
@@ -218,7 +233,7 @@ impl Exchange {
             }
             Record::EndRequest { body, .. } if id == REQUEST_ID => {
                 self.ended = true;
-                self.clean_end = true;
+                self.on_end();
                 self.stderr.finish();
                 Ok(Some(Event::End(body)))
             }
@@ -414,3 +429,26 @@ impl WriteQueue {
 
 /// `{FCGI_STDIN, 1, ""}`.
 static STDIN_END: [u8; 8] = stream_header(RecordType::Stdin, REQUEST_ID, 0);
+
+static BEGIN_KEEP: [u8; 16] = begin_request(true);
+static BEGIN_CLOSE: [u8; 16] = begin_request(false);
+
+/// The BEGIN_REQUEST record (Responder role), built at compile time.
+// Fixed-size arrays indexed below 8 in a const context (checked at compile time).
+#[allow(clippy::indexing_slicing)]
+const fn begin_request(keep_conn: bool) -> [u8; 16] {
+    let header = Header::new(RecordType::BeginRequest, REQUEST_ID, 8, 0).to_bytes();
+    let body = BeginRequest {
+        role: Role::Responder,
+        keep_conn,
+    }
+    .to_bytes();
+    let mut out = [0u8; 16];
+    let mut i = 0;
+    while i < 8 {
+        out[i] = header[i];
+        out[i + 8] = body[i];
+        i += 1;
+    }
+    out
+}

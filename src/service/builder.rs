@@ -15,6 +15,7 @@ use crate::client::Backend;
 use crate::client::upload::{BodyConfig, UnknownLengthBody};
 use crate::error::Error;
 use crate::pool::{Pool, PoolConfig};
+use crate::service::stats::Counters;
 
 /// Builds an [`FcgiService`].
 ///
@@ -62,6 +63,7 @@ pub struct Builder {
     cgi: CgiConfig,
     body: BodyConfig,
     pool: PoolConfig,
+    connect_timeout: Option<Duration>,
     /// `max_idle` was set explicitly; otherwise it follows `max_connections`.
     max_idle_set: bool,
     script_name: Option<String>,
@@ -109,7 +111,15 @@ impl Builder {
             backend: None,
             cgi: CgiConfig::default(),
             body: BodyConfig::default(),
-            pool: PoolConfig::default(),
+            pool: PoolConfig {
+                max_open: 4,
+                max_idle: 4,
+                idle_timeout: Some(Duration::from_secs(15)),
+                max_uses: None,
+                queue_timeout: Some(Duration::from_secs(30)),
+                reuse: true,
+            },
+            connect_timeout: Some(Duration::from_secs(5)),
             max_idle_set: false,
             script_name: None,
             script_filename: None,
@@ -332,9 +342,9 @@ impl Builder {
     /// Keep it at or below the backend's worker count (php-fpm `pm.max_children`,
     /// fcgiwrap `-c`): each kept-alive connection occupies a worker even when idle.
     pub fn max_connections(mut self, n: usize) -> Builder {
-        self.pool.max_connections = n.max(1);
+        self.pool.max_open = n.max(1);
         if !self.max_idle_set {
-            self.pool.max_idle = self.pool.max_connections;
+            self.pool.max_idle = self.pool.max_open;
         }
         self
     }
@@ -356,19 +366,19 @@ impl Builder {
     /// Close a connection after this many requests (`None`: never). Set it below
     /// php-fpm's `pm.max_requests` to retire connections before php-fpm does.
     pub fn max_requests_per_connection(mut self, n: impl Into<Option<u32>>) -> Builder {
-        self.pool.max_requests_per_connection = n.into();
+        self.pool.max_uses = n.into();
         self
     }
 
     /// Keep connections open between requests (FCGI_KEEP_CONN). Default: on.
     pub fn keep_alive(mut self, on: bool) -> Builder {
-        self.pool.keep_alive = on;
+        self.pool.reuse = on;
         self
     }
 
     /// How long a request may wait for a connection when all are busy (then 503).
     pub fn queue_timeout(mut self, timeout: Duration) -> Builder {
-        self.pool.queue_timeout = timeout;
+        self.pool.queue_timeout = Some(timeout);
         self
     }
 
@@ -376,7 +386,7 @@ impl Builder {
 
     /// How long connecting may take (then 504).
     pub fn connect_timeout(mut self, timeout: Duration) -> Builder {
-        self.pool.connect_timeout = timeout;
+        self.connect_timeout = Some(timeout);
         self
     }
 
@@ -449,12 +459,15 @@ impl Builder {
                 document_root: self.app_document_root.take(),
             },
         };
-        self.pool.max_idle = self.pool.max_idle.min(self.pool.max_connections);
+        self.pool.max_idle = self.pool.max_idle.min(self.pool.max_open);
         Ok(FcgiService {
             inner: Arc::new(Inner {
                 cgi: self.cgi,
                 body: self.body,
-                pool: Pool::new(backend, self.pool),
+                backend,
+                pool: Pool::new(self.pool),
+                counters: Counters::default(),
+                connect_timeout: self.connect_timeout,
                 max_response_head: self.max_response_head,
                 head_timeout: self.head_timeout,
                 read_timeout: self.read_timeout,
@@ -485,17 +498,13 @@ mod tests {
     #[test]
     fn max_idle_follows_max_connections_unless_set() {
         let b = Builder::new().max_connections(8);
-        assert_eq!((b.pool.max_connections, b.pool.max_idle), (8, 8));
+        assert_eq!((b.pool.max_open, b.pool.max_idle), (8, 8));
         let b = Builder::new().max_idle(2).max_connections(8);
         assert_eq!(b.pool.max_idle, 2);
         let b = Builder::new()
             .max_connections(8)
             .max_idle(16)
             .max_connections(3);
-        assert_eq!(
-            b.pool.max_idle.min(b.pool.max_connections),
-            3,
-            "capped at build"
-        );
+        assert_eq!(b.pool.max_idle.min(b.pool.max_open), 3, "capped at build");
     }
 }

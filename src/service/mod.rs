@@ -3,6 +3,8 @@
 mod builder;
 mod future;
 mod run;
+mod send;
+mod stats;
 
 use std::convert::Infallible;
 use std::fmt;
@@ -18,12 +20,16 @@ use tower_service::Service;
 
 pub use builder::{BuildError, Builder};
 pub use future::{FallibleFuture, ResponseFuture};
+pub(crate) use send::PooledExchange;
+pub use stats::PoolStats;
 
 use crate::body::FcgiBody;
 use crate::cgi::CgiConfig;
+use crate::client::Backend;
+use crate::client::conn::Connection;
 use crate::client::upload::BodyConfig;
 use crate::error::{BoxError, Error};
-use crate::pool::{Pool, PoolStats};
+use crate::pool::Pool;
 
 /// A function that turns an error into the response sent to the client.
 pub type ErrorHandler = Arc<dyn Fn(&Error) -> Response<FcgiBody> + Send + Sync>;
@@ -80,7 +86,10 @@ pub struct FcgiService {
 pub(crate) struct Inner {
     pub(crate) cgi: CgiConfig,
     pub(crate) body: BodyConfig,
-    pub(crate) pool: Pool,
+    pub(crate) backend: Backend,
+    pub(crate) pool: Pool<Connection>,
+    pub(crate) counters: stats::Counters,
+    pub(crate) connect_timeout: Option<Duration>,
     pub(crate) max_response_head: usize,
     pub(crate) head_timeout: Option<Duration>,
     pub(crate) read_timeout: Option<Duration>,
@@ -112,7 +121,7 @@ impl FcgiService {
 
     /// The state of the connection pool.
     pub fn pool_stats(&self) -> PoolStats {
-        self.inner.pool.stats()
+        self.inner.counters.stats(self.inner.pool.stats())
     }
 
     /// Handles a request and returns the typed error instead of an error response.
@@ -169,7 +178,7 @@ impl Inner {
     pub(crate) fn error_response(&self, err: &Error) -> Response<FcgiBody> {
         let status = err.status_code();
         if status.is_server_error() {
-            tracing::error!(error = %err, status = status.as_u16(), backend = %self.pool.backend(), "FastCGI request failed");
+            tracing::error!(error = %err, status = status.as_u16(), backend = %self.backend, "FastCGI request failed");
         } else {
             tracing::info!(error = %err, status = status.as_u16(), "FastCGI request refused");
         }
@@ -262,7 +271,7 @@ where
 impl fmt::Debug for FcgiService {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FcgiService")
-            .field("backend", self.inner.pool.backend())
+            .field("backend", &self.inner.backend)
             .field("mode", &self.inner.cgi.mode)
             .finish_non_exhaustive()
     }

@@ -10,42 +10,19 @@ use http_body::Body;
 use tokio::time::Instant;
 
 use super::Inner;
+use super::send::{Encoded, Head, PooledExchange, send_request};
 use crate::body::FcgiBody;
 use crate::cgi::env::{self, RequestInfo, Target};
-use crate::cgi::head::{HeadParser, ResponseHead};
+use crate::cgi::head::ResponseHead;
 use crate::cgi::{
     self, ConnectionInfo, LocalRedirect, MAX_LOCAL_REDIRECTS, Mount, Resolved, Route, ScriptMode,
 };
-use crate::client::exchange::{Deadlines, Event, Exchange, REQUEST_ID};
+use crate::client::exchange::{Event, REQUEST_ID};
 use crate::client::upload::{self, Upload};
 use crate::error::{BoxError, Error, ErrorKind};
-use crate::proto::{
-    BeginRequest, EndRequest, ParamsEncoder, ProtocolStatus, RecordType, Role, encode_stream,
-};
+use crate::proto::{ParamsEncoder, RecordType, encode_stream};
 
 /// `{FCGI_BEGIN_REQUEST, 1, {FCGI_RESPONDER, FCGI_KEEP_CONN}}` and its non-keep twin.
-static BEGIN_KEEP: [u8; 16] = begin_bytes(true);
-static BEGIN_CLOSE: [u8; 16] = begin_bytes(false);
-
-// Fixed-size arrays indexed below 8 in a const context (evaluated at compile time).
-#[allow(clippy::indexing_slicing)]
-const fn begin_bytes(keep_conn: bool) -> [u8; 16] {
-    let header = crate::proto::Header::new(RecordType::BeginRequest, REQUEST_ID, 8, 0).to_bytes();
-    let body = BeginRequest {
-        role: Role::Responder,
-        keep_conn,
-    }
-    .to_bytes();
-    let mut out = [0u8; 16];
-    let mut i = 0;
-    while i < 8 {
-        out[i] = header[i];
-        out[i + 8] = body[i];
-        i += 1;
-    }
-    out
-}
-
 pub(crate) async fn run<B>(
     inner: Arc<Inner>,
     req: Request<B>,
@@ -192,7 +169,7 @@ async fn exchange_head(
     upload: Upload,
     content_length: Option<u64>,
     started: Instant,
-) -> Result<(Exchange, ResponseHead, Bytes), Error> {
+) -> Result<(PooledExchange, ResponseHead, Bytes), Error> {
     let mut request = BytesMut::with_capacity(1024);
     let mut params = ParamsEncoder::new(&mut request, REQUEST_ID);
     env::write_params(
@@ -208,114 +185,36 @@ async fn exchange_head(
     )?;
     params.finish();
     // A body already in memory goes out in the same write as the params.
-    let (mut upload, upload_done) = match upload {
+    let upload = match upload {
         Upload::Empty => {
             encode_stream(&mut request, RecordType::Stdin, REQUEST_ID, b"");
-            (Upload::Empty, true)
+            None
         }
         Upload::Chunks { chunks, .. } => {
             for chunk in &chunks {
                 encode_stream(&mut request, RecordType::Stdin, REQUEST_ID, chunk);
             }
             encode_stream(&mut request, RecordType::Stdin, REQUEST_ID, b"");
-            (Upload::Empty, true)
+            None
         }
-        other => (other, false),
+        other => Some(other),
     };
-    let request = request.freeze();
-
-    let pool = &inner.pool;
-    let mut checkout = pool.checkout(!upload.is_replayable()).await?;
-    let mut retried = false;
-    loop {
-        let keep = pool.wants_keep_alive(&checkout.conn);
-        let begin = Bytes::from_static(if keep { &BEGIN_KEEP } else { &BEGIN_CLOSE });
-        let deadlines = Deadlines {
-            read_idle: inner.read_timeout,
-            write_idle: inner.write_timeout,
-            head: inner
-                .head_timeout
-                .and_then(|t| Instant::now().checked_add(t)),
-            total: inner.total_timeout.and_then(|t| started.checked_add(t)),
-        };
-        let mut exchange = Exchange::new(
-            checkout.conn,
-            [begin, request.clone()],
-            upload,
-            upload_done,
-            keep,
-            deadlines,
-            inner.stderr_limit,
-        );
-        match read_head(&mut exchange, inner.max_response_head).await {
-            Ok((head, rest)) => return Ok((exchange, head, rest)),
-            Err(err)
-                if checkout.reused
-                    && !retried
-                    && err.kind() == ErrorKind::Io
-                    && !exchange.response_started() =>
-            {
-                upload = exchange.into_upload();
-                if !upload.rewind() {
-                    return Err(err);
-                }
-                // php-fpm closes kept-alive connections on its own (pm.max_requests,
-                // worker recycling); the request never ran, so send it again.
-                tracing::debug!(error = %err, "stale pooled FastCGI connection; retrying on a new one");
-                pool.count_retry();
-                retried = true;
-                checkout = pool.checkout_fresh().await?;
-            }
-            Err(err) => return Err(err),
-        }
-    }
-}
-
-/// Reads STDOUT until the CGI head is complete.
-async fn read_head(exchange: &mut Exchange, limit: usize) -> Result<(ResponseHead, Bytes), Error> {
-    let mut parser = HeadParser::new(limit);
-    loop {
-        match poll_fn(|cx| exchange.poll_event(cx)).await? {
-            Event::Stdout(data) => {
-                if let Some(done) = parser.push(data)? {
-                    exchange.head_done();
-                    return Ok(done);
-                }
-            }
-            Event::End(end) => return Err(ended_before_head(end, parser.buffered())),
-        }
-    }
-}
-
-/// END_REQUEST before a complete head: a rejection, or a script that printed no head.
-fn ended_before_head(end: EndRequest, buffered: usize) -> Error {
-    match end.protocol_status {
-        ProtocolStatus::Overloaded => Error::new(ErrorKind::Overloaded),
-        ProtocolStatus::CantMpxConn => Error::new(ErrorKind::CantMultiplex),
-        ProtocolStatus::UnknownRole => Error::msg(
-            ErrorKind::UnknownRole,
-            "the backend refused the Responder role; is this address really a FastCGI responder?",
-        ),
-        _ if buffered == 0 => Error::msg(
-            ErrorKind::InvalidResponseHead,
-            format!(
-                "the backend ended the request without output (app status {})",
-                end.app_status
-            ),
-        ),
-        _ => Error::msg(
-            ErrorKind::InvalidResponseHead,
-            format!(
-                "the backend output ended before the blank line of the CGI header ({buffered} bytes)"
-            ),
-        ),
-    }
+    let encoded = Encoded {
+        records: request.freeze(),
+        stdin: upload,
+    };
+    let Head {
+        exchange,
+        head,
+        rest,
+    } = send_request(inner, encoded, started).await?;
+    Ok((exchange, head, rest))
 }
 
 async fn build_response(
     inner: &Inner,
     method: &Method,
-    exchange: Exchange,
+    exchange: PooledExchange,
     head: ResponseHead,
     rest: Bytes,
 ) -> Result<Response<FcgiBody>, Error> {
@@ -329,7 +228,7 @@ async fn build_response(
         drain(inner, exchange, rest.len()).await;
         FcgiBody::empty()
     } else {
-        FcgiBody::stream(exchange, rest, head.content_length, inner.pool.clone())
+        FcgiBody::stream(exchange, rest, head.content_length)
     };
     let mut res = Response::new(body);
     *res.status_mut() = head.status;
@@ -338,7 +237,7 @@ async fn build_response(
 }
 
 /// Discards the rest of a response nobody will read, then returns the connection.
-async fn drain(inner: &Inner, mut exchange: Exchange, mut discarded: usize) {
+async fn drain(inner: &Inner, mut exchange: PooledExchange, mut discarded: usize) {
     loop {
         match poll_fn(|cx| exchange.poll_event(cx)).await {
             Ok(Event::Stdout(data)) => {
@@ -347,10 +246,8 @@ async fn drain(inner: &Inner, mut exchange: Exchange, mut discarded: usize) {
                     return;
                 }
             }
-            Ok(Event::End(_)) => {
-                exchange.release(&inner.pool);
-                return;
-            }
+            // Dropping a cleanly ended exchange returns its connection to the pool.
+            Ok(Event::End(_)) => return,
             Err(err) => {
                 tracing::debug!(error = %err, "discarding the body of a bodyless response failed");
                 return;

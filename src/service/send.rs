@@ -1,0 +1,202 @@
+//! Sending one encoded request to the backend and reading its response head: a pooled
+//! connection (reused or newly opened), the exchange on it, and the stale-connection
+//! retry, as an outer/inner pair ([`send_request`] retries what [`try_send_request`]
+//! reports as safe to retry).
+//!
+//! This is where the generic pool meets the FastCGI connection: the pool holds
+//! `Connection`s without knowing what they are ([`Poolable`] below), and an exchange
+//! owns the pool's handle, so the connection goes back by itself when the exchange
+//! (usually inside the response body) is dropped after a clean END_REQUEST.
+
+use std::future::poll_fn;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use super::Inner;
+use crate::cgi::head::{HeadParser, ResponseHead};
+use crate::client::Backend;
+use crate::client::conn::Connection;
+use crate::client::exchange::{Deadlines, Event, Exchange, Outgoing};
+use crate::client::stream::Stream;
+use crate::client::upload::Upload;
+use crate::error::{Error, ErrorKind, Timeout};
+use crate::pool::{Checkout, Pool, Poolable, Pooled, Reuse};
+use crate::proto::{EndRequest, ProtocolStatus};
+
+/// An exchange on a pooled connection: what the response body drives.
+pub(crate) type PooledExchange = Exchange<Pooled<Connection>>;
+
+impl Poolable for Connection {
+    fn can_reuse(&self) -> bool {
+        self.reusable
+    }
+
+    fn is_alive(&self) -> bool {
+        self.probe_alive()
+    }
+}
+
+/// An encoded request: PARAMS (and STDIN, when the body was in memory) plus whatever
+/// of the body is still to be streamed.
+#[derive(Debug)]
+pub(crate) struct Encoded {
+    pub(crate) records: Bytes,
+    pub(crate) stdin: Option<Upload>,
+}
+
+/// The response head and the exchange whose remaining STDOUT is the body.
+pub(crate) struct Head {
+    pub(crate) exchange: PooledExchange,
+    pub(crate) head: ResponseHead,
+    /// Body bytes that arrived with the head.
+    pub(crate) rest: Bytes,
+}
+
+/// How one attempt failed.
+enum Failed {
+    /// The error is final.
+    Fatal(Error),
+    /// A reused connection turned out closed before any response byte: the request did
+    /// not run, so it can be sent again on a fresh connection with this body.
+    Stale(Error, Option<Upload>),
+}
+
+/// Sends the request; a reused connection found stale is retried once, on a genuinely
+/// new connection (never another pooled one, which may be just as stale: php-fpm
+/// recycles workers in bursts).
+pub(crate) async fn send_request(
+    inner: &Inner,
+    request: Encoded,
+    started: Instant,
+) -> Result<Head, Error> {
+    // A body that cannot be replayed gets the probe (one syscall): a stale connection
+    // would otherwise fail it with nothing to retry. A replayable one skips it, since
+    // the retry covers a stale connection at the cost of a round trip once per
+    // recycled worker instead of a syscall on every request.
+    let replayable = request.stdin.as_ref().is_none_or(Upload::is_replayable);
+    let reuse = Reuse::Idle { probe: !replayable };
+    match try_send_request(inner, &request.records, request.stdin, reuse, started).await {
+        Ok(head) => Ok(head),
+        Err(Failed::Fatal(err)) => Err(err),
+        Err(Failed::Stale(err, mut stdin)) => {
+            if !stdin.as_mut().is_none_or(Upload::rewind) {
+                return Err(err);
+            }
+            // php-fpm closes kept-alive connections on its own (pm.max_requests, worker
+            // recycling); the request never ran, so send it again.
+            tracing::debug!(error = %err, "stale pooled FastCGI connection; retrying on a new one");
+            inner.counters.count_stale_retry();
+            match try_send_request(inner, &request.records, stdin, Reuse::Never, started).await {
+                Ok(head) => Ok(head),
+                Err(Failed::Fatal(err) | Failed::Stale(err, _)) => Err(err),
+            }
+        }
+    }
+}
+
+/// One attempt: a connection, the exchange on it, the response head.
+async fn try_send_request(
+    inner: &Inner,
+    records: &Bytes,
+    stdin: Option<Upload>,
+    reuse: Reuse,
+    started: Instant,
+) -> Result<Head, Failed> {
+    let conn = connection(&inner.pool, &inner.backend, inner.connect_timeout, reuse)
+        .await
+        .map_err(Failed::Fatal)?;
+    let reused = conn.is_reused();
+    let request = Outgoing {
+        keep_conn: !conn.is_last_use(),
+        records: records.clone(),
+        stdin,
+    };
+    let deadlines = Deadlines {
+        read_idle: inner.read_timeout,
+        write_idle: inner.write_timeout,
+        head: inner
+            .head_timeout
+            .and_then(|t| Instant::now().checked_add(t)),
+        total: inner.total_timeout.and_then(|t| started.checked_add(t)),
+    };
+    let mut exchange = Exchange::new(conn, request, deadlines, inner.stderr_limit);
+    match read_head(&mut exchange, inner.max_response_head).await {
+        Ok((head, rest)) => Ok(Head {
+            exchange,
+            head,
+            rest,
+        }),
+        Err(err) if reused && err.kind() == ErrorKind::Io && !exchange.response_started() => {
+            Err(Failed::Stale(err, exchange.into_upload()))
+        }
+        Err(err) => Err(Failed::Fatal(err)),
+    }
+}
+
+/// A pooled connection: an idle one, or a new one opened on granted capacity.
+async fn connection(
+    pool: &Pool<Connection>,
+    backend: &Backend,
+    connect_timeout: Option<Duration>,
+    reuse: Reuse,
+) -> Result<Pooled<Connection>, Error> {
+    let slot = match pool.checkout(reuse).await? {
+        Checkout::Reused(conn) => return Ok(conn),
+        Checkout::Open(slot) => slot,
+    };
+    // On failure the slot drops here and its capacity goes to the next waiter.
+    let connecting = Stream::connect(backend);
+    let stream = match connect_timeout {
+        Some(limit) => tokio::time::timeout(limit, connecting)
+            .await
+            .map_err(|_| Error::timeout(Timeout::Connect))?,
+        None => connecting.await,
+    }
+    .map_err(|err| Error::with(ErrorKind::Connect, format!("{backend}: {err}")))?;
+    Ok(slot.fill(Connection::new(stream)))
+}
+
+/// Reads STDOUT until the CGI head is complete.
+async fn read_head(
+    exchange: &mut PooledExchange,
+    limit: usize,
+) -> Result<(ResponseHead, Bytes), Error> {
+    let mut parser = HeadParser::new(limit);
+    loop {
+        match poll_fn(|cx| exchange.poll_event(cx)).await? {
+            Event::Stdout(data) => {
+                if let Some(done) = parser.push(data)? {
+                    exchange.head_done();
+                    return Ok(done);
+                }
+            }
+            Event::End(end) => return Err(ended_before_head(end, parser.buffered())),
+        }
+    }
+}
+
+fn ended_before_head(end: EndRequest, buffered: usize) -> Error {
+    match end.protocol_status {
+        ProtocolStatus::Overloaded => Error::new(ErrorKind::Overloaded),
+        ProtocolStatus::CantMpxConn => Error::new(ErrorKind::CantMultiplex),
+        ProtocolStatus::UnknownRole => Error::msg(
+            ErrorKind::UnknownRole,
+            "the backend refused the Responder role; is this address really a FastCGI responder?",
+        ),
+        _ if buffered == 0 => Error::msg(
+            ErrorKind::InvalidResponseHead,
+            format!(
+                "the backend ended the request without output (app status {})",
+                end.app_status
+            ),
+        ),
+        _ => Error::msg(
+            ErrorKind::InvalidResponseHead,
+            format!(
+                "the backend output ended before the blank line of the CGI header ({buffered} bytes)"
+            ),
+        ),
+    }
+}
