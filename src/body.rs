@@ -9,10 +9,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
-use crate::client::exchange::Event;
+use crate::client::conn::Connection;
+use crate::client::exchange::{Event, Exchange};
 use crate::error::{BoxError, Error, ErrorKind};
+use crate::pool::Pooled;
 use crate::proto::ProtocolStatus;
-use crate::service::PooledExchange;
+
+/// An exchange on a pooled connection: what a streaming body drives. Dropping it after
+/// a clean END_REQUEST returns the connection to its pool.
+pub(crate) type PooledExchange = Exchange<Pooled<Connection>>;
 
 /// The body of a response from [`FcgiService`](crate::FcgiService).
 ///

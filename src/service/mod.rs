@@ -20,7 +20,6 @@ use tower_service::Service;
 
 pub use builder::{BuildError, Builder};
 pub use future::{FallibleFuture, ResponseFuture};
-pub(crate) use send::PooledExchange;
 pub use stats::PoolStats;
 
 use crate::body::FcgiBody;

@@ -10,7 +10,8 @@ use http_body::Body;
 use tokio::time::Instant;
 
 use super::Inner;
-use super::send::{Encoded, Head, PooledExchange, send_request};
+use super::send::{Encoded, Head, send_request};
+use crate::body::PooledExchange;
 use crate::body::FcgiBody;
 use crate::cgi::env::{self, RequestInfo, Target};
 use crate::cgi::head::ResponseHead;

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::Inner;
+use crate::body::PooledExchange;
 use crate::cgi::head::{HeadParser, ResponseHead};
 use crate::client::Backend;
 use crate::client::conn::Connection;
@@ -24,9 +25,6 @@ use crate::client::upload::Upload;
 use crate::error::{Error, ErrorKind, Timeout};
 use crate::pool::{Checkout, Pool, Poolable, Pooled, Reuse};
 use crate::proto::{EndRequest, ProtocolStatus};
-
-/// An exchange on a pooled connection: what the response body drives.
-pub(crate) type PooledExchange = Exchange<Pooled<Connection>>;
 
 impl Poolable for Connection {
     fn can_reuse(&self) -> bool {
