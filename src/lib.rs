@@ -219,6 +219,6 @@ pub use cgi::{ConnectionInfo, RequestParams};
 pub use client::upload::UnknownLengthBody;
 pub use client::{Backend, ParseBackendError};
 pub use error::{BoxError, Error, ErrorKind, Timeout};
-pub use service::{Builder, FcgiService, PoolStats};
+pub use service::{Builder, Failures, FcgiService, Latency, PoolStats, Stats};
 #[cfg(feature = "php")]
 pub use site::{InterceptHandler, PhpSite, PhpSiteBuilder};

@@ -20,7 +20,7 @@ use tower_service::Service;
 
 pub use builder::{BuildError, Builder};
 pub use future::{FallibleFuture, ResponseFuture};
-pub use stats::PoolStats;
+pub use stats::{Failures, Latency, PoolStats, Stats};
 
 use crate::body::FcgiBody;
 use crate::cgi::CgiConfig;
@@ -120,6 +120,12 @@ impl FcgiService {
 
     /// The state of the connection pool.
     pub fn pool_stats(&self) -> PoolStats {
+        self.inner.counters.pool_stats(self.inner.pool.stats())
+    }
+
+    /// Everything the service counts about its backend: the pool, requests sent,
+    /// response heads by status class, failures by cause, queue wait and time to head.
+    pub fn stats(&self) -> Stats {
         self.inner.counters.stats(self.inner.pool.stats())
     }
 

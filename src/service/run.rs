@@ -11,8 +11,8 @@ use tokio::time::Instant;
 
 use super::Inner;
 use super::send::{Encoded, Head, send_request};
-use crate::body::PooledExchange;
 use crate::body::FcgiBody;
+use crate::body::PooledExchange;
 use crate::cgi::env::{self, RequestInfo, Target};
 use crate::cgi::head::ResponseHead;
 use crate::cgi::{

@@ -9,7 +9,6 @@
 //! (usually inside the response body) is dropped after a clean END_REQUEST.
 
 use std::future::poll_fn;
-use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::time::Instant;
@@ -17,13 +16,12 @@ use tokio::time::Instant;
 use super::Inner;
 use crate::body::PooledExchange;
 use crate::cgi::head::{HeadParser, ResponseHead};
-use crate::client::Backend;
 use crate::client::conn::Connection;
 use crate::client::exchange::{Deadlines, Event, Exchange, Outgoing};
 use crate::client::stream::Stream;
 use crate::client::upload::Upload;
 use crate::error::{Error, ErrorKind, Timeout};
-use crate::pool::{Checkout, Pool, Poolable, Pooled, Reuse};
+use crate::pool::{Checkout, Poolable, Pooled, Reuse};
 use crate::proto::{EndRequest, ProtocolStatus};
 
 impl Poolable for Connection {
@@ -73,6 +71,18 @@ pub(crate) async fn send_request(
     // would otherwise fail it with nothing to retry. A replayable one skips it, since
     // the retry covers a stale connection at the cost of a round trip once per
     // recycled worker instead of a syscall on every request.
+    inner.counters.count_request();
+    let result = send_with_retry(inner, request, started).await;
+    match &result {
+        Ok(head) => inner
+            .counters
+            .record_head(head.head.status, started.elapsed()),
+        Err(err) => inner.counters.record_failure(err),
+    }
+    result
+}
+
+async fn send_with_retry(inner: &Inner, request: Encoded, started: Instant) -> Result<Head, Error> {
     let replayable = request.stdin.as_ref().is_none_or(Upload::is_replayable);
     let reuse = Reuse::Idle { probe: !replayable };
     match try_send_request(inner, &request.records, request.stdin, reuse, started).await {
@@ -102,9 +112,7 @@ async fn try_send_request(
     reuse: Reuse,
     started: Instant,
 ) -> Result<Head, Failed> {
-    let conn = connection(&inner.pool, &inner.backend, inner.connect_timeout, reuse)
-        .await
-        .map_err(Failed::Fatal)?;
+    let conn = connection(inner, reuse).await.map_err(Failed::Fatal)?;
     let reused = conn.is_reused();
     let request = Outgoing {
         keep_conn: !conn.is_last_use(),
@@ -134,19 +142,18 @@ async fn try_send_request(
 }
 
 /// A pooled connection: an idle one, or a new one opened on granted capacity.
-async fn connection(
-    pool: &Pool<Connection>,
-    backend: &Backend,
-    connect_timeout: Option<Duration>,
-    reuse: Reuse,
-) -> Result<Pooled<Connection>, Error> {
-    let slot = match pool.checkout(reuse).await? {
+async fn connection(inner: &Inner, reuse: Reuse) -> Result<Pooled<Connection>, Error> {
+    let waiting = Instant::now();
+    let checkout = inner.pool.checkout(reuse).await;
+    inner.counters.record_queue_wait(waiting.elapsed());
+    let slot = match checkout? {
         Checkout::Reused(conn) => return Ok(conn),
         Checkout::Open(slot) => slot,
     };
+    let backend = &inner.backend;
     // On failure the slot drops here and its capacity goes to the next waiter.
     let connecting = Stream::connect(backend);
-    let stream = match connect_timeout {
+    let stream = match inner.connect_timeout {
         Some(limit) => tokio::time::timeout(limit, connecting)
             .await
             .map_err(|_| Error::timeout(Timeout::Connect))?,

@@ -1,7 +1,16 @@
-//! [`PoolStats`]: what a service reports about its backend connections.
+//! What a service reports about its backend: [`PoolStats`] (connections) and [`Stats`]
+//! (requests sent, answers by status class, failures by cause, queue wait, time to the
+//! response head). The names are the ones the fleet's per-backend metrics use.
+//!
+//! Counting is a handful of relaxed atomic additions per request: cheap enough to be
+//! always on, and a snapshot never blocks a request.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
+use http::StatusCode;
+
+use crate::error::{Error, ErrorKind, Timeout};
 use crate::pool::Snapshot;
 
 /// A snapshot of a service's connection pool and its counters.
@@ -10,7 +19,8 @@ use crate::pool::Snapshot;
 pub struct PoolStats {
     /// Connections open or being opened (busy + idle).
     pub open: usize,
-    /// Connections serving a request or being opened for one.
+    /// Connections held by a request, from the checkout until its response body ends
+    /// (or is dropped): the backend's load in flight.
     pub busy: usize,
     /// Idle connections waiting for reuse.
     pub idle: usize,
@@ -24,10 +34,101 @@ pub struct PoolStats {
     pub stale_retries: u64,
 }
 
+/// A snapshot of everything a service counts about its backend; see
+/// [`FcgiService::stats`](crate::FcgiService::stats).
+///
+/// Only requests that were sent to the backend (or tried to be) are counted here: a
+/// request refused before that (a 400 for a hostile path, a 413 body) never is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// The connection pool.
+    pub pool: PoolStats,
+    /// Requests handed to the backend path (each counted once, retries included).
+    pub requests: u64,
+    /// Response heads received, by status class: index 0 is 1xx, … index 4 is 5xx.
+    pub responses_by_class: [u64; 5],
+    /// Requests that failed before a response head, by cause.
+    pub failures: Failures,
+    /// Time spent waiting for a pooled connection (zero when one was free).
+    pub queue_wait: Latency,
+    /// Time from the request's start to its complete response head.
+    pub time_to_head: Latency,
+}
+
+/// Failures before a response head, by cause.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Failures {
+    /// Connection refused, socket missing, connect timeout.
+    pub connect: u64,
+    /// No connection became free within the queue timeout.
+    pub queue_timeout: u64,
+    /// Response head, read, write or total timeout.
+    pub timeout: u64,
+    /// FCGI_OVERLOADED or FCGI_CANT_MPX_CONN.
+    pub overloaded: u64,
+    /// Protocol errors, broken connections, invalid response heads.
+    pub broken: u64,
+}
+
+/// A latency summary: how many, their sum and the largest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Latency {
+    /// How many were measured.
+    pub count: u64,
+    /// Their sum.
+    pub total: Duration,
+    /// The largest.
+    pub max: Duration,
+}
+
+impl Latency {
+    /// The mean, or `None` before the first measurement.
+    pub fn mean(&self) -> Option<Duration> {
+        let count = u32::try_from(self.count).ok().filter(|c| *c > 0)?;
+        Some(self.total / count)
+    }
+}
+
+#[derive(Debug, Default)]
+struct LatencyCounter {
+    count: AtomicU64,
+    total_us: AtomicU64,
+    max_us: AtomicU64,
+}
+
+impl LatencyCounter {
+    fn record(&self, took: Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.total_us.fetch_add(us, Ordering::Relaxed);
+        self.max_us.fetch_max(us, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> Latency {
+        Latency {
+            count: self.count.load(Ordering::Relaxed),
+            total: Duration::from_micros(self.total_us.load(Ordering::Relaxed)),
+            max: Duration::from_micros(self.max_us.load(Ordering::Relaxed)),
+        }
+    }
+}
+
 /// Counters kept by the service itself (the pool keeps its own).
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     stale_retries: AtomicU64,
+    requests: AtomicU64,
+    by_class: [AtomicU64; 5],
+    connect: AtomicU64,
+    queue_timeout: AtomicU64,
+    timeout: AtomicU64,
+    overloaded: AtomicU64,
+    broken: AtomicU64,
+    queue_wait: LatencyCounter,
+    time_to_head: LatencyCounter,
 }
 
 impl Counters {
@@ -35,7 +136,34 @@ impl Counters {
         self.stale_retries.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn stats(&self, pool: Snapshot) -> PoolStats {
+    pub(crate) fn count_request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_queue_wait(&self, took: Duration) {
+        self.queue_wait.record(took);
+    }
+
+    pub(crate) fn record_head(&self, status: StatusCode, took: Duration) {
+        let class = usize::from(status.as_u16() / 100).saturating_sub(1);
+        if let Some(counter) = self.by_class.get(class) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        self.time_to_head.record(took);
+    }
+
+    pub(crate) fn record_failure(&self, err: &Error) {
+        let counter = match err.kind() {
+            ErrorKind::Connect | ErrorKind::Timeout(Timeout::Connect) => &self.connect,
+            ErrorKind::Timeout(Timeout::PoolWait) => &self.queue_timeout,
+            ErrorKind::Timeout(_) => &self.timeout,
+            ErrorKind::Overloaded | ErrorKind::CantMultiplex => &self.overloaded,
+            _ => &self.broken,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn pool_stats(&self, pool: Snapshot) -> PoolStats {
         PoolStats {
             open: pool.open,
             busy: pool.busy,
@@ -44,6 +172,24 @@ impl Counters {
             connections_opened: pool.opened,
             connections_reused: pool.reused,
             stale_retries: self.stale_retries.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn stats(&self, pool: Snapshot) -> Stats {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Stats {
+            pool: self.pool_stats(pool),
+            requests: load(&self.requests),
+            responses_by_class: [0, 1, 2, 3, 4].map(|i| self.by_class.get(i).map_or(0, load)),
+            failures: Failures {
+                connect: load(&self.connect),
+                queue_timeout: load(&self.queue_timeout),
+                timeout: load(&self.timeout),
+                overloaded: load(&self.overloaded),
+                broken: load(&self.broken),
+            },
+            queue_wait: self.queue_wait.snapshot(),
+            time_to_head: self.time_to_head.snapshot(),
         }
     }
 }

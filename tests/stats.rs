@@ -1,0 +1,82 @@
+//! `FcgiService::stats()` after a known sequence of requests: what a dashboard reads.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{answer, body, fake, get, send};
+use http::StatusCode;
+use tower_fastcgi::FcgiService;
+
+#[tokio::test]
+async fn stats_count_requests_statuses_failures_and_latency() {
+    let fake = fake(|req, w| async move {
+        let status = if req.param("PATH_INFO") == "/missing" {
+            "Status: 404 Not Found"
+        } else {
+            "Status: 200 OK"
+        };
+        answer(req, w, status, b"ok").await
+    })
+    .await;
+    let svc = fake.builder().build();
+    for path in ["/a", "/b", "/c", "/missing"] {
+        let res = send(&svc, get(path)).await;
+        body(res).await.expect("complete body");
+    }
+    let stats = svc.stats();
+    assert_eq!(stats.requests, 4);
+    assert_eq!(stats.responses_by_class, [0, 3, 0, 1, 0]);
+    assert_eq!(stats.failures, Default::default());
+    assert_eq!(stats.time_to_head.count, 4);
+    assert!(stats.time_to_head.max >= stats.time_to_head.mean().unwrap());
+    assert_eq!(stats.queue_wait.count, 4);
+    assert_eq!(stats.pool.connections_opened, 1, "{stats:?}");
+    assert_eq!(stats.pool.connections_reused, 3);
+    assert_eq!((stats.pool.busy, stats.pool.idle), (0, 1));
+
+    // A body still being read holds its connection: that is the backend's load.
+    let res = send(&svc, get("/a")).await;
+    assert_eq!(svc.stats().pool.busy, 1);
+    drop(res);
+    assert_eq!(svc.stats().pool.busy, 0);
+}
+
+#[tokio::test]
+async fn stats_count_failures_by_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = FcgiService::builder()
+        .unix(dir.path().join("nobody-listens.sock"))
+        .build();
+    let res = send(&svc, get("/")).await;
+    assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+    let stats = svc.stats();
+    assert_eq!((stats.requests, stats.failures.connect), (1, 1));
+    assert_eq!(stats.responses_by_class, [0; 5]);
+
+    // One connection, held by a slow request: the next one times out in the queue.
+    let fake = fake(|req, w| async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        answer(req, w, "Status: 200 OK", b"").await
+    })
+    .await;
+    let svc = fake
+        .builder()
+        .max_connections(1)
+        .queue_timeout(Duration::from_millis(50))
+        .build();
+    let slow = tokio::spawn({
+        let svc = svc.clone();
+        async move { send(&svc, get("/")).await.status() }
+    });
+    common::eventually("the first request holds the connection", || {
+        svc.stats().pool.busy == 1
+    })
+    .await;
+    let res = send(&svc, get("/")).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(slow.await.unwrap(), StatusCode::OK);
+    let stats = svc.stats();
+    assert_eq!(stats.failures.queue_timeout, 1, "{stats:?}");
+    assert!(stats.queue_wait.max >= Duration::from_millis(50));
+}
