@@ -141,10 +141,11 @@ struct Idle<T> {
     since: Instant,
 }
 
-/// What a waiter receives.
+/// What a waiter receives. Both carry an armed slot: a grant that sits unread in the
+/// channel of a waiter that gave up is dropped with it, and must free its capacity.
 #[derive(Debug)]
 enum Grant<T: Poolable> {
-    Idle(Idle<T>),
+    Idle(Idle<T>, Slot<T>),
     Capacity(Slot<T>),
 }
 
@@ -218,12 +219,11 @@ impl<T: Poolable> Pool<T> {
         };
         Ok(match grant {
             Grant::Capacity(slot) => Checkout::Open(slot),
-            Grant::Idle(idle) => {
+            Grant::Idle(idle, slot) => {
                 let usable = match reuse {
                     Reuse::Idle { probe } => !probe || idle.item.is_alive(),
                     Reuse::Never => false,
                 };
-                let slot = Slot::armed(Arc::clone(&self.shared));
                 if usable {
                     self.shared.reused.fetch_add(1, Ordering::Relaxed);
                     Checkout::Reused(Pooled::new(idle.item, idle.uses, slot))
@@ -260,7 +260,7 @@ impl<T: Poolable> Pool<T> {
             let reclaimed = expired.len();
             if let Some(idle) = found {
                 st.open = st.open.saturating_sub(reclaimed);
-                Step::Ready(Grant::Idle(idle))
+                Step::Ready(Grant::Idle(idle, Slot::armed(Arc::clone(&self.shared))))
             } else if reclaimed > 0 {
                 st.open = st.open.saturating_sub(reclaimed - 1);
                 Step::Ready(Grant::Capacity(Slot::armed(Arc::clone(&self.shared))))
@@ -301,7 +301,7 @@ impl<T: Poolable> Shared<T> {
             match waiter.send(Grant::Capacity(slot)) {
                 Ok(()) => return,
                 Err(Grant::Capacity(back)) => slot = back,
-                Err(Grant::Idle(_)) => return,
+                Err(Grant::Idle(..)) => return,
             }
         }
     }
@@ -334,10 +334,17 @@ impl<T: Poolable> Shared<T> {
                     }
                 }
             };
-            match waiter.send(Grant::Idle(idle)) {
+            // The item's capacity travels with it as an armed slot.
+            match waiter.send(Grant::Idle(idle, Slot::armed(Arc::clone(self)))) {
                 Ok(()) => return,
-                Err(Grant::Idle(back)) => idle = back,
-                Err(Grant::Capacity(_)) => return,
+                Err(Grant::Idle(back, mut slot)) => {
+                    slot.disarm();
+                    idle = back;
+                }
+                Err(Grant::Capacity(mut slot)) => {
+                    slot.disarm();
+                    return;
+                }
             }
         }
     }

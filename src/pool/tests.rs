@@ -193,6 +193,29 @@ async fn abandoned_waiters_do_not_swallow_capacity() {
 }
 
 #[tokio::test]
+async fn a_grant_to_a_waiter_cancelled_before_it_ran_is_not_lost() {
+    let h = Arc::new(Harness::new(config(1)));
+    let (busy, _) = h.get(ANY).await.unwrap();
+    let waiter = {
+        let h = Arc::clone(&h);
+        tokio::spawn(async move { h.get(ANY).await.map(|_| ()) })
+    };
+    tokio::task::yield_now().await;
+    assert_eq!(h.pool.stats().waiting, 1);
+    // The item is sent into the waiter's channel, then the waiter dies unread.
+    drop(busy);
+    waiter.abort();
+    let _ = waiter.await;
+    let stats = h.pool.stats();
+    assert_eq!(
+        (stats.open, h.live()),
+        (0, 0),
+        "capacity freed, item closed"
+    );
+    let (_item, _) = h.get(ANY).await.unwrap();
+}
+
+#[tokio::test]
 async fn a_failed_probe_closes_the_item_and_grants_its_capacity() {
     let h = Harness::new(config(1));
     let (a, _) = h.get(ANY).await.unwrap();
