@@ -3,13 +3,13 @@
 //! One test in its own binary, so the process's peak RSS (VmHWM) belongs to it alone.
 //! The backend is the in-repo responder in the same process; its buffers count too.
 
-mod common;
+mod support;
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use common::*;
+use support::fake::*;
 use http::StatusCode;
 use http_body::{Body, Frame, SizeHint};
 

@@ -2,12 +2,12 @@
 //! it received; in document-root mode a request must never reach it with a
 //! SCRIPT_FILENAME outside the root or naming a non-script.
 
-mod common;
+mod support;
 
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use common::*;
+use support::fake::*;
 use http::{Request, StatusCode};
 use http_body_util::Full;
 
