@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use support::fake::*;
 use http::StatusCode;
 use http_body::Body as _;
+use support::fake::*;
 use tower_fastcgi::proto::{ProtocolStatus, RecordType, encode_stream};
 use tower_fastcgi::{ErrorKind, FcgiService, Timeout};
 

@@ -35,7 +35,7 @@ use sha2::{Digest, Sha256};
 use tower::ServiceExt;
 use tower_fastcgi::{Builder, FcgiService};
 
-use support::http::{ClientBody as ReqBody, Chunked, HttpClient, Server, empty, full};
+use support::http::{Chunked, ClientBody as ReqBody, HttpClient, Server, empty, full};
 use support::{EnvDump, Kind, Program, RunningBackend, sha256_hex};
 
 const MIB: usize = 1024 * 1024;
@@ -77,7 +77,10 @@ impl Gateway {
         Gateway::start_with(backend, |builder| builder).await
     }
 
-    async fn start_with(backend: RunningBackend, configure: impl FnOnce(Builder) -> Builder) -> Gateway {
+    async fn start_with(
+        backend: RunningBackend,
+        configure: impl FnOnce(Builder) -> Builder,
+    ) -> Gateway {
         let svc = configure(service_builder(&backend)).build();
         let app = Router::new()
             .route("/native", get(|| async { "native handler" }))

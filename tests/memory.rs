@@ -9,9 +9,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use support::fake::*;
 use http::StatusCode;
 use http_body::{Body, Frame, SizeHint};
+use support::fake::*;
 
 const GIB: u64 = 1 << 30;
 const CHUNK: usize = 64 * 1024;

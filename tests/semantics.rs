@@ -11,9 +11,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get as axum_get;
 use bytes::Bytes;
-use support::fake::*;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
+use support::fake::*;
 use tower::ServiceExt;
 use tower_fastcgi::{FcgiService, UnknownLengthBody};
 

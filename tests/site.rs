@@ -7,9 +7,9 @@ mod support;
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use support::fake::*;
 use http::{Request, StatusCode};
 use http_body_util::Full;
+use support::fake::*;
 use tower::ServiceExt;
 use tower_fastcgi::{FcgiBody, PhpSite};
 

@@ -139,7 +139,10 @@ async fn bind() -> (tokio::net::TcpListener, SocketAddr) {
     (listener, addr)
 }
 
-fn shutdown_signal() -> (oneshot::Sender<()>, impl Future<Output = ()> + Send + 'static) {
+fn shutdown_signal() -> (
+    oneshot::Sender<()>,
+    impl Future<Output = ()> + Send + 'static,
+) {
     let (tx, rx) = oneshot::channel::<()>();
     // A dropped sender also means "stop": the Server is gone.
     (tx, async move {
@@ -287,8 +290,12 @@ impl HttpClient {
 
     /// GET of `target`, read whole.
     pub async fn get(&self, target: &str) -> Reply {
-        self.fetch(request(Method::GET, target).body(empty()).expect("a request"))
-            .await
+        self.fetch(
+            request(Method::GET, target)
+                .body(empty())
+                .expect("a request"),
+        )
+        .await
     }
 }
 

@@ -57,8 +57,7 @@ impl ProcessGroup {
     /// Spawns `command` (prepared with [`isolate`]) with stdout and stderr appended to a
     /// fresh `log` file.
     pub fn spawn(command: &mut Command, log: &Path) -> Result<ProcessGroup, String> {
-        let out =
-            File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+        let out = File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
         let err = out
             .try_clone()
             .map_err(|e| format!("cannot duplicate the log file handle: {e}"))?;
