@@ -13,8 +13,6 @@
 //!
 //! Skips loudly without DokuWiki or php-fpm (fails with `FCGI_INTEROP=require`).
 
-// Not every helper of the shared support modules is used here.
-#[allow(unused_imports)]
 mod support;
 
 #[path = "../examples/support/mount.rs"]
@@ -26,8 +24,8 @@ use std::path::{Path, PathBuf};
 
 use axum::Router;
 use http::StatusCode;
+use support::http::{Multipart, Reply, Server, Session};
 use support::json::{self, Json};
-use support::web::{Client, Multipart, Reply, Server};
 use support::{Kind, Options};
 
 const DOKUWIKI: &str = "/usr/share/dokuwiki";
@@ -45,7 +43,7 @@ const SOME_PAGE: &str = "====== Some page ======\nReached through a //pretty lin
 struct Wiki {
     root: PathBuf,
     server: Server,
-    backend: support::Backend,
+    backend: support::RunningBackend,
     // Removed last, after php-fpm has stopped.
     _dir: tempfile::TempDir,
 }
@@ -94,7 +92,7 @@ impl Wiki {
         })
     }
 
-    fn client(&self) -> Client {
+    fn client(&self) -> Session {
         self.server.client()
     }
 
@@ -110,7 +108,7 @@ impl Wiki {
     }
 
     /// GET that must answer 200.
-    async fn get_ok(&self, client: &mut Client, target: &str) -> Reply {
+    async fn get_ok(&self, client: &mut Session, target: &str) -> Reply {
         let reply = client.get(target).await;
         assert_eq!(
             reply.status,
@@ -453,7 +451,7 @@ fn png(wiki: &Wiki) -> Vec<u8> {
 
 /// Uploads `data` as `wiki:{name}` the way the media manager's uploader does (a
 /// multipart POST to lib/exe/ajax.php with the CSRF token).
-async fn upload(wiki: &Wiki, client: &mut Client, name: &str, data: &[u8]) {
+async fn upload(wiki: &Wiki, client: &mut Session, name: &str, data: &[u8]) {
     let manager = wiki
         .get_ok(client, "/doku.php/start?do=media&ns=wiki&tab_files=upload")
         .await;

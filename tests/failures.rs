@@ -3,16 +3,16 @@
 //! exercised against real backends in the interop tests where a real backend can produce
 //! the fault.
 
-mod common;
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::*;
 use http::StatusCode;
 use http_body::Body as _;
+use support::fake::*;
 use tower_fastcgi::proto::{ProtocolStatus, RecordType, encode_stream};
 use tower_fastcgi::{ErrorKind, FcgiService, Timeout};
 
@@ -104,7 +104,7 @@ async fn eof_after_stdout_end_without_end_request_is_complete() {
 
 // ---------------------------------------------------------------- protocol faults
 
-async fn raw_reply(bytes: &'static [u8]) -> common::Fake {
+async fn raw_reply(bytes: &'static [u8]) -> support::fake::Fake {
     fake(move |req, mut w| async move {
         w.raw(bytes);
         w.flush().await?;
@@ -238,7 +238,7 @@ async fn unknown_record_types_are_skipped() {
 
 // ---------------------------------------------------------------- bad response heads
 
-async fn head_reply(head: &'static [u8]) -> common::Fake {
+async fn head_reply(head: &'static [u8]) -> support::fake::Fake {
     fake(move |mut req, mut w| async move {
         req.drain_stdin().await?;
         w.stdout(head).await?;

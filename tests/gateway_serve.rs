@@ -6,13 +6,14 @@
 mod listen;
 #[path = "../examples/support/serve.rs"]
 mod serve;
+mod support;
 
 use axum::{Extension, Router, routing::get};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use tower_fastcgi::ConnectionInfo;
+
+use support::http::{HttpClient, raw};
 
 /// Without TCP_NODELAY a response written in pieces waits ~40 ms for the client's delayed
 /// ACK (BENCHMARKS.md); Linux copies the option from the listening socket.
@@ -58,13 +59,9 @@ async fn serve_http1_gives_the_service_the_connection_info() {
     );
 
     // Keep-alive works across requests on the pooled client too.
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let client = HttpClient::new(server);
     for _ in 0..3 {
-        let res = client
-            .get(format!("http://{server}/who").parse().unwrap())
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200);
+        assert_eq!(client.get("/who").await.status, 200);
     }
     task.abort();
 }
@@ -75,28 +72,18 @@ async fn serve_http1_gives_the_service_the_connection_info() {
 /// buffer the same head would be accepted.
 #[tokio::test]
 async fn serve_http1_bounds_the_read_buffer() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
     let listener = listen::listen("127.0.0.1:0").await.unwrap();
     let server = listener.local_addr().unwrap();
     let app = Router::new().route("/who", get(|| async { "ok" }));
     let task = tokio::spawn(serve::serve_http1(listener, app));
 
     async fn status_for(server: std::net::SocketAddr, header_len: usize) -> String {
-        let mut tcp = tokio::net::TcpStream::connect(server).await.unwrap();
         let head = format!(
             "GET /who HTTP/1.1\r\nhost: localhost\r\nx-pad: {}\r\nconnection: close\r\n\r\n",
             "a".repeat(header_len)
         );
-        // The server may answer and close before reading everything; that is fine.
-        let _ = tcp.write_all(head.as_bytes()).await;
-        let mut answer = Vec::new();
-        let _ = tcp.read_to_end(&mut answer).await;
-        String::from_utf8_lossy(&answer)
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_owned()
+        // The server may answer and close before reading everything; `raw` allows that.
+        raw(server, head.as_bytes()).await.status_line()
     }
 
     let fits = serve::MAX_READ_BUF / 2;

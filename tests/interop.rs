@@ -1,11 +1,11 @@
 //! `FcgiService` end to end against real FastCGI backends: php-fpm, php-cgi, flup and
 //! fcgiwrap, each over TCP and over a Unix socket (`tests/support` starts them).
 //!
-//! Every check is one `async fn` taking a started [`Backend`]; the `for_each_backend!`
+//! Every check is one `async fn` taking a started [`RunningBackend`]; the `for_each_backend!`
 //! macro turns it into one `#[test]` per backend kind, named `check::kind`
 //! (`env_get::php_fpm_unix`), so a failure names both. The service is mounted the way an
 //! application would mount it: `Router::new().route("/native", ..).nest_service("/app", svc)`,
-//! served by `axum::serve` on 127.0.0.1 with `ConnectionInfo`, and most checks talk to it
+//! served on 127.0.0.1 with `ConnectionInfo` (`support::http::Server`), and most checks talk to it
 //! through a real HTTP client (hyper); a few use `tower::ServiceExt::oneshot` on the router
 //! where the wire would hide what is checked (a HEAD body).
 //!
@@ -16,13 +16,10 @@
 //!
 //! Without the backends installed the tests skip loudly (`FCGI_INTEROP=require` fails).
 
-#[allow(unused_imports)] // the harness re-exports more than this file uses
 mod support;
 
-use std::convert::Infallible;
 use std::fmt::Display;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -32,23 +29,19 @@ use axum::routing::get;
 use bytes::Bytes;
 use http::{HeaderName, Method, Request, Response, StatusCode, header};
 use http_body::Body;
-use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use sha2::{Digest, Sha256};
 use tower::ServiceExt;
-use tower_fastcgi::{Builder, ConnectionInfo, FcgiService};
+use tower_fastcgi::{Builder, FcgiService};
 
-use support::{Backend, EnvDump, Kind, Program, sha256_hex};
+use support::http::{Chunked, ClientBody as ReqBody, HttpClient, Server, empty, full};
+use support::{EnvDump, Kind, Program, RunningBackend, sha256_hex};
 
 const MIB: usize = 1024 * 1024;
 
 /// Upper bound for one check, so a hang fails with the backend's log instead of blocking.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(120);
-
-type ReqBody = BoxBody<Bytes, Infallible>;
 
 // ---------------------------------------------------------------------------------------
 // The gateway under test.
@@ -56,22 +49,15 @@ type ReqBody = BoxBody<Bytes, Infallible>;
 /// A started backend, the `FcgiService` in front of it, an axum router mounting the service
 /// at `/app` beside a native route, that router served on 127.0.0.1, and an HTTP client.
 struct Gateway {
-    backend: Backend,
+    backend: RunningBackend,
     svc: FcgiService,
     app: Router,
-    addr: SocketAddr,
-    client: Client<HttpConnector, ReqBody>,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
+    server: Server,
+    client: HttpClient,
 }
 
 /// The builder every check starts from: how each kind of backend is mounted.
-fn service_builder(backend: &Backend) -> Builder {
+fn service_builder(backend: &RunningBackend) -> Builder {
     let builder = FcgiService::builder()
         .backend(backend.fcgi_backend())
         .response_head_timeout(Duration::from_secs(30))
@@ -87,35 +73,26 @@ fn service_builder(backend: &Backend) -> Builder {
 }
 
 impl Gateway {
-    async fn start(backend: Backend) -> Gateway {
+    async fn start(backend: RunningBackend) -> Gateway {
         Gateway::start_with(backend, |builder| builder).await
     }
 
-    async fn start_with(backend: Backend, configure: impl FnOnce(Builder) -> Builder) -> Gateway {
+    async fn start_with(
+        backend: RunningBackend,
+        configure: impl FnOnce(Builder) -> Builder,
+    ) -> Gateway {
         let svc = configure(service_builder(&backend)).build();
         let app = Router::new()
             .route("/native", get(|| async { "native handler" }))
             .nest_service("/app", svc.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("the listener's address");
-        let make_service = app
-            .clone()
-            .into_make_service_with_connect_info::<ConnectionInfo>();
-        let server = tokio::spawn(async move {
-            if let Err(err) = axum::serve(listener, make_service).await {
-                eprintln!("axum::serve failed: {err}");
-            }
-        });
-        let client = Client::builder(TokioExecutor::new()).build_http();
+        let server = Server::start(app.clone()).await;
+        let client = server.http();
         Gateway {
             backend,
             svc,
             app,
-            addr,
-            client,
             server,
+            client,
         }
     }
 
@@ -133,7 +110,7 @@ impl Gateway {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        self.server.url(path)
     }
 
     /// A failure message with the backend's log.
@@ -222,21 +199,13 @@ fn request(method: Method, url: &str, body: ReqBody) -> Request<ReqBody> {
         .expect("a valid request")
 }
 
-fn empty() -> ReqBody {
-    Full::new(Bytes::new()).boxed()
-}
-
-fn full(bytes: Bytes) -> ReqBody {
-    Full::new(bytes).boxed()
-}
-
 /// `data` as a body of unknown length in 64 KiB pieces, which hyper sends with
 /// `Transfer-Encoding: chunked`.
 fn chunked(data: Bytes) -> ReqBody {
     let pieces = (0..data.len())
         .step_by(64 * 1024)
         .map(|at| data.slice(at..data.len().min(at + 64 * 1024)));
-    support::web::Chunked::new(pieces).boxed()
+    Chunked::new(pieces).boxed()
 }
 
 /// `len` pseudo-random bytes (xorshift64*), so that a digest match means something.
@@ -296,7 +265,7 @@ fn pattern_sha256(len: usize) -> String {
 /// Starts `kind` (or skips), then runs `check` on a fresh multi-threaded runtime.
 fn run<C, F>(kind: Kind, check: C)
 where
-    C: FnOnce(Backend) -> F,
+    C: FnOnce(RunningBackend) -> F,
     F: Future<Output = ()>,
 {
     let Some(backend) = support::backend_or_skip(kind) else {
@@ -381,7 +350,7 @@ for_each_backend!(
 const RAW_QUERY: &str = "x=%20y&e=%E2%82%AC&s=a%2Fb&p=a+b&empty=";
 
 /// GET through HTTP: the CGI environment as the application sees it.
-async fn env_get(backend: Backend) {
+async fn env_get(backend: RunningBackend) {
     let g = Gateway::start(backend).await;
 
     // The native route beside the mount still answers.
@@ -423,8 +392,8 @@ async fn env_get(backend: Backend) {
     let (res, body) = g.read(res, &request_uri).await;
     let env = g.env(&res, &body);
 
-    let port = g.addr.port().to_string();
-    let host = g.addr.to_string();
+    let port = g.server.addr().port().to_string();
+    let host = g.server.addr().to_string();
     let mut expected: Vec<(&str, Option<&str>)> = vec![
         ("REQUEST_METHOD", Some("GET")),
         ("QUERY_STRING", Some(RAW_QUERY)),
@@ -497,7 +466,7 @@ fn assert_env(g: &Gateway, env: &EnvDump, expected: &[(&str, Option<&str>)]) {
 }
 
 /// POST through HTTP: CONTENT_LENGTH, CONTENT_TYPE and the body as the application reads it.
-async fn env_post(backend: Backend) {
+async fn env_post(backend: RunningBackend) {
     let g = Gateway::start(backend).await;
     let body = payload(200_000, 7);
     let path = g.path("env?q=1");
@@ -583,20 +552,20 @@ async fn upload(g: &Gateway, body: Bytes, make: fn(Bytes) -> ReqBody) {
 }
 
 /// 10 MiB with Content-Length: streamed to STDIN while the echo streams back.
-async fn upload_10mib_with_content_length(backend: Backend) {
+async fn upload_10mib_with_content_length(backend: RunningBackend) {
     let g = Gateway::start(backend).await;
     upload(&g, payload(10 * MIB, 10), full).await;
 }
 
 /// 10 MiB chunked (unknown length): spooled, so CONTENT_LENGTH is exact. php-fpm and
 /// php-cgi would read nothing without it; fcgiwrap and flup read to EOF either way.
-async fn upload_10mib_chunked(backend: Backend) {
+async fn upload_10mib_chunked(backend: RunningBackend) {
     let g = Gateway::start(backend).await;
     upload(&g, payload(10 * MIB, 11), chunked).await;
 }
 
 /// A 50 MiB response from the stream fixture, read through HTTP.
-async fn download_50mib(backend: Backend) {
+async fn download_50mib(backend: RunningBackend) {
     let g = Gateway::start(backend).await;
     let bytes = 50 * MIB;
     let started = Instant::now();
@@ -621,7 +590,7 @@ async fn download_50mib(backend: Backend) {
 
 /// `Status:` sets the response status (fcgiwrap's scripts send it without a reason phrase,
 /// PHP and flup with one).
-async fn status_header(backend: Backend) {
+async fn status_header(backend: RunningBackend) {
     let g = Gateway::start(backend).await;
     for code in [201u16, 404, 418, 503] {
         let (res, body) = g.oneshot_get(&g.path(&format!("status?code={code}"))).await;
@@ -641,7 +610,7 @@ async fn status_header(backend: Backend) {
 }
 
 /// Three Set-Cookie fields stay three fields, through HTTP.
-async fn set_cookies_stay_separate(backend: Backend) {
+async fn set_cookies_stay_separate(backend: RunningBackend) {
     let g = Gateway::start(backend).await;
     let (res, body) = g.http_get(&g.path("cookies")).await;
     assert_eq!(res.status(), StatusCode::OK, "{}", g.context("status"));
@@ -667,7 +636,7 @@ async fn set_cookies_stay_separate(backend: Backend) {
 /// The redirect fixture: Location with a 302 (PHP and flup add the status themselves;
 /// fcgiwrap's script sends Location alone, a CGI redirect the gateway turns into a 302
 /// when it points outside the mount, or serves internally when it points inside).
-async fn redirects(backend: Backend) {
+async fn redirects(backend: RunningBackend) {
     let g = Gateway::start(backend).await;
     let (res, _) = g.http_get(&g.path("redirect?to=/elsewhere")).await;
     assert_eq!(res.status(), StatusCode::FOUND, "{}", g.context("302"));
@@ -721,7 +690,7 @@ async fn redirects(backend: Backend) {
 
 /// HEAD: no body reaches the client, whether the backend sends one (flup, fcgiwrap) or
 /// not (PHP), and the connection is reused afterwards (the body was drained).
-async fn head_has_no_body(backend: Backend) {
+async fn head_has_no_body(backend: RunningBackend) {
     let g = Gateway::start_with(backend, |b| b.max_connections(1)).await;
     let path = g.path("head");
     let req = Request::head(&path)
@@ -766,7 +735,7 @@ async fn head_has_no_body(backend: Backend) {
 
 /// What a script writes to stderr (FCGI_STDERR, or the backend's own log) never reaches
 /// the response body.
-async fn stderr_is_logged_never_sent(backend: Backend) {
+async fn stderr_is_logged_never_sent(backend: RunningBackend) {
     let g = Gateway::start(backend).await;
     let token = "stderr-token-7f3a";
     for _ in 0..3 {
@@ -863,7 +832,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for SharedLog {
 /// Responses with their own Content-Length, served over HTTP: hyper stops polling the body
 /// once it has written that many bytes (before END_REQUEST is read), and the connection must
 /// still go back to the pool. Zero-length bodies are never polled at all.
-async fn content_length_responses_keep_the_connection(backend: Backend) {
+async fn content_length_responses_keep_the_connection(backend: RunningBackend) {
     // One connection: each request waits for the previous one's to come back.
     let g = Gateway::start_with(backend, |b| b.max_connections(1)).await;
     for bytes in [100_000usize, 0, 100_000, 1, 0] {
@@ -895,7 +864,7 @@ async fn content_length_responses_keep_the_connection(backend: Backend) {
 
 /// 200 concurrent HTTP requests through a pool of 4 connections: all succeed (they queue,
 /// none gets 502/503), at most 4 connections are ever open, and they are reused.
-async fn concurrent_requests_queue_on_four_connections(backend: Backend) {
+async fn concurrent_requests_queue_on_four_connections(backend: RunningBackend) {
     let g = Arc::new(
         Gateway::start_with(backend, |b| {
             b.max_connections(4)

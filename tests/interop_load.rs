@@ -6,7 +6,6 @@
 //! run one at a time: each keeps both cores busy, and the peak RSS is process-wide.
 //! Without php-fpm installed they skip loudly (`FCGI_INTEROP=require` fails).
 
-#[allow(unused_imports)] // the harness re-exports more than this file uses
 mod support;
 
 use std::collections::BTreeMap;
@@ -19,12 +18,11 @@ use axum::Router;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use tower::ServiceExt;
-use tower_fastcgi::{ConnectionInfo, FcgiService, PoolStats};
+use tower_fastcgi::{FcgiService, PoolStats};
 
-use support::{Backend, Kind, Options};
+use support::http::{Server, empty, request};
+use support::{Kind, Options, RunningBackend};
 
 /// The script every request runs.
 const HELLO_PHP: &str = "<?php\nheader('Content-Type: text/plain');\necho 'hello';\n";
@@ -45,7 +43,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// php-fpm (`Kind::PhpFpmTcp` or `Kind::PhpFpmUnix`) with `hello.php` in its document root.
-fn php_fpm(kind: Kind, options: Options) -> Option<Backend> {
+fn php_fpm(kind: Kind, options: Options) -> Option<RunningBackend> {
     let backend = support::backend_or_skip_with(kind, options)?;
     backend.write_script("hello.php", HELLO_PHP);
     Some(backend)
@@ -273,26 +271,16 @@ fn php_fpm_under_256_concurrent_clients() {
             .queue_timeout(Duration::from_secs(60))
             .build();
         let app = Router::new().nest_service("/php", svc.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("the listener's address");
-        let server = tokio::spawn(async move {
-            let make_service = app.into_make_service_with_connect_info::<ConnectionInfo>();
-            if let Err(err) = axum::serve(listener, make_service).await {
-                eprintln!("axum::serve failed: {err}");
-            }
-        });
-        let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-        let url: http::Uri = format!("http://{addr}/php/hello.php")
-            .parse()
-            .expect("a valid URI");
+        let server = Server::start(app).await;
+        let client = server.http();
         let hello = move || {
             let client = client.clone();
-            let url = url.clone();
             async move {
+                let req = request(http::Method::GET, "/php/hello.php")
+                    .body(empty())
+                    .expect("a valid request");
                 let res = client
-                    .get(url)
+                    .request(req)
                     .await
                     .map_err(|err| format!("error {err:?}"))?;
                 let status = res.status();
@@ -326,7 +314,7 @@ fn php_fpm_under_256_concurrent_clients() {
         done.store(true, Ordering::Relaxed);
         let (peak_open, peak_waiting) = monitor.await.expect("the pool monitor");
         let stats = svc.pool_stats();
-        server.abort();
+        server.stop().await;
 
         report(
             "static pool of 8, 256 clients over HTTP",

@@ -3,15 +3,15 @@
 //! One test in its own binary, so the process's peak RSS (VmHWM) belongs to it alone.
 //! The backend is the in-repo responder in the same process; its buffers count too.
 
-mod common;
+mod support;
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use common::*;
 use http::StatusCode;
 use http_body::{Body, Frame, SizeHint};
+use support::fake::*;
 
 const GIB: u64 = 1 << 30;
 const CHUNK: usize = 64 * 1024;

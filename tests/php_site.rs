@@ -4,8 +4,6 @@
 //!
 //! Skips loudly without php-fpm (fails with `FCGI_INTEROP=require`).
 
-// Not every helper of the shared support module is used here.
-#[allow(unused_imports)]
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -13,8 +11,8 @@ use std::path::{Path, PathBuf};
 use axum::Router;
 use bytes::Bytes;
 use http::{Method, StatusCode};
+use support::http::{Chunked, Multipart, Reply, Server, Session, full};
 use support::json::{self, Json};
-use support::web::{Chunked, Client, Multipart, Reply, Server, full};
 use support::{Kind, Options};
 use tower_fastcgi::{FcgiBody, PhpSite, PhpSiteBuilder};
 
@@ -97,7 +95,7 @@ fn css() -> Vec<u8> {
 /// A php-fpm backend with the test site in its document root, and the X-Sendfile
 /// directory (outside the root).
 struct Php {
-    backend: support::Backend,
+    backend: support::RunningBackend,
     protected: tempfile::TempDir,
 }
 
@@ -285,7 +283,7 @@ async fn static_files_have_ranges_and_validators_and_never_reach_php() {
     assert_eq!(reply.status, StatusCode::PRECONDITION_FAILED);
 
     // HEAD has the headers and no body; other methods are refused.
-    let req = Client::request(Method::HEAD, "/assets/app.css")
+    let req = Session::request(Method::HEAD, "/assets/app.css")
         .body(full(""))
         .unwrap();
     let reply = client.send(req).await;
@@ -735,7 +733,7 @@ async fn post_forms_and_uploads_reach_php() {
             Json::String("c=d".into())
         ]))
     );
-    let body_len = support::web::form_urlencoded(&fields).len().to_string();
+    let body_len = support::http::form_urlencoded(&fields).len().to_string();
     expect(&dump, "server.CONTENT_LENGTH", &body_len);
 
     // multipart/form-data with a file.
@@ -755,7 +753,7 @@ async fn post_forms_and_uploads_reach_php() {
 
     // A chunked body (no Content-Length from the client) is spooled so PHP still gets
     // an exact CONTENT_LENGTH.
-    let req = Client::request(Method::POST, "/form.php")
+    let req = Session::request(Method::POST, "/form.php")
         .header("content-type", "application/x-www-form-urlencoded")
         .body(http_body_util::BodyExt::boxed(Chunked::new([
             Bytes::from_static(b"first=1&"),

@@ -2,14 +2,14 @@
 //! it received; in document-root mode a request must never reach it with a
 //! SCRIPT_FILENAME outside the root or naming a non-script.
 
-mod common;
+mod support;
 
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use common::*;
 use http::{Request, StatusCode};
 use http_body_util::Full;
+use support::fake::*;
 
 async fn params_dump(mut req: AppRequest, mut w: Writer) -> Handled {
     req.drain_stdin().await?;

@@ -2,7 +2,7 @@
 //! in-repo responder. The same behaviours are checked against real backends in the
 //! interop tests.
 
-mod common;
+mod support;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -11,11 +11,11 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get as axum_get;
 use bytes::Bytes;
-use common::*;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
+use support::fake::*;
 use tower::ServiceExt;
-use tower_fastcgi::{ConnectionInfo, FcgiService, UnknownLengthBody};
+use tower_fastcgi::{FcgiService, UnknownLengthBody};
 
 /// Answers with the request's CGI environment, one `NAME=value` per line.
 async fn env_dump(mut req: AppRequest, mut w: Writer) -> Handled {
@@ -395,32 +395,18 @@ async fn tower_http_layers_compose() {
 #[tokio::test]
 async fn connect_info_fills_remote_and_server_addresses() {
     let fake = fake(env_dump).await;
-    let app = Router::new().fallback_service(fake.builder().build());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<ConnectionInfo>(),
-        )
-        .await
-        .unwrap();
-    });
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let server = support::http::Server::start_service(fake.builder().build()).await;
+    let mut stream = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
     let client_port = stream.local_addr().unwrap().port();
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    stream
-        .write_all(b"GET /x HTTP/1.1\r\nHost: example.test:8080\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8_lossy(&raw);
-    let env = parse_env(text.split("\r\n\r\n").nth(1).unwrap_or("").as_bytes());
+    let reply = support::http::raw_on(
+        &mut stream,
+        b"GET /x HTTP/1.1\r\nHost: example.test:8080\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let env = parse_env(reply.body());
     assert_eq!(env["REMOTE_ADDR"], "127.0.0.1");
     assert_eq!(env["REMOTE_PORT"], client_port.to_string());
     assert_eq!(env["SERVER_ADDR"], "127.0.0.1");
     assert_eq!(env["SERVER_NAME"], "example.test");
     assert_eq!(env["SERVER_PORT"], "8080");
-    server.abort();
 }

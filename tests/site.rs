@@ -2,14 +2,14 @@
 //! with the in-repo responder standing in for php-fpm (the interop tests repeat the
 //! important cases against real php-fpm).
 
-mod common;
+mod support;
 
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use common::*;
 use http::{Request, StatusCode};
 use http_body_util::Full;
+use support::fake::*;
 use tower::ServiceExt;
 use tower_fastcgi::{FcgiBody, PhpSite};
 

@@ -1,6 +1,7 @@
-//! Support for interop tests against real FastCGI backends: php-fpm (TCP and Unix socket),
-//! `php-cgi -b`, flup's WSGIServer running `tests/fixtures/wsgi_app.py`, and fcgiwrap
-//! running the shell scripts of `tests/fixtures/cgi`.
+//! The one support tree of the integration tests (`mod support;` in each test file): a fake
+//! backend, an HTTP harness, and real FastCGI backends for interop tests: php-fpm (TCP and
+//! Unix socket), `php-cgi -b`, flup's WSGIServer running `tests/fixtures/wsgi_app.py`, and
+//! fcgiwrap running the shell scripts of `tests/fixtures/cgi`.
 //!
 //! ```ignore
 //! mod support;
@@ -19,16 +20,34 @@
 //! `FCGI_INTEROP=skip` skips every interop test. A backend that is installed but does not
 //! start is always a failure. `FCGI_TEST_PATH` replaces the directories searched for the
 //! backend programs (`FCGI_TEST_PATH=/nonexistent` simulates a machine without them).
-#![allow(dead_code)]
+//!
+//! The tree, one concern per module:
+//!
+//! - [`fake`]: the in-repo responder as a fake backend (`use support::fake::*;`);
+//! - [`http`]: the HTTP harness, a served router and clients for it;
+//! - [`backends`]: [`RunningBackend`], a real backend program, one module per program;
+//! - [`process`], [`programs`], [`fixtures`]: process groups, finding the programs, the
+//!   document roots they serve;
+//! - [`raw_client`], [`dump`], [`json`]: a blocking FastCGI client, and parsers for what
+//!   the fixtures answer.
+//!
+//! Every test binary compiles the whole tree and uses part of it; hence the allows.
+#![allow(dead_code, unused_imports)]
 
 pub mod backends;
 pub mod dump;
+pub mod fake;
+pub mod fixtures;
+pub mod forms;
+pub mod http;
 pub mod json;
+pub mod process;
+pub mod programs;
 pub mod raw_client;
-pub mod web;
 
-pub use backends::{Addr, Backend, Kind, Options, Program, StartError};
+pub use backends::{Addr, Kind, Options, RunningBackend, StartError};
 pub use dump::{EnvDump, sha256_hex, stream_pattern};
+pub use programs::Program;
 pub use raw_client::{Conn, Params, Response};
 
 /// The interop policy from `FCGI_INTEROP`.
@@ -53,18 +72,18 @@ pub fn policy() -> Policy {
 /// Starts `kind` with default [`Options`], or returns `None` (after a loud message) when
 /// it is not installed and `FCGI_INTEROP` is not `require`. Use as
 /// `let Some(backend) = support::backend_or_skip(kind) else { return };`.
-pub fn backend_or_skip(kind: Kind) -> Option<Backend> {
+pub fn backend_or_skip(kind: Kind) -> Option<RunningBackend> {
     backend_or_skip_with(kind, Options::default())
 }
 
 /// [`backend_or_skip`] with options (workers, `pm.max_requests`, PHP settings, ...).
-pub fn backend_or_skip_with(kind: Kind, options: Options) -> Option<Backend> {
+pub fn backend_or_skip_with(kind: Kind, options: Options) -> Option<RunningBackend> {
     let policy = policy();
     if policy == Policy::SkipAll {
         skip_message(kind, "FCGI_INTEROP=skip");
         return None;
     }
-    match Backend::start(kind, options) {
+    match RunningBackend::start(kind, options) {
         Ok(backend) => Some(backend),
         Err(StartError::Missing(what)) if policy == Policy::Require => panic!(
             "FCGI_INTEROP=require, but {kind} cannot run: {what}\n\
@@ -84,7 +103,7 @@ pub fn backend_or_skip_with(kind: Kind, options: Options) -> Option<Backend> {
 
 /// Whether `program` is installed (and not hidden by `FCGI_TEST_PATH`).
 pub fn is_installed(program: Program) -> bool {
-    backends::locate(program).is_ok()
+    programs::locate(program).is_ok()
 }
 
 fn skip_message(kind: Kind, why: &str) {

@@ -1,7 +1,8 @@
 //! Helpers for tests that drive `FcgiService` against the in-repo responder
-//! (`examples/support/responder.rs`) acting as a well-behaved or misbehaving backend.
-#![allow(dead_code)]
+//! (`examples/support/responder.rs`) acting as a well-behaved or misbehaving backend:
+//! `use support::fake::*;` brings [`fake`], [`Fake`], the handler helpers and [`send`].
 
+// Relative to this file's directory (`tests/support`).
 #[path = "../../examples/support/responder.rs"]
 pub mod responder;
 
