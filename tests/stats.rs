@@ -1,10 +1,10 @@
 //! `FcgiService::stats()` after a known sequence of requests: what a dashboard reads.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{answer, body, fake, get, send};
+use support::fake::{answer, body, fake, get, send};
 use http::StatusCode;
 use tower_fastcgi::FcgiService;
 
@@ -69,7 +69,7 @@ async fn stats_count_failures_by_cause() {
         let svc = svc.clone();
         async move { send(&svc, get("/")).await.status() }
     });
-    common::eventually("the first request holds the connection", || {
+    support::fake::eventually("the first request holds the connection", || {
         svc.stats().pool.busy == 1
     })
     .await;
