@@ -96,10 +96,10 @@
 //!
 //! - **Application mode** (the default; flup/WSGI, Go, a single front controller): one
 //!   application owns the mount point. SCRIPT_NAME is the mount prefix (axum's
-//!   `nest_service` prefix, or [`Builder::script_name`]) and PATH_INFO the rest of the
+//!   `nest_service` prefix, or [`FcgiServiceBuilder::script_name`]) and PATH_INFO the rest of the
 //!   path, as with Apache's `ProxyPass /app fcgi://127.0.0.1:9000/`.
-//!   [`Builder::script_filename`] adds a fixed SCRIPT_FILENAME.
-//! - **Document-root mode** ([`Builder::document_root`]; php-fpm, fcgiwrap): the path names
+//!   [`FcgiServiceBuilder::script_filename`] adds a fixed SCRIPT_FILENAME.
+//! - **Document-root mode** ([`FcgiServiceBuilder::document_root`]; php-fpm, fcgiwrap): the path names
 //!   a script file under the root. `/index.php/extra` runs `index.php` with
 //!   PATH_INFO `/extra`, but only because `index.php` exists and has an allowed extension:
 //!   `/uploads/x.jpg/a.php` is a 404, never an execution of `x.jpg`. Directories use
@@ -123,9 +123,9 @@
 //!
 //! # Backend notes
 //!
-//! - Keep [`Builder::max_connections`] at or below the backend's workers (php-fpm
+//! - Keep [`FcgiServiceBuilder::max_connections`] at or below the backend's workers (php-fpm
 //!   `pm.max_children`, fcgiwrap `-c`): a kept-alive connection holds a worker. Requests
-//!   beyond the cap queue (up to [`Builder::queue_timeout`]) instead of failing.
+//!   beyond the cap queue (up to [`FcgiServiceBuilder::queue_timeout`]) instead of failing.
 //! - php-fpm closes kept-alive connections when it recycles a worker
 //!   (`pm.max_requests`); the service retries such requests once on a new connection.
 //! - flup: prefer a Unix socket. Over TCP flup writes each record in several small sends
@@ -139,7 +139,7 @@
 //! error, malformed CGI head), 503 (pool queue timeout, FCGI_OVERLOADED), 504 (timeouts),
 //! 400/404/411/413/431 for requests that cannot be mapped or are too large. Each is logged
 //! with its reason. After the head, the body ends with an [`Error`]. See [`Error`],
-//! [`Builder::on_error`] and [`FcgiService::fallible`].
+//! [`FcgiServiceBuilder::on_error`] and [`FcgiService::fallible`].
 //!
 //! # Failure behaviour
 //!
@@ -201,8 +201,10 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod defaults;
 pub mod proto;
 
+#[cfg(feature = "unstable")]
 #[doc(hidden)]
 pub mod bench_hooks;
 mod body;
@@ -210,16 +212,21 @@ mod cgi;
 mod client;
 mod error;
 mod pool;
-pub mod service;
+mod service;
 #[cfg(feature = "php")]
 mod site;
 
 pub use body::FcgiBody;
 pub use cgi::{ConnectionInfo, RequestParams};
+#[cfg(feature = "axum")]
+pub use cgi::{ConnectionInfoListener, ListenerAddr, ListenerIo};
 pub use client::upload::UnknownLengthBody;
 pub use client::{Backend, ParseBackendError};
 pub use error::{BoxError, Error, ErrorKind, Timeout};
 pub use pool::PoolStats;
-pub use service::{Builder, FcgiService};
+pub use service::{
+    BuildError, ErrorHandler, Fallible, FallibleFuture, FcgiService, FcgiServiceBuilder,
+    ResponseFuture,
+};
 #[cfg(feature = "php")]
 pub use site::{InterceptHandler, PhpSite, PhpSiteBuilder};

@@ -39,7 +39,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use sha2::{Digest, Sha256};
 use tower::ServiceExt;
-use tower_fastcgi::{Builder, ConnectionInfo, FcgiService};
+use tower_fastcgi::{ConnectionInfo, FcgiService, FcgiServiceBuilder};
 
 use support::{Backend, EnvDump, Kind, Program, sha256_hex};
 
@@ -71,7 +71,7 @@ impl Drop for Gateway {
 }
 
 /// The builder every check starts from: how each kind of backend is mounted.
-fn service_builder(backend: &Backend) -> Builder {
+fn service_builder(backend: &Backend) -> FcgiServiceBuilder {
     let builder = FcgiService::builder()
         .backend(backend.fcgi_backend())
         .response_head_timeout(Duration::from_secs(30))
@@ -91,7 +91,10 @@ impl Gateway {
         Gateway::start_with(backend, |builder| builder).await
     }
 
-    async fn start_with(backend: Backend, configure: impl FnOnce(Builder) -> Builder) -> Gateway {
+    async fn start_with(
+        backend: Backend,
+        configure: impl FnOnce(FcgiServiceBuilder) -> FcgiServiceBuilder,
+    ) -> Gateway {
         let svc = configure(service_builder(&backend)).build();
         let app = Router::new()
             .route("/native", get(|| async { "native handler" }))

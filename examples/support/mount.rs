@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use axum::Router;
-use tower_fastcgi::{Backend, Builder, FcgiService, PhpSite};
+use tower_fastcgi::{Backend, FcgiService, FcgiServiceBuilder, PhpSite};
 
 #[derive(Debug)]
 pub enum Kind {
@@ -34,7 +34,7 @@ impl Mount {
     }
 
     /// Pool size and keep-alive options shared by every kind of mount.
-    fn tune(&self, mut b: Builder) -> Result<Builder, String> {
+    fn tune(&self, mut b: FcgiServiceBuilder) -> Result<FcgiServiceBuilder, String> {
         if let Some(n) = self.option("conns") {
             let n: usize = n.parse().map_err(|_| format!("conns={n}: not a number"))?;
             b = b.max_connections(n).max_idle(n);

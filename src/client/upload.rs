@@ -43,15 +43,17 @@ pub enum UnknownLengthBody {
 }
 
 impl Default for UnknownLengthBody {
+    /// Spool, [`SPOOL_MEMORY`](crate::defaults::SPOOL_MEMORY) bytes in memory, then a
+    /// temporary file in the system's temporary directory.
     fn default() -> UnknownLengthBody {
         UnknownLengthBody::Spool {
-            memory: 256 * 1024,
+            memory: crate::defaults::SPOOL_MEMORY,
             dir: None,
         }
     }
 }
 
-/// Body settings.
+/// Body settings (the builder fills them from [`crate::defaults`]).
 #[derive(Debug, Clone)]
 pub(crate) struct BodyConfig {
     pub(crate) unknown_length: UnknownLengthBody,
@@ -59,16 +61,6 @@ pub(crate) struct BodyConfig {
     pub(crate) max_len: u64,
     /// Known-length bodies up to this size are read before connecting.
     pub(crate) read_ahead: usize,
-}
-
-impl Default for BodyConfig {
-    fn default() -> BodyConfig {
-        BodyConfig {
-            unknown_length: UnknownLengthBody::default(),
-            max_len: 1 << 30,
-            read_ahead: 64 * 1024,
-        }
-    }
 }
 
 /// The source of FCGI_STDIN for one exchange.
