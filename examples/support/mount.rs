@@ -15,6 +15,35 @@ pub enum Kind {
     Cgi,
 }
 
+impl Kind {
+    /// The flag that declares this kind of mount.
+    fn flag(&self) -> &'static str {
+        match self {
+            Kind::App => "--app",
+            Kind::Php => "--php",
+            Kind::Cgi => "--cgi",
+        }
+    }
+
+    /// The `NAME=VALUE` options this kind understands. Anything else is a usage error,
+    /// so that a misspelt `conns=` or an option of another kind is never silently ignored.
+    fn options(&self) -> &'static [&'static str] {
+        match self {
+            Kind::App => &["conns", "keepalive", "script"],
+            Kind::Cgi => &["conns", "keepalive", "root", "index"],
+            Kind::Php => &[
+                "conns",
+                "keepalive",
+                "root",
+                "index",
+                "deny",
+                "front",
+                "sendfile",
+            ],
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Mount {
     pub kind: Kind,
@@ -142,6 +171,13 @@ pub fn parse_mount(kind: Kind, spec: &str) -> Result<Mount, String> {
         let (k, v) = opt
             .split_once('=')
             .ok_or_else(|| format!("{opt:?}: expected NAME=VALUE"))?;
+        if !kind.options().contains(&k) {
+            return Err(format!(
+                "{prefix}: unknown option {k:?} for {} (known: {})",
+                kind.flag(),
+                kind.options().join(", ")
+            ));
+        }
         options.push((k.to_owned(), v.to_owned()));
     }
     Ok(Mount {
@@ -150,4 +186,33 @@ pub fn parse_mount(kind: Kind, spec: &str) -> Result<Mount, String> {
         backend,
         options,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_options_are_a_usage_error_naming_them() {
+        let err = parse_mount(Kind::App, "/app=tcp://127.0.0.1:9000,con=4").unwrap_err();
+        assert!(err.contains("unknown option \"con\" for --app"), "{err}");
+        // An option of another kind of mount is refused too.
+        let err = parse_mount(Kind::App, "/app=tcp://127.0.0.1:9000,root=/srv").unwrap_err();
+        assert!(err.contains("\"root\""), "{err}");
+        let err = parse_mount(Kind::Cgi, "/cgi=unix:/run/f.sock,root=/srv,deny=/x").unwrap_err();
+        assert!(err.contains("\"deny\" for --cgi"), "{err}");
+    }
+
+    #[test]
+    fn known_options_parse() {
+        let m = parse_mount(
+            Kind::Php,
+            "/=unix:/run/php.sock,root=/srv,conns=4,keepalive=0,index=a.php,deny=/d,front=none,sendfile=/p:/srv/p",
+        )
+        .unwrap();
+        assert_eq!(m.option("conns"), Some("4"));
+        assert_eq!(m.prefix, "");
+        let m = parse_mount(Kind::App, "/app/=tcp://127.0.0.1:9000,script=/srv/app.py").unwrap();
+        assert_eq!((m.prefix.as_str(), m.option("script")), ("/app", Some("/srv/app.py")));
+    }
 }
