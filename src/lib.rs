@@ -89,6 +89,18 @@
 //! let app: axum::Router = axum::Router::new().fallback_service(wiki);
 //! ```
 //!
+//! ## At the root or under a prefix
+//!
+//! At the root, give the site every path no route claims: `Router::new().route("/api",
+//! ..).fallback_service(site)`. Under a prefix, nest it: `.nest_service("/blog", site)`.
+//! Nested, the site sees paths below the prefix and keeps the prefix wherever it
+//! matters: REQUEST_URI is the original target (`/blog/posts?id=1`), SCRIPT_NAME includes
+//! `/blog`, and the directory redirect of `/blog/posts` is `Location: /blog/posts/`.
+//! axum hands the nested service `/` for both `/blog` and `/blog/`, so `/blog` serves the
+//! index without a redirect; pages with relative links want a route that redirects
+//! `/blog` to `/blog/`. `examples/full_stack.rs` mounts one under a prefix beside a
+//! WSGI app, inside a full middleware stack.
+//!
 //! The same as a command line: `cargo run --release --example gateway -- --listen
 //! 127.0.0.1:8080 --php /=unix:/run/php/php8.2-fpm.sock,root=/srv/wiki,deny=/data:/conf:/bin:/inc:/vendor,index=doku.php`.
 //!
@@ -132,6 +144,20 @@
 //!   without `TCP_NODELAY`, and delayed ACKs then cost about 40 ms per request.
 //! - PHP sends `Status: 302` for `header('Location: /x')`; only
 //!   `header('Location: /x', true, 200)` asks for an RFC 3875 local redirect.
+//!
+//! # When a pooled backend goes away
+//!
+//! Idle connections stay open to the backend for
+//! [`idle_timeout`](FcgiServiceBuilder::idle_timeout) (15 s). A backend that restarts or
+//! recycles a worker closes its side; the next request on such a connection finds it
+//! closed before any response byte and is retried once on a new connection (request
+//! bodies held in memory or spooled are replayed; a body streamed from the client is not,
+//! and that request gets a 502). A backend that stops *listening* but keeps its open
+//! connections is different: flup, on SIGTERM, stops accepting and keeps serving the
+//! kept-alive connections it has until they go idle, so requests keep succeeding on old
+//! connections and new connections are refused (502 at once) until the pool has cycled.
+//! Lower `idle_timeout`, or set [`keep_alive(false)`](FcgiServiceBuilder::keep_alive),
+//! where a deployment swaps backends behind one address.
 //!
 //! # Errors
 //!
@@ -187,6 +213,15 @@
 //! characters, backslashes, encoded slashes or `..` above the root are refused; scripts
 //! that are symlinks out of the root are refused; the backend's `Transfer-Encoding` is
 //! dropped and its `Content-Length` is enforced against the body.
+//!
+//! # Features
+//!
+//! - `axum` (default): reads axum's `NestedPath`, `OriginalUri` and `ConnectInfo`
+//!   extensions; `Connected` for [`ConnectionInfo`] on `TcpListener`, `UnixListener` and
+//!   [`ConnectionInfoListener`] (any other listener, `tap_io`'s included).
+//! - `php` (default): [`PhpSite`].
+//! - `unstable`: the byte-level record helpers in [`proto`] (see its "Unstable helpers")
+//!   and hidden benchmark hooks. No semver promise: they may change in any release.
 #![deny(unsafe_code)]
 // No input may panic the library: no unwrap/expect/panic, no unchecked indexing outside tests.
 #![cfg_attr(

@@ -76,7 +76,10 @@ async fn chunked_body_within_the_limit_passes() {
     let (addr, _fake) = start().await;
     let (status, text) = exchange(addr, CHUNKED, &chunked(LIMIT)).await;
     assert_eq!(status, 200, "{text}");
-    assert!(text.contains(&format!("x-declared-length: {LIMIT}")), "{text}");
+    assert!(
+        text.contains(&format!("x-declared-length: {LIMIT}")),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -86,6 +89,6 @@ async fn content_length_over_the_limit_is_413() {
         "POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         LIMIT * 4
     );
-    let (status, text) = exchange(addr, &head, &vec![b'x'; LIMIT * 4]).await;
+    let (status, text) = exchange(addr, &head, &[b'x'; LIMIT * 4]).await;
     assert_eq!(status, 413, "{text}");
 }

@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tower_fastcgi::{ConnectionInfo, ConnectionInfoListener};
 
-use common::{AppRequest, After, Handled, Writer};
+use common::{After, AppRequest, Handled, Writer};
 
 const NAMES: [&str; 4] = ["REMOTE_ADDR", "REMOTE_PORT", "SERVER_ADDR", "SERVER_PORT"];
 
@@ -55,7 +55,8 @@ fn serve<L>(listener: L, app: Router)
 where
     L: axum::serve::Listener,
     L::Addr: std::fmt::Debug,
-    for<'a> ConnectionInfo: axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
+    for<'a> ConnectionInfo:
+        axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
 {
     let make = app.into_make_service_with_connect_info::<ConnectionInfo>();
     tokio::spawn(async move {

@@ -213,6 +213,9 @@ mod tests {
         assert_eq!(m.option("conns"), Some("4"));
         assert_eq!(m.prefix, "");
         let m = parse_mount(Kind::App, "/app/=tcp://127.0.0.1:9000,script=/srv/app.py").unwrap();
-        assert_eq!((m.prefix.as_str(), m.option("script")), ("/app", Some("/srv/app.py")));
+        assert_eq!(
+            (m.prefix.as_str(), m.option("script")),
+            ("/app", Some("/srv/app.py"))
+        );
     }
 }
