@@ -25,8 +25,7 @@ use std::hint::black_box;
 use bytes::BytesMut;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tower_fastcgi::proto::{
-    BeginRequest, Decoder, ParamsEncoder, Record, RecordType, Role, encode_begin_request,
-    encode_stream,
+    BeginRequest, Decoder, ParamsEncoder, Record, RecordType, Role, encode_stream,
 };
 
 #[path = "support/counting.rs"]
@@ -131,14 +130,14 @@ fn php_params() -> Vec<(&'static str, String)> {
 
 fn encode_php_request(dst: &mut BytesMut, params: &[(&str, String)], body: &[u8]) {
     dst.clear();
-    encode_begin_request(
-        dst,
-        1,
-        BeginRequest {
+    Record::BeginRequest {
+        request_id: 1,
+        body: BeginRequest {
             role: Role::Responder,
             keep_conn: true,
         },
-    );
+    }
+    .encode(dst);
     let mut encoder = ParamsEncoder::new(dst, 1);
     for (name, value) in params {
         encoder

@@ -35,8 +35,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tower_fastcgi::proto::{
-    BeginRequest, Decoder, ParamsEncoder, ProtocolStatus, Record, RecordType, Role,
-    encode_begin_request, encode_stream,
+    BeginRequest, Decoder, ParamsEncoder, ProtocolStatus, Record, RecordType, Role, encode_stream,
 };
 
 /// A gap without a completed request longer than this marks the connection as stalled.
@@ -132,14 +131,14 @@ fn parse_args() -> Result<Args, String> {
 /// The whole request, encoded once and sent as is on every iteration (request id 1).
 fn encode_request(args: &Args) -> Result<Bytes, String> {
     let mut buf = BytesMut::new();
-    encode_begin_request(
-        &mut buf,
-        1,
-        BeginRequest {
+    Record::BeginRequest {
+        request_id: 1,
+        body: BeginRequest {
             role: Role::Responder,
             keep_conn: true,
         },
-    );
+    }
+    .encode(&mut buf);
     let body_len = args.body.to_string();
     let script_name = args.uri.split('?').next().unwrap_or_default().to_owned();
     let mut params: Vec<(&str, &str)> = vec![

@@ -20,6 +20,7 @@
 //! `index=a.php:b.php`, `script=/path/front.php` (--app: fixed SCRIPT_FILENAME);
 //! for --php also `deny=/data:/conf` (refused path prefixes), `front=/index.php` or
 //! `front=none`, `sendfile=/protected:/srv/private` (X-Accel-Redirect prefix and directory).
+//! An option the mount does not understand is a usage error (exit 2) naming it.
 //!
 //! ```text
 //! --php /=unix:/run/php/php-fpm.sock,root=/srv/wiki,deny=/data:/conf:/bin:/inc:/vendor,index=doku.php

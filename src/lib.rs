@@ -89,6 +89,18 @@
 //! let app: axum::Router = axum::Router::new().fallback_service(wiki);
 //! ```
 //!
+//! ## At the root or under a prefix
+//!
+//! At the root, give the site every path no route claims: `Router::new().route("/api",
+//! ..).fallback_service(site)`. Under a prefix, nest it: `.nest_service("/blog", site)`.
+//! Nested, the site sees paths below the prefix and keeps the prefix wherever it
+//! matters: REQUEST_URI is the original target (`/blog/posts?id=1`), SCRIPT_NAME includes
+//! `/blog`, and the directory redirect of `/blog/posts` is `Location: /blog/posts/`.
+//! axum hands the nested service `/` for both `/blog` and `/blog/`, so `/blog` serves the
+//! index without a redirect; pages with relative links want a route that redirects
+//! `/blog` to `/blog/`. `examples/full_stack.rs` mounts one under a prefix beside a
+//! WSGI app, inside a full middleware stack.
+//!
 //! The same as a command line: `cargo run --release --example gateway -- --listen
 //! 127.0.0.1:8080 --php /=unix:/run/php/php8.2-fpm.sock,root=/srv/wiki,deny=/data:/conf:/bin:/inc:/vendor,index=doku.php`.
 //!
@@ -96,10 +108,10 @@
 //!
 //! - **Application mode** (the default; flup/WSGI, Go, a single front controller): one
 //!   application owns the mount point. SCRIPT_NAME is the mount prefix (axum's
-//!   `nest_service` prefix, or [`Builder::script_name`]) and PATH_INFO the rest of the
+//!   `nest_service` prefix, or [`FcgiServiceBuilder::script_name`]) and PATH_INFO the rest of the
 //!   path, as with Apache's `ProxyPass /app fcgi://127.0.0.1:9000/`.
-//!   [`Builder::script_filename`] adds a fixed SCRIPT_FILENAME.
-//! - **Document-root mode** ([`Builder::document_root`]; php-fpm, fcgiwrap): the path names
+//!   [`FcgiServiceBuilder::script_filename`] adds a fixed SCRIPT_FILENAME.
+//! - **Document-root mode** ([`FcgiServiceBuilder::document_root`]; php-fpm, fcgiwrap): the path names
 //!   a script file under the root. `/index.php/extra` runs `index.php` with
 //!   PATH_INFO `/extra`, but only because `index.php` exists and has an allowed extension:
 //!   `/uploads/x.jpg/a.php` is a 404, never an execution of `x.jpg`. Directories use
@@ -123,9 +135,9 @@
 //!
 //! # Backend notes
 //!
-//! - Keep [`Builder::max_connections`] at or below the backend's workers (php-fpm
+//! - Keep [`FcgiServiceBuilder::max_connections`] at or below the backend's workers (php-fpm
 //!   `pm.max_children`, fcgiwrap `-c`): a kept-alive connection holds a worker. Requests
-//!   beyond the cap queue (up to [`Builder::queue_timeout`]) instead of failing.
+//!   beyond the cap queue (up to [`FcgiServiceBuilder::queue_timeout`]) instead of failing.
 //! - php-fpm closes kept-alive connections when it recycles a worker
 //!   (`pm.max_requests`); the service retries such requests once on a new connection.
 //! - flup: prefer a Unix socket. Over TCP flup writes each record in several small sends
@@ -133,13 +145,27 @@
 //! - PHP sends `Status: 302` for `header('Location: /x')`; only
 //!   `header('Location: /x', true, 200)` asks for an RFC 3875 local redirect.
 //!
+//! # When a pooled backend goes away
+//!
+//! Idle connections stay open to the backend for
+//! [`idle_timeout`](FcgiServiceBuilder::idle_timeout) (15 s). A backend that restarts or
+//! recycles a worker closes its side; the next request on such a connection finds it
+//! closed before any response byte and is retried once on a new connection (request
+//! bodies held in memory or spooled are replayed; a body streamed from the client is not,
+//! and that request gets a 502). A backend that stops *listening* but keeps its open
+//! connections is different: flup, on SIGTERM, stops accepting and keeps serving the
+//! kept-alive connections it has until they go idle, so requests keep succeeding on old
+//! connections and new connections are refused (502 at once) until the pool has cycled.
+//! Lower `idle_timeout`, or set [`keep_alive(false)`](FcgiServiceBuilder::keep_alive),
+//! where a deployment swaps backends behind one address.
+//!
 //! # Errors
 //!
 //! Before the response head, failures become responses: 502 (connect refused, protocol
 //! error, malformed CGI head), 503 (pool queue timeout, FCGI_OVERLOADED), 504 (timeouts),
 //! 400/404/411/413/431 for requests that cannot be mapped or are too large. Each is logged
 //! with its reason. After the head, the body ends with an [`Error`]. See [`Error`],
-//! [`Builder::on_error`] and [`FcgiService::fallible`].
+//! [`FcgiServiceBuilder::on_error`] and [`FcgiService::fallible`].
 //!
 //! # Failure behaviour
 //!
@@ -187,6 +213,15 @@
 //! characters, backslashes, encoded slashes or `..` above the root are refused; scripts
 //! that are symlinks out of the root are refused; the backend's `Transfer-Encoding` is
 //! dropped and its `Content-Length` is enforced against the body.
+//!
+//! # Features
+//!
+//! - `axum` (default): reads axum's `NestedPath`, `OriginalUri` and `ConnectInfo`
+//!   extensions; `Connected` for [`ConnectionInfo`] on `TcpListener`, `UnixListener` and
+//!   [`ConnectionInfoListener`] (any other listener, `tap_io`'s included).
+//! - `php` (default): [`PhpSite`].
+//! - `unstable`: the byte-level record helpers in [`proto`] (see its "Unstable helpers")
+//!   and hidden benchmark hooks. No semver promise: they may change in any release.
 #![deny(unsafe_code)]
 // No input may panic the library: no unwrap/expect/panic, no unchecked indexing outside tests.
 #![cfg_attr(
@@ -201,8 +236,10 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod defaults;
 pub mod proto;
 
+#[cfg(feature = "unstable")]
 #[doc(hidden)]
 pub mod bench_hooks;
 mod body;
@@ -210,15 +247,20 @@ mod cgi;
 mod client;
 mod error;
 mod pool;
-pub mod service;
+mod service;
 #[cfg(feature = "php")]
 mod site;
 
 pub use body::FcgiBody;
 pub use cgi::{ConnectionInfo, RequestParams};
+#[cfg(feature = "axum")]
+pub use cgi::{ConnectionInfoListener, ListenerAddr, ListenerIo};
 pub use client::upload::UnknownLengthBody;
 pub use client::{Backend, ParseBackendError};
 pub use error::{BoxError, Error, ErrorKind, Timeout};
-pub use service::{Builder, Failures, FcgiService, Latency, PoolStats, Stats};
+pub use service::{
+    BuildError, ErrorHandler, Failures, Fallible, FallibleFuture, FcgiService,
+    FcgiServiceBuilder, Latency, PoolStats, ResponseFuture, Stats,
+};
 #[cfg(feature = "php")]
 pub use site::{InterceptHandler, PhpSite, PhpSiteBuilder};

@@ -33,7 +33,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
 use tower::ServiceExt;
-use tower_fastcgi::{Builder, FcgiService};
+use tower_fastcgi::{FcgiService, FcgiServiceBuilder};
 
 use support::http::{Chunked, ClientBody as ReqBody, HttpClient, Server, empty, full};
 use support::{EnvDump, Kind, Program, RunningBackend, sha256_hex};
@@ -57,7 +57,7 @@ struct Gateway {
 }
 
 /// The builder every check starts from: how each kind of backend is mounted.
-fn service_builder(backend: &RunningBackend) -> Builder {
+fn service_builder(backend: &RunningBackend) -> FcgiServiceBuilder {
     let builder = FcgiService::builder()
         .backend(backend.fcgi_backend())
         .response_head_timeout(Duration::from_secs(30))
@@ -79,7 +79,7 @@ impl Gateway {
 
     async fn start_with(
         backend: RunningBackend,
-        configure: impl FnOnce(Builder) -> Builder,
+        configure: impl FnOnce(FcgiServiceBuilder) -> FcgiServiceBuilder,
     ) -> Gateway {
         let svc = configure(service_builder(&backend)).build();
         let app = Router::new()

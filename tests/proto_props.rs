@@ -25,8 +25,8 @@ use proptest::sample::select;
 use tower_fastcgi::proto::{
     BeginRequest, Decoder, EndRequest, HEADER_LEN, Header, MAX_CONTENT_LEN, MAX_PADDED_CONTENT_LEN,
     PADDING, PairIter, ParamsCollector, ParamsEncoder, ProtoError, ProtocolStatus, Record,
-    RecordType, Role, encode_begin_request, encode_end_request, encode_stream, encode_stream_chunk,
-    encoded_pair_len, padding_len, stream_header,
+    RecordType, Role, encode_stream, encode_stream_chunk, encoded_pair_len, padding_len,
+    stream_header,
 };
 
 const MAX: usize = MAX_PADDED_CONTENT_LEN;
@@ -715,8 +715,16 @@ proptest! {
         let mut wire = BytesMut::new();
         let begin = BeginRequest { role: Role::from_u16(role), keep_conn };
         let end = EndRequest { app_status, protocol_status: ProtocolStatus::from_u8(status) };
-        encode_begin_request(&mut wire, id, begin);
-        encode_end_request(&mut wire, id, end);
+        Record::BeginRequest {
+            request_id: id,
+            body: begin,
+        }
+        .encode(&mut wire);
+        Record::EndRequest {
+            request_id: id,
+            body: end,
+        }
+        .encode(&mut wire);
         prop_assert_eq!(check_wire(&wire), 2);
         prop_assert_eq!(wire.len(), 32);
         if id != 0 {

@@ -6,13 +6,42 @@
 #![allow(dead_code)]
 
 use axum::Router;
-use tower_fastcgi::{Backend, Builder, FcgiService, PhpSite};
+use tower_fastcgi::{Backend, FcgiService, FcgiServiceBuilder, PhpSite};
 
 #[derive(Debug)]
 pub enum Kind {
     App,
     Php,
     Cgi,
+}
+
+impl Kind {
+    /// The flag that declares this kind of mount.
+    fn flag(&self) -> &'static str {
+        match self {
+            Kind::App => "--app",
+            Kind::Php => "--php",
+            Kind::Cgi => "--cgi",
+        }
+    }
+
+    /// The `NAME=VALUE` options this kind understands. Anything else is a usage error,
+    /// so that a misspelt `conns=` or an option of another kind is never silently ignored.
+    fn options(&self) -> &'static [&'static str] {
+        match self {
+            Kind::App => &["conns", "keepalive", "script"],
+            Kind::Cgi => &["conns", "keepalive", "root", "index"],
+            Kind::Php => &[
+                "conns",
+                "keepalive",
+                "root",
+                "index",
+                "deny",
+                "front",
+                "sendfile",
+            ],
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -34,7 +63,7 @@ impl Mount {
     }
 
     /// Pool size and keep-alive options shared by every kind of mount.
-    fn tune(&self, mut b: Builder) -> Result<Builder, String> {
+    fn tune(&self, mut b: FcgiServiceBuilder) -> Result<FcgiServiceBuilder, String> {
         if let Some(n) = self.option("conns") {
             let n: usize = n.parse().map_err(|_| format!("conns={n}: not a number"))?;
             b = b.max_connections(n).max_idle(n);
@@ -142,6 +171,13 @@ pub fn parse_mount(kind: Kind, spec: &str) -> Result<Mount, String> {
         let (k, v) = opt
             .split_once('=')
             .ok_or_else(|| format!("{opt:?}: expected NAME=VALUE"))?;
+        if !kind.options().contains(&k) {
+            return Err(format!(
+                "{prefix}: unknown option {k:?} for {} (known: {})",
+                kind.flag(),
+                kind.options().join(", ")
+            ));
+        }
         options.push((k.to_owned(), v.to_owned()));
     }
     Ok(Mount {
@@ -150,4 +186,36 @@ pub fn parse_mount(kind: Kind, spec: &str) -> Result<Mount, String> {
         backend,
         options,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_options_are_a_usage_error_naming_them() {
+        let err = parse_mount(Kind::App, "/app=tcp://127.0.0.1:9000,con=4").unwrap_err();
+        assert!(err.contains("unknown option \"con\" for --app"), "{err}");
+        // An option of another kind of mount is refused too.
+        let err = parse_mount(Kind::App, "/app=tcp://127.0.0.1:9000,root=/srv").unwrap_err();
+        assert!(err.contains("\"root\""), "{err}");
+        let err = parse_mount(Kind::Cgi, "/cgi=unix:/run/f.sock,root=/srv,deny=/x").unwrap_err();
+        assert!(err.contains("\"deny\" for --cgi"), "{err}");
+    }
+
+    #[test]
+    fn known_options_parse() {
+        let m = parse_mount(
+            Kind::Php,
+            "/=unix:/run/php.sock,root=/srv,conns=4,keepalive=0,index=a.php,deny=/d,front=none,sendfile=/p:/srv/p",
+        )
+        .unwrap();
+        assert_eq!(m.option("conns"), Some("4"));
+        assert_eq!(m.prefix, "");
+        let m = parse_mount(Kind::App, "/app/=tcp://127.0.0.1:9000,script=/srv/app.py").unwrap();
+        assert_eq!(
+            (m.prefix.as_str(), m.option("script")),
+            ("/app", Some("/srv/app.py"))
+        );
+    }
 }

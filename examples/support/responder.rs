@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
 use tower_fastcgi::proto::{
     Decoder, EndRequest, PairIter, ParamsCollector, ParamsEncoder, ProtocolStatus, Record,
-    RecordType, Role, encode_end_request, encode_stream, values,
+    RecordType, Role, encode_stream, values,
 };
 
 type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
@@ -141,14 +141,14 @@ impl Writer {
         if status == ProtocolStatus::RequestComplete {
             encode_stream(&mut self.buf, RecordType::Stdout, self.request_id, b"");
         }
-        encode_end_request(
-            &mut self.buf,
-            self.request_id,
-            EndRequest {
+        Record::EndRequest {
+            request_id: self.request_id,
+            body: EndRequest {
                 app_status,
                 protocol_status: status,
             },
-        );
+        }
+        .encode(&mut self.buf);
         self.flush().await
     }
 

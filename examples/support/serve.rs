@@ -32,7 +32,7 @@ pub async fn serve_http1(listener: tokio::net::TcpListener, app: Router) {
         let info = ConnectionInfo {
             remote: Some(remote),
             local: tcp.local_addr().ok(),
-            tls: false,
+            ..ConnectionInfo::default()
         };
         let app = app.clone();
         let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {

@@ -116,6 +116,11 @@ pub(crate) fn write_params(
         w.put(b"REMOTE_ADDR", addr_buf.ip(remote))?;
         let mut buf = itoa_buf();
         w.put(b"REMOTE_PORT", fmt_u64(&mut buf, u64::from(remote.port())))?;
+    } else if req.connection.is_some_and(|c| c.unix_socket) {
+        // What nginx sends for a `listen unix:` server (see `ConnectionInfo`).
+        w.put(b"REMOTE_ADDR", b"unix:")?;
+        w.put(b"REMOTE_PORT", b"")?;
+        w.put(b"SERVER_ADDR", b"unix:")?;
     }
 
     if let Some(len) = req.content_length {
@@ -433,7 +438,7 @@ mod tests {
         let connection = ConnectionInfo {
             remote: Some("192.0.2.7:51000".parse().unwrap()),
             local: Some("127.0.0.1:8080".parse().unwrap()),
-            tls: false,
+            ..ConnectionInfo::default()
         };
         env_with(cfg, req, target, content_length, Some(connection))
     }

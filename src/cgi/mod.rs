@@ -5,84 +5,22 @@
 //! - [`path`]: percent-decoding, normalisation and script resolution under a document root;
 //! - [`head`]: the response head parser (Status, Location, framing headers, limits).
 
+mod connection;
 pub(crate) mod env;
 pub(crate) mod head;
 pub(crate) mod path;
 
 use std::borrow::Cow;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use http::request::Parts;
 
 use crate::error::{Error, ErrorKind};
+pub use connection::ConnectionInfo;
+#[cfg(feature = "axum")]
+pub use connection::{ConnectionInfoListener, ListenerAddr, ListenerIo};
 use env::Target;
 use path::{CleanPath, DocumentRoot, Resolution};
-
-/// The client connection's addresses, for REMOTE_ADDR, REMOTE_PORT, SERVER_ADDR,
-/// SERVER_PORT and HTTPS.
-///
-/// Insert it as a request extension, or (with the `axum` feature) let axum do it:
-///
-/// ```no_run
-/// # #[cfg(feature = "axum")]
-/// # async fn demo(app: axum::Router) {
-/// use tower_fastcgi::ConnectionInfo;
-///
-/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await.unwrap();
-/// axum::serve(listener, app.into_make_service_with_connect_info::<ConnectionInfo>())
-///     .await
-///     .unwrap();
-/// # }
-/// ```
-///
-/// axum's plain `ConnectInfo<SocketAddr>` is used for REMOTE_ADDR when this type is absent.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ConnectionInfo {
-    /// The client's address.
-    pub remote: Option<SocketAddr>,
-    /// Our address on the accepted connection.
-    pub local: Option<SocketAddr>,
-    /// Whether the client connection uses TLS (sets `HTTPS=on`).
-    pub tls: bool,
-}
-
-#[cfg(feature = "axum")]
-impl
-    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
-    for ConnectionInfo
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
-        ConnectionInfo {
-            remote: Some(*stream.remote_addr()),
-            local: stream.io().local_addr().ok(),
-            tls: false,
-        }
-    }
-}
-
-impl ConnectionInfo {
-    /// Finds the connection info among a request's extensions.
-    pub(crate) fn from_extensions(ext: &http::Extensions) -> Option<ConnectionInfo> {
-        if let Some(info) = ext.get::<ConnectionInfo>() {
-            return Some(*info);
-        }
-        #[cfg(feature = "axum")]
-        {
-            use axum::extract::ConnectInfo;
-            if let Some(ConnectInfo(info)) = ext.get::<ConnectInfo<ConnectionInfo>>() {
-                return Some(*info);
-            }
-            if let Some(ConnectInfo(addr)) = ext.get::<ConnectInfo<SocketAddr>>() {
-                return Some(ConnectionInfo {
-                    remote: Some(*addr),
-                    ..ConnectionInfo::default()
-                });
-            }
-        }
-        None
-    }
-}
 
 /// Extra CGI parameters for one request, set by trusted server-side code (an
 /// authentication middleware setting `REMOTE_USER` and `AUTH_TYPE`, for example).
@@ -157,21 +95,23 @@ pub(crate) struct CgiConfig {
 }
 
 impl Default for CgiConfig {
+    /// Application mode and the values of [`crate::defaults`].
     fn default() -> CgiConfig {
+        use crate::defaults;
         CgiConfig {
             mode: ScriptMode::Application {
                 script_name: None,
                 script_filename: None,
                 document_root: None,
             },
-            server_software: concat!("tower-fastcgi/", env!("CARGO_PKG_VERSION")).to_owned(),
+            server_software: defaults::SERVER_SOFTWARE.to_owned(),
             server_name: None,
             https: None,
-            pass_authorization: true,
-            underscores_in_headers: false,
-            redirect_status: true,
+            pass_authorization: defaults::PASS_AUTHORIZATION,
+            underscores_in_headers: defaults::UNDERSCORES_IN_HEADERS,
+            redirect_status: defaults::REDIRECT_STATUS,
             params: Vec::new(),
-            max_params_len: 64 * 1024,
+            max_params_len: defaults::MAX_PARAMS_SIZE,
         }
     }
 }

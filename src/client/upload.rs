@@ -43,15 +43,17 @@ pub enum UnknownLengthBody {
 }
 
 impl Default for UnknownLengthBody {
+    /// Spool, [`SPOOL_MEMORY`](crate::defaults::SPOOL_MEMORY) bytes in memory, then a
+    /// temporary file in the system's temporary directory.
     fn default() -> UnknownLengthBody {
         UnknownLengthBody::Spool {
-            memory: 256 * 1024,
+            memory: crate::defaults::SPOOL_MEMORY,
             dir: None,
         }
     }
 }
 
-/// Body settings.
+/// Body settings (the builder fills them from [`crate::defaults`]).
 #[derive(Debug, Clone)]
 pub(crate) struct BodyConfig {
     pub(crate) unknown_length: UnknownLengthBody,
@@ -59,16 +61,6 @@ pub(crate) struct BodyConfig {
     pub(crate) max_len: u64,
     /// Known-length bodies up to this size are read before connecting.
     pub(crate) read_ahead: usize,
-}
-
-impl Default for BodyConfig {
-    fn default() -> BodyConfig {
-        BodyConfig {
-            unknown_length: UnknownLengthBody::default(),
-            max_len: 1 << 30,
-            read_ahead: 64 * 1024,
-        }
-    }
 }
 
 /// The source of FCGI_STDIN for one exchange.
@@ -166,7 +158,7 @@ impl Upload {
                     }
                     return Poll::Ready(Ok(None));
                 };
-                let frame = frame.map_err(|e| Error::with(ErrorKind::RequestBody, e))?;
+                let frame = frame.map_err(body_error)?;
                 let Ok(data) = frame.into_data() else {
                     continue; // trailers cannot travel over FastCGI
                 };
@@ -216,6 +208,23 @@ impl Upload {
             Upload::Stream { sent, .. } => *sent == 0,
         }
     }
+}
+
+/// A failure reading the client's body: 413 when a length limit cut it off, 400 otherwise.
+///
+/// tower-http's `RequestBodyLimitLayer` answers 413 itself only when Content-Length
+/// announces too much; a chunked body is cut off by `http_body_util::Limited` with a
+/// `LengthLimitError`, which axum's own extractors also map to 413. axum wraps body errors
+/// (`axum::Error`), so the whole source chain is searched.
+fn body_error(err: BoxError) -> Error {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&*err);
+    while let Some(e) = cause {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return Error::with(ErrorKind::RequestBodyTooLarge, err);
+        }
+        cause = e.source();
+    }
+    Error::with(ErrorKind::RequestBody, err)
 }
 
 fn spool_error(err: std::io::Error) -> Error {
@@ -323,7 +332,7 @@ async fn next_data(body: &mut BoxBody) -> Result<Option<Bytes>, Error> {
         let frame = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await;
         match frame {
             None => return Ok(None),
-            Some(Err(err)) => return Err(Error::with(ErrorKind::RequestBody, err)),
+            Some(Err(err)) => return Err(body_error(err)),
             Some(Ok(frame)) => {
                 if let Some(data) = frame.into_data().ok().filter(|d| !d.is_empty()) {
                     return Ok(Some(data));
@@ -417,5 +426,46 @@ async fn spool(
             },
             Some(total),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Full, Limited};
+
+    /// An error that only names the limit error as its source, as `axum::Error` does.
+    #[derive(Debug)]
+    struct Wrapped(BoxError);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("wrapped body error")
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&*self.0)
+        }
+    }
+
+    async fn limit_error() -> BoxError {
+        let body = Limited::new(Full::new(Bytes::from_static(b"0123456789")), 4);
+        match body.collect().await {
+            Ok(_) => panic!("the limit did not apply"),
+            Err(err) => err,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_length_limit_anywhere_in_the_chain_is_413() {
+        let direct = body_error(limit_error().await);
+        assert_eq!(direct.kind(), ErrorKind::RequestBodyTooLarge);
+        let wrapped = body_error(Box::new(Wrapped(limit_error().await)));
+        assert_eq!(wrapped.kind(), ErrorKind::RequestBodyTooLarge);
+        assert_eq!(wrapped.status_code(), http::StatusCode::PAYLOAD_TOO_LARGE);
+        let other = body_error("connection reset".into());
+        assert_eq!(other.kind(), ErrorKind::RequestBody);
     }
 }

@@ -128,14 +128,14 @@ mod tests {
         encode_stream(&mut buf, RecordType::Stdout, 1, b"ml>\n<head> ... ");
         encode_stream(&mut buf, RecordType::Stdout, 1, b"");
         encode_stream(&mut buf, RecordType::Stderr, 1, b"");
-        crate::proto::encode_end_request(
-            &mut buf,
-            1,
-            EndRequest {
+        Record::EndRequest {
+            request_id: 1,
+            body: EndRequest {
                 app_status: 938,
                 protocol_status: ProtocolStatus::RequestComplete,
             },
-        );
+        }
+        .encode(&mut buf);
         buf
     }
 

@@ -3,9 +3,7 @@
 use bytes::{BufMut, BytesMut};
 
 use super::params::{encoded_pair_len, put_len};
-use super::{
-    BeginRequest, EndRequest, HEADER_LEN, Header, MAX_PADDED_CONTENT_LEN, ProtoError, RecordType,
-};
+use super::{HEADER_LEN, Header, MAX_PADDED_CONTENT_LEN, ProtoError, RecordType};
 
 /// Eight zero bytes: the padding source for vectored writes.
 pub static PADDING: [u8; 8] = [0; 8];
@@ -91,16 +89,6 @@ pub fn encode_stream_chunk(
     let n = data.len().min(MAX_PADDED_CONTENT_LEN);
     encode_fixed(dst, ty, request_id, data.get(..n).unwrap_or_default());
     n
-}
-
-/// Appends FCGI_BEGIN_REQUEST.
-pub fn encode_begin_request(dst: &mut BytesMut, request_id: u16, body: BeginRequest) {
-    encode_fixed(dst, RecordType::BeginRequest, request_id, &body.to_bytes());
-}
-
-/// Appends FCGI_END_REQUEST.
-pub fn encode_end_request(dst: &mut BytesMut, request_id: u16, body: EndRequest) {
-    encode_fixed(dst, RecordType::EndRequest, request_id, &body.to_bytes());
 }
 
 /// Writes name-value pairs as FCGI_PARAMS records straight into an output buffer.
@@ -243,14 +231,14 @@ mod tests {
         // {FCGI_PARAMS, 1, "\013\002SERVER_PORT80\013\016SERVER_ADDR199.170.183.42"}
         // {FCGI_PARAMS, 1, ""} {FCGI_STDIN, 1, ""}
         let mut buf = BytesMut::new();
-        encode_begin_request(
-            &mut buf,
-            1,
-            BeginRequest {
+        Record::BeginRequest {
+            request_id: 1,
+            body: crate::proto::BeginRequest {
                 role: crate::proto::Role::Responder,
                 keep_conn: false,
             },
-        );
+        }
+        .encode(&mut buf);
         let mut p = ParamsEncoder::new(&mut buf, 1);
         p.push(b"SERVER_PORT", b"80").unwrap();
         p.push(b"SERVER_ADDR", b"199.170.183.42").unwrap();
@@ -271,14 +259,14 @@ mod tests {
     #[test]
     fn end_request_bytes() {
         let mut buf = BytesMut::new();
-        encode_end_request(
-            &mut buf,
-            1,
-            EndRequest {
+        Record::EndRequest {
+            request_id: 1,
+            body: crate::proto::EndRequest {
                 app_status: 938,
                 protocol_status: crate::proto::ProtocolStatus::RequestComplete,
             },
-        );
+        }
+        .encode(&mut buf);
         assert_eq!(
             &buf[..],
             &[1, 3, 0, 1, 0, 8, 0, 0, 0, 0, 3, 0xaa, 0, 0, 0, 0]

@@ -19,12 +19,13 @@
 //! [`BytesMut`](bytes::BytesMut) without copying.
 //!
 //! ```
-//! use bytes::BytesMut;
-//! use tower_fastcgi::proto::{encode_stream, Decoder, Record, RecordType};
+//! use bytes::{Bytes, BytesMut};
+//! use tower_fastcgi::proto::{Decoder, Record};
 //!
 //! let mut wire = BytesMut::new();
-//! encode_stream(&mut wire, RecordType::Stdout, 1, b"Content-Type: text/plain\r\n\r\nhi");
-//! encode_stream(&mut wire, RecordType::Stdout, 1, b"");
+//! let head = Bytes::from_static(b"Content-Type: text/plain\r\n\r\nhi");
+//! Record::Stdout { request_id: 1, data: head }.encode(&mut wire);
+//! Record::Stdout { request_id: 1, data: Bytes::new() }.encode(&mut wire); // end of STDOUT
 //!
 //! let mut decoder = Decoder::new();
 //! match decoder.decode(&mut wire).unwrap() {
@@ -35,27 +36,46 @@
 //!
 //! # Encoding
 //!
-//! Outgoing records are padded to a multiple of eight bytes, as the specification recommends,
-//! and never carry more than [`MAX_PADDED_CONTENT_LEN`] content bytes so that content plus
-//! padding stays within 65535 (php-fpm rejects anything larger). [`ParamsEncoder`] packs whole
-//! name-value pairs into PARAMS records, because php-fpm and flup parse every PARAMS record
-//! on its own and reject a pair that straddles two records.
+//! There is one public way to encode each record: [`Record::encode`] for a record you
+//! hold, and [`ParamsEncoder`] for a PARAMS (or GET_VALUES) stream built pair by pair.
+//! Outgoing records are padded to a multiple of eight bytes, as the specification
+//! recommends, and never carry more than [`MAX_PADDED_CONTENT_LEN`] content bytes so that
+//! content plus padding stays within 65535 (php-fpm rejects anything larger).
+//! [`ParamsEncoder`] packs whole name-value pairs into PARAMS records, because php-fpm and
+//! flup parse every PARAMS record on its own and reject a pair that straddles two records.
+//!
+//! # Unstable helpers
+//!
+//! With the `unstable` feature this module also exports the byte-level helpers the crate
+//! itself writes with: `encode_stream` and `encode_stream_chunk` (stream records straight
+//! from a byte slice, without a `Bytes`), `stream_header`, `padding_len` and `PADDING`
+//! (for vectored writers that send content from its own buffer) and `encoded_pair_len`.
+//! They exist for benchmarks, fuzzing and test responders, and may change in any release.
 
 mod decoder;
+// Without `unstable`, the byte-level helpers are crate-private; they stay `pub` in the
+// module so that the feature only changes the re-export.
+#[cfg_attr(not(feature = "unstable"), allow(unreachable_pub, dead_code))]
 mod encoder;
 mod error;
 mod header;
+#[cfg_attr(not(feature = "unstable"), allow(unreachable_pub))]
 mod params;
 mod record;
 
 pub use decoder::Decoder;
-pub use encoder::{
-    PADDING, ParamsEncoder, encode_begin_request, encode_end_request, encode_stream,
-    encode_stream_chunk, padding_len, stream_header,
-};
+pub use encoder::ParamsEncoder;
+#[cfg(feature = "unstable")]
+pub use encoder::{PADDING, encode_stream, encode_stream_chunk, padding_len, stream_header};
+#[cfg(not(feature = "unstable"))]
+pub(crate) use encoder::{PADDING, encode_stream, padding_len, stream_header};
 pub use error::ProtoError;
 pub use header::{Header, RecordType};
-pub use params::{PairIter, ParamsCollector, encoded_pair_len};
+#[cfg(feature = "unstable")]
+pub use params::encoded_pair_len;
+#[cfg(not(feature = "unstable"))]
+pub(crate) use params::encoded_pair_len;
+pub use params::{PairIter, ParamsCollector};
 pub use record::{BeginRequest, EndRequest, ProtocolStatus, Record, Role};
 
 /// The only protocol version, `FCGI_VERSION_1`.

@@ -367,8 +367,8 @@ impl Record {
     /// Appends the record to `dst`, padded to a multiple of eight bytes.
     ///
     /// Stream and management payloads longer than one record are split into several records
-    /// (see [`encode_stream`](super::encode_stream)); an empty stream payload writes the
-    /// end-of-stream record.
+    /// of at most [`MAX_PADDED_CONTENT_LEN`](super::MAX_PADDED_CONTENT_LEN) bytes; an empty
+    /// stream payload writes the end-of-stream record.
     pub fn encode(&self, dst: &mut bytes::BytesMut) {
         use super::encoder::{encode_fixed, encode_stream};
         let ty = self.record_type();

@@ -1,4 +1,5 @@
-//! [`Builder`]: configuration for [`FcgiService`], with documented defaults.
+//! [`FcgiServiceBuilder`]: configuration for [`FcgiService`]; every default comes from
+//! [`crate::defaults`].
 
 use std::fmt;
 use std::path::PathBuf;
@@ -7,42 +8,55 @@ use std::time::Duration;
 
 use http::Response;
 
+use super::script::ScriptSettings;
 use super::{ErrorHandler, FcgiService, Inner};
 use crate::body::FcgiBody;
-use crate::cgi::path::{DocumentRoot, ScriptMatch};
-use crate::cgi::{CgiConfig, ScriptMode};
+use crate::cgi::CgiConfig;
 use crate::client::Backend;
 use crate::client::upload::{BodyConfig, UnknownLengthBody};
+use crate::defaults;
 use crate::error::Error;
 use crate::pool::{Pool, PoolConfig};
 use crate::service::stats::Counters;
 
 /// Builds an [`FcgiService`].
 ///
+/// The defaults, each a constant in [`defaults`](crate::defaults) (a unit test checks
+/// this table against them):
+///
 /// | setting | default |
 /// |---|---|
 /// | script mapping | application mode: SCRIPT_NAME = mount prefix, PATH_INFO = rest |
-/// | [`document_root`](Builder::document_root) | off; when set: `*.php` scripts, `index.php` |
-/// | [`max_connections`](Builder::max_connections) | 4 (keep it ≤ the backend's workers) |
-/// | [`max_idle`](Builder::max_idle) | = `max_connections` |
-/// | [`idle_timeout`](Builder::idle_timeout) | 15 s |
-/// | [`max_requests_per_connection`](Builder::max_requests_per_connection) | unlimited |
-/// | [`queue_timeout`](Builder::queue_timeout) | 30 s (then 503) |
-/// | [`connect_timeout`](Builder::connect_timeout) | 5 s (then 504; refused is 502 at once) |
-/// | [`response_head_timeout`](Builder::response_head_timeout) | 60 s (then 504) |
-/// | [`read_timeout`](Builder::read_timeout) | 60 s between records |
-/// | [`write_timeout`](Builder::write_timeout) | 60 s without request-body progress |
-/// | [`total_timeout`](Builder::total_timeout) | none |
-/// | [`max_request_body`](Builder::max_request_body) | 1 GiB (then 413) |
-/// | [`unknown_length_body`](Builder::unknown_length_body) | spool: 256 KiB in memory, then a temp file |
-/// | [`max_response_head`](Builder::max_response_head) | 64 KiB (then 502) |
-/// | [`max_params_size`](Builder::max_params_size) | 64 KiB of CGI parameters (then 431) |
-/// | [`pass_authorization`](Builder::pass_authorization) | on (HTTP_AUTHORIZATION, as nginx and Caddy) |
-/// | [`underscores_in_headers`](Builder::underscores_in_headers) | off (header names with `_` are dropped) |
+/// | [`document_root`](FcgiServiceBuilder::document_root) | off (application mode) |
+/// | [`script_extensions`](FcgiServiceBuilder::script_extensions) | `php` (document-root mode) |
+/// | [`index_files`](FcgiServiceBuilder::index_files) | `index.php` (document-root mode) |
+/// | [`follow_symlinks_outside_root`](FcgiServiceBuilder::follow_symlinks_outside_root) | off (such scripts are 404) |
+/// | [`max_connections`](FcgiServiceBuilder::max_connections) | 4 (keep it ≤ the backend's workers) |
+/// | [`max_idle`](FcgiServiceBuilder::max_idle) | = `max_connections` |
+/// | [`idle_timeout`](FcgiServiceBuilder::idle_timeout) | 15 s |
+/// | [`max_requests_per_connection`](FcgiServiceBuilder::max_requests_per_connection) | unlimited |
+/// | [`keep_alive`](FcgiServiceBuilder::keep_alive) | on (FCGI_KEEP_CONN) |
+/// | [`queue_timeout`](FcgiServiceBuilder::queue_timeout) | 30 s (then 503) |
+/// | [`connect_timeout`](FcgiServiceBuilder::connect_timeout) | 5 s (then 504; refused is 502 at once) |
+/// | [`response_head_timeout`](FcgiServiceBuilder::response_head_timeout) | 60 s (then 504) |
+/// | [`read_timeout`](FcgiServiceBuilder::read_timeout) | 60 s between records |
+/// | [`write_timeout`](FcgiServiceBuilder::write_timeout) | 60 s without request-body progress |
+/// | [`total_timeout`](FcgiServiceBuilder::total_timeout) | none |
+/// | [`max_request_body`](FcgiServiceBuilder::max_request_body) | 1 GiB (then 413) |
+/// | [`unknown_length_body`](FcgiServiceBuilder::unknown_length_body) | spool: 256 KiB in memory, then a temp file |
+/// | [`max_response_head`](FcgiServiceBuilder::max_response_head) | 64 KiB (then 502) |
+/// | [`max_params_size`](FcgiServiceBuilder::max_params_size) | 64 KiB of CGI parameters (then 431) |
+/// | [`server_software`](FcgiServiceBuilder::server_software) | `tower-fastcgi/<version>` |
+/// | [`pass_authorization`](FcgiServiceBuilder::pass_authorization) | on (HTTP_AUTHORIZATION, as nginx and Caddy) |
+/// | [`underscores_in_headers`](FcgiServiceBuilder::underscores_in_headers) | off (header names with `_` are dropped) |
 /// | `Proxy` header | never forwarded (httpoxy) |
-/// | [`redirect_status`](Builder::redirect_status) | on (`REDIRECT_STATUS=200`) |
-/// | [`stderr_log_limit`](Builder::stderr_log_limit) | 16 KiB of STDERR logged per request |
-/// | [`local_redirects`](Builder::local_redirects) | on (RFC 3875 §6.2.2) |
+/// | [`redirect_status`](FcgiServiceBuilder::redirect_status) | on (`REDIRECT_STATUS=200`) |
+/// | [`stderr_log_limit`](FcgiServiceBuilder::stderr_log_limit) | 16 KiB of STDERR logged per request |
+/// | [`local_redirects`](FcgiServiceBuilder::local_redirects) | on (RFC 3875 §6.2.2) |
+///
+/// The script mode is chosen explicitly: [`document_root`](FcgiServiceBuilder::document_root)
+/// selects document-root mode, and settings of the other mode are a [`BuildError`]
+/// rather than silently ignored or switched into.
 ///
 /// ```
 /// use std::time::Duration;
@@ -58,18 +72,19 @@ use crate::service::stats::Counters;
 /// # let _ = php;
 /// ```
 #[must_use]
-pub struct Builder {
+pub struct FcgiServiceBuilder {
     backend: Option<Backend>,
     cgi: CgiConfig,
     body: BodyConfig,
-    pool: PoolConfig,
+    script: ScriptSettings,
+    max_connections: usize,
+    /// `None`: follow `max_connections`.
+    max_idle: Option<usize>,
+    idle_timeout: Option<Duration>,
+    max_requests_per_connection: Option<u32>,
+    keep_alive: bool,
+    queue_timeout: Option<Duration>,
     connect_timeout: Option<Duration>,
-    /// `max_idle` was set explicitly; otherwise it follows `max_connections`.
-    max_idle_set: bool,
-    script_name: Option<String>,
-    script_filename: Option<PathBuf>,
-    app_document_root: Option<PathBuf>,
-    document_root: Option<DocumentRoot>,
     max_response_head: usize,
     head_timeout: Option<Duration>,
     read_timeout: Option<Duration>,
@@ -80,7 +95,9 @@ pub struct Builder {
     on_error: Option<ErrorHandler>,
 }
 
-/// An invalid [`Builder`] configuration.
+/// An invalid [`FcgiServiceBuilder`] (or [`PhpSiteBuilder`](crate::PhpSiteBuilder))
+/// configuration: no backend, a parameter that cannot be encoded, or settings that
+/// contradict each other.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildError(String);
 
@@ -93,152 +110,153 @@ impl fmt::Display for BuildError {
 impl std::error::Error for BuildError {}
 
 impl BuildError {
-    #[cfg(feature = "php")]
     pub(crate) fn new(message: impl Into<String>) -> BuildError {
         BuildError(message.into())
     }
 }
 
-impl Default for Builder {
-    fn default() -> Builder {
-        Builder::new()
+impl Default for FcgiServiceBuilder {
+    fn default() -> FcgiServiceBuilder {
+        FcgiServiceBuilder::new()
     }
 }
 
-impl Builder {
-    pub(crate) fn new() -> Builder {
-        Builder {
+impl FcgiServiceBuilder {
+    pub(crate) fn new() -> FcgiServiceBuilder {
+        FcgiServiceBuilder {
             backend: None,
             cgi: CgiConfig::default(),
-            body: BodyConfig::default(),
-            pool: PoolConfig {
-                max_open: 4,
-                max_idle: 4,
-                idle_timeout: Some(Duration::from_secs(15)),
-                max_uses: None,
-                queue_timeout: Some(Duration::from_secs(30)),
-                reuse: true,
+            body: BodyConfig {
+                unknown_length: UnknownLengthBody::default(),
+                max_len: defaults::MAX_REQUEST_BODY,
+                read_ahead: defaults::READ_AHEAD,
             },
-            connect_timeout: Some(Duration::from_secs(5)),
-            max_idle_set: false,
-            script_name: None,
-            script_filename: None,
-            app_document_root: None,
-            document_root: None,
-            max_response_head: 64 * 1024,
-            head_timeout: Some(Duration::from_secs(60)),
-            read_timeout: Some(Duration::from_secs(60)),
-            write_timeout: Some(Duration::from_secs(60)),
-            total_timeout: None,
-            stderr_limit: 16 * 1024,
-            local_redirects: true,
+            script: ScriptSettings::default(),
+            max_connections: defaults::MAX_CONNECTIONS,
+            max_idle: None,
+            idle_timeout: defaults::IDLE_TIMEOUT,
+            max_requests_per_connection: defaults::MAX_REQUESTS_PER_CONNECTION,
+            keep_alive: defaults::KEEP_ALIVE,
+            queue_timeout: defaults::QUEUE_TIMEOUT,
+            connect_timeout: defaults::CONNECT_TIMEOUT,
+            max_response_head: defaults::MAX_RESPONSE_HEAD,
+            head_timeout: defaults::RESPONSE_HEAD_TIMEOUT,
+            read_timeout: defaults::READ_TIMEOUT,
+            write_timeout: defaults::WRITE_TIMEOUT,
+            total_timeout: defaults::TOTAL_TIMEOUT,
+            stderr_limit: defaults::STDERR_LOG_LIMIT,
+            local_redirects: defaults::LOCAL_REDIRECTS,
             on_error: None,
         }
     }
 
     // ---- backend ----
 
-    /// Connect over TCP to `host:port` (TCP_NODELAY is set).
-    pub fn tcp(mut self, addr: impl Into<String>) -> Builder {
+    /// Connect over TCP to `host:port` (TCP_NODELAY is set). Required: this, [`unix`](FcgiServiceBuilder::unix)
+    /// or [`backend`](FcgiServiceBuilder::backend).
+    pub fn tcp(mut self, addr: impl Into<String>) -> FcgiServiceBuilder {
         self.backend = Some(Backend::tcp(addr));
         self
     }
 
-    /// Connect to a Unix domain socket.
-    pub fn unix(mut self, path: impl Into<PathBuf>) -> Builder {
+    /// Connect to a Unix domain socket. Required: this, [`tcp`](FcgiServiceBuilder::tcp)
+    /// or [`backend`](FcgiServiceBuilder::backend).
+    pub fn unix(mut self, path: impl Into<PathBuf>) -> FcgiServiceBuilder {
         self.backend = Some(Backend::unix(path));
         self
     }
 
-    /// Connect to `backend`.
-    pub fn backend(mut self, backend: Backend) -> Builder {
+    /// Connect to `backend`. Required: this, [`tcp`](FcgiServiceBuilder::tcp) or
+    /// [`unix`](FcgiServiceBuilder::unix).
+    pub fn backend(mut self, backend: Backend) -> FcgiServiceBuilder {
         self.backend = Some(backend);
         self
     }
 
-    // ---- script mapping ----
+    // ---- script mapping: document-root mode ----
 
     /// Document-root mode (php-fpm, fcgiwrap): the request path names a file under `root`,
     /// which becomes SCRIPT_FILENAME. Path info is split off after the first path segment
     /// that is an existing script (`/index.php/extra`), directories use the index file,
     /// a directory without its trailing slash is redirected (308), and anything else is 404.
-    /// Scripts are `*.php` files unless changed with [`script_extensions`](Builder::script_extensions)
-    /// or [`any_file_is_a_script`](Builder::any_file_is_a_script).
-    pub fn document_root(mut self, root: impl Into<PathBuf>) -> Builder {
-        let mut doc = DocumentRoot::new(root.into());
-        if let Some(old) = self.document_root.take() {
-            doc.index = old.index;
-            doc.scripts = old.scripts;
-            doc.follow_symlinks_outside = old.follow_symlinks_outside;
-        }
-        self.document_root = Some(doc);
+    /// Scripts are `*.php` files unless changed with [`script_extensions`](FcgiServiceBuilder::script_extensions)
+    /// or [`any_file_is_a_script`](FcgiServiceBuilder::any_file_is_a_script).
+    ///
+    /// Default: off (application mode). With a document root, the application-mode
+    /// settings ([`script_name`](FcgiServiceBuilder::script_name),
+    /// [`script_filename`](FcgiServiceBuilder::script_filename),
+    /// [`application_document_root`](FcgiServiceBuilder::application_document_root)) are
+    /// a [`BuildError`].
+    pub fn document_root(mut self, root: impl Into<PathBuf>) -> FcgiServiceBuilder {
+        self.script.document_root = Some(root.into());
         self
     }
 
     /// File extensions (without the dot) that mark scripts in document-root mode; compared
-    /// byte for byte. Default: `php`.
-    pub fn script_extensions<I, S>(mut self, extensions: I) -> Builder
+    /// byte for byte. Default: `php` ([`SCRIPT_EXTENSIONS`](defaults::SCRIPT_EXTENSIONS)).
+    /// Needs [`document_root`](FcgiServiceBuilder::document_root); contradicts
+    /// [`any_file_is_a_script`](FcgiServiceBuilder::any_file_is_a_script).
+    pub fn script_extensions<I, S>(mut self, extensions: I) -> FcgiServiceBuilder
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let doc = self.doc_root();
-        doc.scripts = ScriptMatch::Extensions(extensions.into_iter().map(Into::into).collect());
+        self.script.extensions = Some(extensions.into_iter().map(Into::into).collect());
         self
     }
 
     /// In document-root mode, every regular file is a script (CGI directories run by
     /// fcgiwrap), and directories have no index file unless set with
-    /// [`index_files`](Builder::index_files).
-    pub fn any_file_is_a_script(mut self) -> Builder {
-        let doc = self.doc_root();
-        doc.scripts = ScriptMatch::AnyFile;
-        doc.index.clear();
+    /// [`index_files`](FcgiServiceBuilder::index_files). Default: off, only
+    /// [`script_extensions`](FcgiServiceBuilder::script_extensions) run. Needs
+    /// [`document_root`](FcgiServiceBuilder::document_root).
+    pub fn any_file_is_a_script(mut self) -> FcgiServiceBuilder {
+        self.script.any_file = true;
         self
     }
 
     /// Index files tried, in order, for a directory path in document-root mode.
-    /// Default: `index.php`.
-    pub fn index_files<I, S>(mut self, names: I) -> Builder
+    /// Default: `index.php` ([`INDEX_FILES`](defaults::INDEX_FILES)), none with
+    /// [`any_file_is_a_script`](FcgiServiceBuilder::any_file_is_a_script). Needs
+    /// [`document_root`](FcgiServiceBuilder::document_root).
+    pub fn index_files<I, S>(mut self, names: I) -> FcgiServiceBuilder
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let doc = self.doc_root();
-        doc.index = names.into_iter().map(Into::into).collect();
+        self.script.index = Some(names.into_iter().map(Into::into).collect());
         self
     }
 
-    /// Allow scripts that are symlinks resolving outside the document root. Default: off,
-    /// such scripts are 404.
-    pub fn follow_symlinks_outside_root(mut self, allow: bool) -> Builder {
-        self.doc_root().follow_symlinks_outside = allow;
+    /// Allow scripts that are symlinks resolving outside the document root. Default: off
+    /// ([`FOLLOW_SYMLINKS_OUTSIDE_ROOT`](defaults::FOLLOW_SYMLINKS_OUTSIDE_ROOT)): such
+    /// scripts are 404. Needs [`document_root`](FcgiServiceBuilder::document_root).
+    pub fn follow_symlinks_outside_root(mut self, allow: bool) -> FcgiServiceBuilder {
+        self.script.follow_symlinks_outside = Some(allow);
         self
     }
 
-    fn doc_root(&mut self) -> &mut DocumentRoot {
-        self.document_root
-            .get_or_insert_with(|| DocumentRoot::new(PathBuf::from("/var/www/html")))
-    }
+    // ---- script mapping: application mode ----
 
     /// Application mode: SCRIPT_NAME when the service is not mounted with axum's
     /// `nest_service` (which provides the prefix itself). The prefix is stripped from the
-    /// path to form PATH_INFO.
-    pub fn script_name(mut self, prefix: impl Into<String>) -> Builder {
-        self.script_name = Some(prefix.into());
+    /// path to form PATH_INFO. Default: none (the `nest_service` prefix, else empty).
+    pub fn script_name(mut self, prefix: impl Into<String>) -> FcgiServiceBuilder {
+        self.script.script_name = Some(prefix.into());
         self
     }
 
     /// Application mode: a fixed SCRIPT_FILENAME for every request (a front controller
-    /// such as `/srv/app/public/index.php`).
-    pub fn script_filename(mut self, file: impl Into<PathBuf>) -> Builder {
-        self.script_filename = Some(file.into());
+    /// such as `/srv/app/public/index.php`). Default: none (not sent).
+    pub fn script_filename(mut self, file: impl Into<PathBuf>) -> FcgiServiceBuilder {
+        self.script.script_filename = Some(file.into());
         self
     }
 
     /// Application mode: DOCUMENT_ROOT to send (and PATH_TRANSLATED to derive).
-    pub fn application_document_root(mut self, root: impl Into<PathBuf>) -> Builder {
-        self.app_document_root = Some(root.into());
+    /// Default: none (not sent).
+    pub fn application_document_root(mut self, root: impl Into<PathBuf>) -> FcgiServiceBuilder {
+        self.script.app_document_root = Some(root.into());
         self
     }
 
@@ -247,55 +265,65 @@ impl Builder {
     /// A parameter sent with every request; it replaces a computed variable of the same
     /// name (for example `SERVER_NAME`, or `HTTP_HOST` to pin the host). Use it for
     /// `PHP_VALUE`/`PHP_ADMIN_VALUE` overrides: no request data can ever set those.
-    pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Builder {
+    /// Default: none.
+    pub fn param(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> FcgiServiceBuilder {
         let name = name.into();
         self.cgi.params.retain(|(n, _)| *n != name);
         self.cgi.params.push((name, value.into()));
         self
     }
 
-    /// SERVER_SOFTWARE. Default: `tower-fastcgi/<version>`.
-    pub fn server_software(mut self, value: impl Into<String>) -> Builder {
+    /// SERVER_SOFTWARE. Default: `tower-fastcgi/<version>`
+    /// ([`SERVER_SOFTWARE`](defaults::SERVER_SOFTWARE)).
+    pub fn server_software(mut self, value: impl Into<String>) -> FcgiServiceBuilder {
         self.cgi.server_software = value.into();
         self
     }
 
-    /// A fixed SERVER_NAME (default: the request's Host, else the local address).
-    pub fn server_name(mut self, name: impl Into<String>) -> Builder {
+    /// A fixed SERVER_NAME. Default: the request's Host, else the local address.
+    pub fn server_name(mut self, name: impl Into<String>) -> FcgiServiceBuilder {
         self.cgi.server_name = Some(name.into());
         self
     }
 
     /// Force `HTTPS=on`/`REQUEST_SCHEME=https` (behind a TLS terminator) or plain HTTP.
     /// Default: detected from [`ConnectionInfo::tls`](crate::ConnectionInfo) or the URI scheme.
-    pub fn https(mut self, on: bool) -> Builder {
+    pub fn https(mut self, on: bool) -> FcgiServiceBuilder {
         self.cgi.https = Some(on);
         self
     }
 
     /// Forward the `Authorization` header as HTTP_AUTHORIZATION (PHP's `PHP_AUTH_*` need
-    /// it). Default: on, like nginx and Caddy; Apache's default is off. `Proxy-Authorization`
-    /// is never forwarded.
-    pub fn pass_authorization(mut self, on: bool) -> Builder {
+    /// it). Default: on ([`PASS_AUTHORIZATION`](defaults::PASS_AUTHORIZATION)), like nginx
+    /// and Caddy; Apache's default is off. `Proxy-Authorization` is never forwarded.
+    pub fn pass_authorization(mut self, on: bool) -> FcgiServiceBuilder {
         self.cgi.pass_authorization = on;
         self
     }
 
-    /// Forward header names containing `_`. Default: off, because `X_Forwarded_For` and
-    /// `X-Forwarded-For` map to the same variable and one could impersonate the other.
-    pub fn underscores_in_headers(mut self, on: bool) -> Builder {
+    /// Forward header names containing `_`. Default: off
+    /// ([`UNDERSCORES_IN_HEADERS`](defaults::UNDERSCORES_IN_HEADERS)), because
+    /// `X_Forwarded_For` and `X-Forwarded-For` map to the same variable and one could
+    /// impersonate the other.
+    pub fn underscores_in_headers(mut self, on: bool) -> FcgiServiceBuilder {
         self.cgi.underscores_in_headers = on;
         self
     }
 
-    /// Send `REDIRECT_STATUS=200` (php-cgi's force-redirect check). Default: on.
-    pub fn redirect_status(mut self, on: bool) -> Builder {
+    /// Send `REDIRECT_STATUS=200` (php-cgi's force-redirect check). Default: on
+    /// ([`REDIRECT_STATUS`](defaults::REDIRECT_STATUS)).
+    pub fn redirect_status(mut self, on: bool) -> FcgiServiceBuilder {
         self.cgi.redirect_status = on;
         self
     }
 
     /// Largest total size of the encoded CGI parameters; larger requests get 431.
-    pub fn max_params_size(mut self, bytes: usize) -> Builder {
+    /// Default: 64 KiB ([`MAX_PARAMS_SIZE`](defaults::MAX_PARAMS_SIZE)).
+    pub fn max_params_size(mut self, bytes: usize) -> FcgiServiceBuilder {
         self.cgi.max_params_len = bytes;
         self
     }
@@ -303,19 +331,22 @@ impl Builder {
     // ---- bodies ----
 
     /// Largest request body accepted; larger ones get 413 before the backend is contacted.
-    pub fn max_request_body(mut self, bytes: u64) -> Builder {
+    /// Default: 1 GiB ([`MAX_REQUEST_BODY`](defaults::MAX_REQUEST_BODY)).
+    pub fn max_request_body(mut self, bytes: u64) -> FcgiServiceBuilder {
         self.body.max_len = bytes;
         self
     }
 
-    /// What to do with a request body of unknown length. Default: spool it.
-    pub fn unknown_length_body(mut self, policy: UnknownLengthBody) -> Builder {
+    /// What to do with a request body of unknown length. Default: spool: 256 KiB in
+    /// memory ([`SPOOL_MEMORY`](defaults::SPOOL_MEMORY)), then a temporary file.
+    pub fn unknown_length_body(mut self, policy: UnknownLengthBody) -> FcgiServiceBuilder {
         self.body.unknown_length = policy;
         self
     }
 
-    /// Largest CGI response head; larger is 502.
-    pub fn max_response_head(mut self, bytes: usize) -> Builder {
+    /// Largest CGI response head; larger is 502. Default: 64 KiB
+    /// ([`MAX_RESPONSE_HEAD`](defaults::MAX_RESPONSE_HEAD)).
+    pub fn max_response_head(mut self, bytes: usize) -> FcgiServiceBuilder {
         self.max_response_head = bytes;
         self
     }
@@ -325,13 +356,14 @@ impl Builder {
     /// this service's mount; at most 5 hops). Default: on, as the RFC requires (lighttpd
     /// does the same; nginx and Apache's mod_proxy_fcgi send a 302 instead, which is what
     /// `false` gives). PHP never sends such responses: it adds a 302 itself.
-    pub fn local_redirects(mut self, on: bool) -> Builder {
+    pub fn local_redirects(mut self, on: bool) -> FcgiServiceBuilder {
         self.local_redirects = on;
         self
     }
 
-    /// STDERR bytes logged per request; the rest is counted.
-    pub fn stderr_log_limit(mut self, bytes: usize) -> Builder {
+    /// STDERR bytes logged per request; the rest is counted. Default: 16 KiB
+    /// ([`STDERR_LOG_LIMIT`](defaults::STDERR_LOG_LIMIT)).
+    pub fn stderr_log_limit(mut self, bytes: usize) -> FcgiServiceBuilder {
         self.stderr_limit = bytes;
         self
     }
@@ -341,76 +373,85 @@ impl Builder {
     /// Most connections open to the backend at once; further requests wait in a queue.
     /// Keep it at or below the backend's worker count (php-fpm `pm.max_children`,
     /// fcgiwrap `-c`): each kept-alive connection occupies a worker even when idle.
-    pub fn max_connections(mut self, n: usize) -> Builder {
-        self.pool.max_open = n.max(1);
-        if !self.max_idle_set {
-            self.pool.max_idle = self.pool.max_open;
-        }
+    /// Default: 4 ([`MAX_CONNECTIONS`](defaults::MAX_CONNECTIONS)); at least 1.
+    pub fn max_connections(mut self, n: usize) -> FcgiServiceBuilder {
+        self.max_connections = n.max(1);
         self
     }
 
-    /// Most idle connections kept (default: as many as [`max_connections`](Builder::max_connections),
-    /// so a pool sized to php-fpm's workers stays warm after a burst). Capped at `max_connections`.
-    pub fn max_idle(mut self, n: usize) -> Builder {
-        self.pool.max_idle = n;
-        self.max_idle_set = true;
+    /// Most idle connections kept, capped at `max_connections`. Default: = `max_connections`
+    /// (so a pool sized to php-fpm's workers stays warm after a burst).
+    pub fn max_idle(mut self, n: usize) -> FcgiServiceBuilder {
+        self.max_idle = Some(n);
         self
     }
 
-    /// How long an idle connection is kept (`None`: forever).
-    pub fn idle_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Builder {
-        self.pool.idle_timeout = timeout.into();
+    /// How long an idle connection is kept (`None`: forever). Default: 15 s
+    /// ([`IDLE_TIMEOUT`](defaults::IDLE_TIMEOUT)).
+    pub fn idle_timeout(mut self, timeout: impl Into<Option<Duration>>) -> FcgiServiceBuilder {
+        self.idle_timeout = timeout.into();
         self
     }
 
     /// Close a connection after this many requests (`None`: never). Set it below
     /// php-fpm's `pm.max_requests` to retire connections before php-fpm does.
-    pub fn max_requests_per_connection(mut self, n: impl Into<Option<u32>>) -> Builder {
-        self.pool.max_uses = n.into();
+    /// Default: unlimited ([`MAX_REQUESTS_PER_CONNECTION`](defaults::MAX_REQUESTS_PER_CONNECTION)).
+    pub fn max_requests_per_connection(mut self, n: impl Into<Option<u32>>) -> FcgiServiceBuilder {
+        self.max_requests_per_connection = n.into();
         self
     }
 
-    /// Keep connections open between requests (FCGI_KEEP_CONN). Default: on.
-    pub fn keep_alive(mut self, on: bool) -> Builder {
-        self.pool.reuse = on;
+    /// Keep connections open between requests (FCGI_KEEP_CONN). Default: on
+    /// ([`KEEP_ALIVE`](defaults::KEEP_ALIVE)).
+    pub fn keep_alive(mut self, on: bool) -> FcgiServiceBuilder {
+        self.keep_alive = on;
         self
     }
 
-    /// How long a request may wait for a connection when all are busy (then 503).
-    pub fn queue_timeout(mut self, timeout: Duration) -> Builder {
-        self.pool.queue_timeout = Some(timeout);
+    /// How long a request may wait for a connection when all are busy (then 503;
+    /// `None`: as long as it takes). Default: 30 s ([`QUEUE_TIMEOUT`](defaults::QUEUE_TIMEOUT)).
+    pub fn queue_timeout(mut self, timeout: impl Into<Option<Duration>>) -> FcgiServiceBuilder {
+        self.queue_timeout = timeout.into();
         self
     }
 
     // ---- timeouts ----
 
-    /// How long connecting may take (then 504).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Builder {
-        self.connect_timeout = Some(timeout);
+    /// How long connecting may take (then 504; `None`: the operating system's limit).
+    /// Default: 5 s ([`CONNECT_TIMEOUT`](defaults::CONNECT_TIMEOUT)).
+    pub fn connect_timeout(mut self, timeout: impl Into<Option<Duration>>) -> FcgiServiceBuilder {
+        self.connect_timeout = timeout.into();
         self
     }
 
     /// How long the backend may take to send the complete response head (then 504).
-    pub fn response_head_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Builder {
+    /// Default: 60 s ([`RESPONSE_HEAD_TIMEOUT`](defaults::RESPONSE_HEAD_TIMEOUT)).
+    pub fn response_head_timeout(
+        mut self,
+        timeout: impl Into<Option<Duration>>,
+    ) -> FcgiServiceBuilder {
         self.head_timeout = timeout.into();
         self
     }
 
     /// Longest silence between records from the backend (504 before the head, a body
     /// error after it). Time spent waiting for a slow client does not count.
-    pub fn read_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Builder {
+    /// Default: 60 s ([`READ_TIMEOUT`](defaults::READ_TIMEOUT)).
+    pub fn read_timeout(mut self, timeout: impl Into<Option<Duration>>) -> FcgiServiceBuilder {
         self.read_timeout = timeout.into();
         self
     }
 
-    /// Longest time the backend may refuse request-body bytes.
-    pub fn write_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Builder {
+    /// Longest time the backend may refuse request-body bytes (then 504).
+    /// Default: 60 s ([`WRITE_TIMEOUT`](defaults::WRITE_TIMEOUT)).
+    pub fn write_timeout(mut self, timeout: impl Into<Option<Duration>>) -> FcgiServiceBuilder {
         self.write_timeout = timeout.into();
         self
     }
 
-    /// A cap on the whole exchange, body included.
-    pub fn total_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Builder {
+    /// A cap on the whole exchange, body included. Default: none
+    /// ([`TOTAL_TIMEOUT`](defaults::TOTAL_TIMEOUT)).
+    pub fn total_timeout(mut self, timeout: impl Into<Option<Duration>>) -> FcgiServiceBuilder {
         self.total_timeout = timeout.into();
         self
     }
@@ -419,7 +460,8 @@ impl Builder {
 
     /// Replaces the default error responses (status from [`Error::status_code`] and a
     /// one-line plain-text body). The error is logged before the handler runs.
-    pub fn on_error<F>(mut self, handler: F) -> Builder
+    /// Default: none (the plain-text responses).
+    pub fn on_error<F>(mut self, handler: F) -> FcgiServiceBuilder
     where
         F: Fn(&Error) -> Response<FcgiBody> + Send + Sync + 'static,
     {
@@ -431,8 +473,8 @@ impl Builder {
     ///
     /// # Panics
     ///
-    /// If the configuration is invalid (no backend, or a parameter that cannot be
-    /// encoded); use [`try_build`](Builder::try_build) to get the error instead.
+    /// If the configuration is invalid (see [`try_build`](FcgiServiceBuilder::try_build)),
+    /// with the [`BuildError`]'s message.
     #[allow(clippy::panic)]
     pub fn build(self) -> FcgiService {
         match self.try_build() {
@@ -441,7 +483,8 @@ impl Builder {
         }
     }
 
-    /// Builds the service, or explains what is wrong with the configuration.
+    /// Builds the service, or explains what is wrong with the configuration: no backend,
+    /// a parameter that cannot be encoded, or settings of both script modes.
     pub fn try_build(mut self) -> Result<FcgiService, BuildError> {
         let backend = self.backend.take().ok_or_else(|| {
             BuildError("no backend: call .tcp(\"host:port\") or .unix(path)".into())
@@ -451,21 +494,14 @@ impl Builder {
                 return Err(BuildError(format!("parameter {name:?} cannot be encoded")));
             }
         }
-        self.cgi.mode = match self.document_root.take() {
-            Some(doc) => ScriptMode::DocumentRoot(doc),
-            None => ScriptMode::Application {
-                script_name: self.script_name.take(),
-                script_filename: self.script_filename.take(),
-                document_root: self.app_document_root.take(),
-            },
-        };
-        self.pool.max_idle = self.pool.max_idle.min(self.pool.max_open);
+        let pool = self.pool_config();
+        self.cgi.mode = std::mem::take(&mut self.script).into_mode()?;
         Ok(FcgiService {
             inner: Arc::new(Inner {
                 cgi: self.cgi,
                 body: self.body,
                 backend,
-                pool: Pool::new(self.pool),
+                pool: Pool::new(pool),
                 counters: Counters::default(),
                 connect_timeout: self.connect_timeout,
                 max_response_head: self.max_response_head,
@@ -474,19 +510,34 @@ impl Builder {
                 write_timeout: self.write_timeout,
                 total_timeout: self.total_timeout,
                 stderr_limit: self.stderr_limit,
-                bodyless_drain_limit: 256 * 1024,
+                bodyless_drain_limit: defaults::BODYLESS_DRAIN_LIMIT,
                 local_redirects: self.local_redirects,
                 on_error: self.on_error,
             }),
         })
     }
+
+    fn pool_config(&self) -> PoolConfig {
+        PoolConfig {
+            max_open: self.max_connections,
+            max_idle: self
+                .max_idle
+                .unwrap_or(self.max_connections)
+                .min(self.max_connections),
+            idle_timeout: self.idle_timeout,
+            max_uses: self.max_requests_per_connection,
+            queue_timeout: self.queue_timeout,
+            reuse: self.keep_alive,
+        }
+    }
 }
 
-impl fmt::Debug for Builder {
+impl fmt::Debug for FcgiServiceBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Builder")
+        f.debug_struct("FcgiServiceBuilder")
             .field("backend", &self.backend)
-            .field("pool", &self.pool)
+            .field("script", &self.script)
+            .field("pool", &self.pool_config())
             .finish_non_exhaustive()
     }
 }
@@ -495,16 +546,95 @@ impl fmt::Debug for Builder {
 mod tests {
     use super::*;
 
+    fn idle(b: &FcgiServiceBuilder) -> (usize, usize) {
+        let cfg = b.pool_config();
+        (cfg.max_open, cfg.max_idle)
+    }
+
     #[test]
     fn max_idle_follows_max_connections_unless_set() {
-        let b = Builder::new().max_connections(8);
-        assert_eq!((b.pool.max_open, b.pool.max_idle), (8, 8));
-        let b = Builder::new().max_idle(2).max_connections(8);
-        assert_eq!(b.pool.max_idle, 2);
-        let b = Builder::new()
+        let b = FcgiServiceBuilder::new().max_connections(8);
+        assert_eq!(idle(&b), (8, 8));
+        let b = FcgiServiceBuilder::new().max_idle(2).max_connections(8);
+        assert_eq!(idle(&b), (8, 2));
+        let b = FcgiServiceBuilder::new()
             .max_connections(8)
             .max_idle(16)
             .max_connections(3);
-        assert_eq!(b.pool.max_idle.min(b.pool.max_open), 3, "capped at build");
+        assert_eq!(idle(&b), (3, 3), "capped at max_connections");
+    }
+
+    #[test]
+    fn no_queue_or_connect_timeout_means_no_deadline() {
+        let b = FcgiServiceBuilder::new()
+            .queue_timeout(None)
+            .connect_timeout(None);
+        assert_eq!((b.pool_config().queue_timeout, b.connect_timeout), (None, None));
+        let cfg = FcgiServiceBuilder::new()
+            .queue_timeout(Duration::from_secs(2))
+            .pool_config();
+        assert_eq!(cfg.queue_timeout, Some(Duration::from_secs(2)));
+    }
+
+    fn build_error(b: FcgiServiceBuilder) -> String {
+        match b.tcp("127.0.0.1:9").try_build() {
+            Ok(service) => panic!("expected a BuildError, got {service:?}"),
+            Err(err) => err.to_string(),
+        }
+    }
+
+    #[test]
+    fn try_build_refuses_document_root_settings_without_a_root() {
+        let msg = build_error(FcgiServiceBuilder::new().script_extensions(["cgi"]));
+        assert!(
+            msg.contains("script_extensions only apply in document-root mode"),
+            "{msg}"
+        );
+        let msg = build_error(FcgiServiceBuilder::new().index_files(["doku.php"]));
+        assert!(msg.contains("index_files"), "{msg}");
+        let msg = build_error(FcgiServiceBuilder::new().any_file_is_a_script());
+        assert!(msg.contains("any_file_is_a_script"), "{msg}");
+        let msg = build_error(FcgiServiceBuilder::new().follow_symlinks_outside_root(true));
+        assert!(msg.contains("follow_symlinks_outside_root"), "{msg}");
+    }
+
+    #[test]
+    fn try_build_refuses_application_settings_beside_a_root() {
+        for b in [
+            FcgiServiceBuilder::new().script_name("/app"),
+            FcgiServiceBuilder::new().script_filename("/srv/index.php"),
+            FcgiServiceBuilder::new().application_document_root("/srv"),
+        ] {
+            let msg = build_error(b.document_root("/srv"));
+            assert!(msg.contains("use one mode"), "{msg}");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "index_files only apply in document-root mode")]
+    fn build_panics_with_the_build_error() {
+        let _ = FcgiServiceBuilder::new()
+            .tcp("127.0.0.1:9")
+            .index_files(["index.php"])
+            .build();
+    }
+
+    #[test]
+    #[should_panic(expected = "script_name (application mode) would be ignored")]
+    fn build_panics_on_both_modes() {
+        let _ = FcgiServiceBuilder::new()
+            .tcp("127.0.0.1:9")
+            .script_name("/app")
+            .document_root("/srv")
+            .build();
+    }
+
+    #[test]
+    fn the_order_of_script_settings_does_not_matter() {
+        let b = FcgiServiceBuilder::new()
+            .index_files(["doku.php"])
+            .document_root("/srv")
+            .tcp("127.0.0.1:9");
+        assert!(b.try_build().is_ok());
     }
 }

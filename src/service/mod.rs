@@ -1,8 +1,11 @@
 //! [`FcgiService`]: the tower face of the crate.
 
 mod builder;
+#[cfg(test)]
+mod builder_docs;
 mod future;
 mod run;
+mod script;
 mod send;
 mod stats;
 
@@ -18,7 +21,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body::Body;
 use tower_service::Service;
 
-pub use builder::{BuildError, Builder};
+pub use builder::{BuildError, FcgiServiceBuilder};
 pub use future::{FallibleFuture, ResponseFuture};
 pub use stats::{Failures, Latency, PoolStats, Stats};
 
@@ -102,20 +105,20 @@ pub(crate) struct Inner {
 
 impl FcgiService {
     /// A builder with the documented defaults; set a backend with
-    /// [`tcp`](Builder::tcp) or [`unix`](Builder::unix).
-    pub fn builder() -> Builder {
-        Builder::new()
+    /// [`tcp`](FcgiServiceBuilder::tcp) or [`unix`](FcgiServiceBuilder::unix).
+    pub fn builder() -> FcgiServiceBuilder {
+        FcgiServiceBuilder::new()
     }
 
     /// A service for a TCP backend (`host:port`) with default settings: application
     /// mode, where SCRIPT_NAME is the mount prefix and PATH_INFO the rest of the path.
     pub fn tcp(addr: impl Into<String>) -> FcgiService {
-        Builder::new().tcp(addr).build()
+        FcgiServiceBuilder::new().tcp(addr).build()
     }
 
     /// A service for a Unix-socket backend with default settings (application mode).
     pub fn unix(path: impl Into<std::path::PathBuf>) -> FcgiService {
-        Builder::new().unix(path).build()
+        FcgiServiceBuilder::new().unix(path).build()
     }
 
     /// The state of the connection pool.

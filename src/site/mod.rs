@@ -38,7 +38,7 @@ use crate::body::FcgiBody;
 use crate::cgi::path::{CleanPath, DocumentRoot, Resolution};
 use crate::cgi::{self, LocalRedirect, MAX_LOCAL_REDIRECTS, Mount, Resolved};
 use crate::error::{BoxError, Error, ErrorKind};
-use crate::service::{Builder, FcgiService, ResponseFuture};
+use crate::service::{FcgiService, FcgiServiceBuilder, ResponseFuture};
 use sendfile::SendfileDir;
 
 /// Builds a response for an intercepted backend error (see
@@ -381,10 +381,10 @@ impl fmt::Debug for PhpSite {
 /// | [`deny`](PhpSiteBuilder::deny) | nothing else |
 /// | [`x_sendfile`](PhpSiteBuilder::x_sendfile) | off |
 /// | [`intercept_errors`](PhpSiteBuilder::intercept_errors) | off |
-/// | FastCGI settings | [`Builder`]'s defaults, tuned with [`fastcgi`](PhpSiteBuilder::fastcgi) |
+/// | FastCGI settings | [`FcgiServiceBuilder`]'s defaults, tuned with [`fastcgi`](PhpSiteBuilder::fastcgi) |
 #[must_use]
 pub struct PhpSiteBuilder {
-    fcgi: Builder,
+    fcgi: FcgiServiceBuilder,
     root: Option<PathBuf>,
     index: Option<Vec<String>>,
     extensions: Option<Vec<String>>,
@@ -526,7 +526,10 @@ impl PhpSiteBuilder {
     ///     .build();
     /// # let _ = site;
     /// ```
-    pub fn fastcgi(mut self, tune: impl FnOnce(Builder) -> Builder) -> PhpSiteBuilder {
+    pub fn fastcgi(
+        mut self,
+        tune: impl FnOnce(FcgiServiceBuilder) -> FcgiServiceBuilder,
+    ) -> PhpSiteBuilder {
         self.fcgi = tune(self.fcgi);
         self
     }

@@ -27,7 +27,7 @@ pub struct Fake {
 }
 
 impl Fake {
-    pub fn builder(&self) -> tower_fastcgi::Builder {
+    pub fn builder(&self) -> tower_fastcgi::FcgiServiceBuilder {
         FcgiService::builder()
             .backend(self.backend.clone())
             .response_head_timeout(Duration::from_secs(10))

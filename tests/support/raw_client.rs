@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use tower_fastcgi::proto::{
     BeginRequest, Decoder, EndRequest, NULL_REQUEST_ID, ParamsEncoder, ProtocolStatus, Record,
-    RecordType, Role, encode_begin_request, encode_stream, encode_stream_chunk,
+    RecordType, Role, encode_stream, encode_stream_chunk,
 };
 
 use super::backends::Addr;
@@ -313,14 +313,14 @@ impl Conn {
         stdin: &[u8],
     ) -> io::Result<Response> {
         let mut head = BytesMut::new();
-        encode_begin_request(
-            &mut head,
+        Record::BeginRequest {
             request_id,
-            BeginRequest {
+            body: BeginRequest {
                 role: Role::Responder,
                 keep_conn,
             },
-        );
+        }
+        .encode(&mut head);
         let mut encoder = ParamsEncoder::new(&mut head, request_id);
         for (name, value) in params.iter() {
             encoder

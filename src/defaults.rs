@@ -1,0 +1,124 @@
+//! The default of every [`FcgiServiceBuilder`](crate::FcgiServiceBuilder) setting, stated once.
+//!
+//! The builder starts from these values and each setter's documentation names the constant
+//! it overrides. A unit test reads the table on `FcgiServiceBuilder` and the setters' docs
+//! from the source and checks them against these constants, so the documentation cannot
+//! drift from the code.
+
+use std::time::Duration;
+
+/// [`max_connections`](crate::FcgiServiceBuilder::max_connections): connections open at
+/// once (busy + idle). Keep it at or below the backend's workers.
+pub const MAX_CONNECTIONS: usize = 4;
+
+/// [`idle_timeout`](crate::FcgiServiceBuilder::idle_timeout): how long an idle connection
+/// is kept.
+pub const IDLE_TIMEOUT: Option<Duration> = Some(Duration::from_secs(15));
+
+/// [`max_requests_per_connection`](crate::FcgiServiceBuilder::max_requests_per_connection):
+/// unlimited.
+pub const MAX_REQUESTS_PER_CONNECTION: Option<u32> = None;
+
+/// [`keep_alive`](crate::FcgiServiceBuilder::keep_alive): FCGI_KEEP_CONN on.
+pub const KEEP_ALIVE: bool = true;
+
+/// [`queue_timeout`](crate::FcgiServiceBuilder::queue_timeout): wait for a busy pool
+/// (then 503).
+pub const QUEUE_TIMEOUT: Option<Duration> = Some(Duration::from_secs(30));
+
+/// [`connect_timeout`](crate::FcgiServiceBuilder::connect_timeout): (then 504; a refused
+/// connection is 502 at once).
+pub const CONNECT_TIMEOUT: Option<Duration> = Some(Duration::from_secs(5));
+
+/// [`response_head_timeout`](crate::FcgiServiceBuilder::response_head_timeout) (then 504).
+pub const RESPONSE_HEAD_TIMEOUT: Option<Duration> = Some(Duration::from_secs(60));
+
+/// [`read_timeout`](crate::FcgiServiceBuilder::read_timeout): longest silence between
+/// records.
+pub const READ_TIMEOUT: Option<Duration> = Some(Duration::from_secs(60));
+
+/// [`write_timeout`](crate::FcgiServiceBuilder::write_timeout): longest time without
+/// request-body progress.
+pub const WRITE_TIMEOUT: Option<Duration> = Some(Duration::from_secs(60));
+
+/// [`total_timeout`](crate::FcgiServiceBuilder::total_timeout): none.
+pub const TOTAL_TIMEOUT: Option<Duration> = None;
+
+/// [`max_request_body`](crate::FcgiServiceBuilder::max_request_body): 1 GiB (then 413).
+pub const MAX_REQUEST_BODY: u64 = 1 << 30;
+
+/// [`unknown_length_body`](crate::FcgiServiceBuilder::unknown_length_body): bytes of a
+/// spooled body kept in memory before it spills to a temporary file.
+pub const SPOOL_MEMORY: usize = 256 * 1024;
+
+/// [`max_response_head`](crate::FcgiServiceBuilder::max_response_head) (then 502).
+pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+
+/// [`max_params_size`](crate::FcgiServiceBuilder::max_params_size): encoded CGI
+/// parameters (then 431).
+pub const MAX_PARAMS_SIZE: usize = 64 * 1024;
+
+/// [`pass_authorization`](crate::FcgiServiceBuilder::pass_authorization): on, as nginx
+/// and Caddy.
+pub const PASS_AUTHORIZATION: bool = true;
+
+/// [`underscores_in_headers`](crate::FcgiServiceBuilder::underscores_in_headers): off.
+pub const UNDERSCORES_IN_HEADERS: bool = false;
+
+/// [`redirect_status`](crate::FcgiServiceBuilder::redirect_status): `REDIRECT_STATUS=200`.
+pub const REDIRECT_STATUS: bool = true;
+
+/// [`stderr_log_limit`](crate::FcgiServiceBuilder::stderr_log_limit): STDERR bytes logged
+/// per request.
+pub const STDERR_LOG_LIMIT: usize = 16 * 1024;
+
+/// [`local_redirects`](crate::FcgiServiceBuilder::local_redirects): on (RFC 3875 §6.2.2).
+pub const LOCAL_REDIRECTS: bool = true;
+
+/// [`server_software`](crate::FcgiServiceBuilder::server_software): SERVER_SOFTWARE.
+pub const SERVER_SOFTWARE: &str = concat!("tower-fastcgi/", env!("CARGO_PKG_VERSION"));
+
+/// [`script_extensions`](crate::FcgiServiceBuilder::script_extensions) in document-root mode.
+pub const SCRIPT_EXTENSIONS: &[&str] = &["php"];
+
+/// [`index_files`](crate::FcgiServiceBuilder::index_files) in document-root mode.
+pub const INDEX_FILES: &[&str] = &["index.php"];
+
+/// [`follow_symlinks_outside_root`](crate::FcgiServiceBuilder::follow_symlinks_outside_root):
+/// off, such scripts are 404.
+pub const FOLLOW_SYMLINKS_OUTSIDE_ROOT: bool = false;
+
+/// Known-length request bodies up to this size are read before connecting, so the request
+/// leaves in one write and can be replayed on a stale connection. Not configurable.
+pub(crate) const READ_AHEAD: usize = 64 * 1024;
+
+/// Body bytes of a response to a bodyless request (HEAD, 204, 304) read and dropped to
+/// keep the connection reusable; beyond this the connection is closed. Not configurable.
+pub(crate) const BODYLESS_DRAIN_LIMIT: usize = 256 * 1024;
+
+/// A size as the docs write it: `64 KiB`, `1 GiB`, `300 bytes`.
+#[cfg(test)]
+pub(crate) fn render_size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{} GiB", b >> 30),
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} bytes"),
+    }
+}
+
+/// A timeout as the docs write it: `15 s`, `none`.
+#[cfg(test)]
+pub(crate) fn render_timeout(timeout: Option<Duration>) -> String {
+    match timeout {
+        None => "none".to_owned(),
+        Some(d) if d.subsec_nanos() == 0 => format!("{} s", d.as_secs()),
+        Some(d) => format!("{} ms", d.as_millis()),
+    }
+}
+
+/// On or off, as the docs write it.
+#[cfg(test)]
+pub(crate) fn render_switch(on: bool) -> String {
+    if on { "on" } else { "off" }.to_owned()
+}

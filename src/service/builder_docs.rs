@@ -1,0 +1,174 @@
+//! Keeps the builder's documentation true: the defaults table on `FcgiServiceBuilder` and
+//! the "Default:" sentence of every setter are read from the source and compared with
+//! [`crate::defaults`].
+//!
+//! Why parse instead of generate: rustdoc cannot format a `const` into a doc string
+//! (`concat!` takes literals only), and a build script that writes the table would hide
+//! it from readers of the source. Reading `builder.rs` in a test keeps the table plain
+//! Markdown and still fails the build when a value and its documentation part ways.
+
+use std::collections::BTreeMap;
+
+use crate::client::upload::UnknownLengthBody;
+use crate::defaults::{self, render_size, render_switch, render_timeout};
+
+const SOURCE: &str = include_str!("builder.rs");
+
+/// How the docs must state each setting's default, rendered from the constants.
+fn expected() -> BTreeMap<&'static str, String> {
+    let spool = match UnknownLengthBody::default() {
+        UnknownLengthBody::Spool { memory, dir: None } => {
+            format!("spool: {} in memory", render_size(memory as u64))
+        }
+        other => format!("{other:?}"),
+    };
+    let list = |items: &[&str]| {
+        items
+            .iter()
+            .map(|s| format!("`{s}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    BTreeMap::from([
+        ("max_connections", defaults::MAX_CONNECTIONS.to_string()),
+        ("max_idle", "= `max_connections`".to_owned()),
+        ("idle_timeout", render_timeout(defaults::IDLE_TIMEOUT)),
+        (
+            "max_requests_per_connection",
+            match defaults::MAX_REQUESTS_PER_CONNECTION {
+                None => "unlimited".to_owned(),
+                Some(n) => n.to_string(),
+            },
+        ),
+        ("keep_alive", render_switch(defaults::KEEP_ALIVE)),
+        ("queue_timeout", render_timeout(defaults::QUEUE_TIMEOUT)),
+        ("connect_timeout", render_timeout(defaults::CONNECT_TIMEOUT)),
+        (
+            "response_head_timeout",
+            render_timeout(defaults::RESPONSE_HEAD_TIMEOUT),
+        ),
+        ("read_timeout", render_timeout(defaults::READ_TIMEOUT)),
+        ("write_timeout", render_timeout(defaults::WRITE_TIMEOUT)),
+        ("total_timeout", render_timeout(defaults::TOTAL_TIMEOUT)),
+        ("max_request_body", render_size(defaults::MAX_REQUEST_BODY)),
+        ("unknown_length_body", spool),
+        (
+            "max_response_head",
+            render_size(defaults::MAX_RESPONSE_HEAD as u64),
+        ),
+        (
+            "max_params_size",
+            render_size(defaults::MAX_PARAMS_SIZE as u64),
+        ),
+        ("server_software", "`tower-fastcgi/<version>`".to_owned()),
+        (
+            "pass_authorization",
+            render_switch(defaults::PASS_AUTHORIZATION),
+        ),
+        (
+            "underscores_in_headers",
+            render_switch(defaults::UNDERSCORES_IN_HEADERS),
+        ),
+        ("redirect_status", render_switch(defaults::REDIRECT_STATUS)),
+        (
+            "stderr_log_limit",
+            render_size(defaults::STDERR_LOG_LIMIT as u64),
+        ),
+        ("local_redirects", render_switch(defaults::LOCAL_REDIRECTS)),
+        ("document_root", "off".to_owned()),
+        ("script_extensions", list(defaults::SCRIPT_EXTENSIONS)),
+        ("index_files", list(defaults::INDEX_FILES)),
+        (
+            "follow_symlinks_outside_root",
+            render_switch(defaults::FOLLOW_SYMLINKS_OUTSIDE_ROOT),
+        ),
+    ])
+}
+
+/// `(setting, default cell)` for each table row that links a setter.
+fn table_rows() -> Vec<(String, String)> {
+    SOURCE
+        .lines()
+        .filter_map(|line| line.trim_start().strip_prefix("/// | [`"))
+        .filter_map(|row| {
+            let (name, rest) = row.split_once("`](FcgiServiceBuilder::")?;
+            let (_, cell) = rest.split_once(") | ")?;
+            Some((name.to_owned(), cell.trim_end_matches(" |").to_owned()))
+        })
+        .collect()
+}
+
+/// `(setter, its doc comment)` for every `pub fn` of the builder.
+fn setter_docs() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut doc = String::new();
+    for line in SOURCE.lines().map(str::trim_start) {
+        if let Some(text) = line.strip_prefix("///") {
+            doc.push_str(text.trim());
+            doc.push(' ');
+        } else if let Some(sig) = line.strip_prefix("pub fn ") {
+            let name: String = sig
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            out.push((name, std::mem::take(&mut doc)));
+        } else if !line.starts_with("#[") {
+            doc.clear();
+        }
+    }
+    out
+}
+
+#[test]
+fn the_defaults_table_matches_the_defaults_module() {
+    let expected = expected();
+    let rows = table_rows();
+    assert!(rows.len() >= 20, "table not found: {rows:?}");
+    for (name, cell) in &rows {
+        let Some(want) = expected.get(name.as_str()) else {
+            panic!("table row {name:?} has no expected default in this test");
+        };
+        assert!(
+            cell.starts_with(want.as_str()),
+            "table says {name} = {cell:?}, the code says {want:?}"
+        );
+    }
+    for name in expected.keys() {
+        assert!(
+            rows.iter().any(|(n, _)| n == name),
+            "{name} is missing from the table"
+        );
+    }
+}
+
+#[test]
+fn every_setter_states_its_default() {
+    let expected = expected();
+    // The backend is required, and building is not a setting.
+    let exempt = ["tcp", "unix", "backend", "build", "try_build"];
+    let docs = setter_docs();
+    assert!(docs.len() >= 30, "setters not found: {docs:?}");
+    for (name, doc) in docs {
+        if exempt.contains(&name.as_str()) {
+            continue;
+        }
+        assert!(
+            doc.contains("Default: "),
+            "{name}'s doc does not state its default: {doc}"
+        );
+        if let Some(want) = expected.get(name.as_str()) {
+            assert!(
+                doc.contains(&format!("Default: {want}")),
+                "{name}'s doc does not say \"Default: {want}\": {doc}"
+            );
+        }
+    }
+}
+
+#[test]
+fn server_software_names_the_crate_and_version() {
+    assert_eq!(
+        defaults::SERVER_SOFTWARE,
+        format!("tower-fastcgi/{}", env!("CARGO_PKG_VERSION"))
+    );
+}
