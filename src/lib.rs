@@ -220,6 +220,6 @@ pub use client::upload::UnknownLengthBody;
 pub use client::{Backend, ParseBackendError};
 pub use error::{BoxError, Error, ErrorKind, Timeout};
 pub use pool::PoolStats;
-pub use service::{Builder, FcgiService};
+pub use service::{Builder, Cause, Failure, FcgiService};
 #[cfg(feature = "php")]
-pub use site::{InterceptHandler, PhpSite, PhpSiteBuilder};
+pub use site::{PhpSite, PhpSiteBuilder};

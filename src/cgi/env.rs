@@ -17,9 +17,9 @@ use super::{CgiConfig, ConnectionInfo};
 use crate::error::{Error, ErrorKind};
 use crate::proto::{ParamsEncoder, ProtoError, encoded_pair_len};
 
-/// Where the script is and what the path means to it.
+/// The script that runs and what the request path means to it (its CGI path variables).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Target<'a> {
+pub(crate) struct Script<'a> {
     /// SCRIPT_NAME, decoded (may be empty).
     pub(crate) script_name: Cow<'a, [u8]>,
     /// PATH_INFO, decoded (empty when there is none).
@@ -34,7 +34,7 @@ pub(crate) struct Target<'a> {
 #[derive(Debug)]
 pub(crate) struct RequestInfo<'a> {
     pub(crate) parts: &'a Parts,
-    pub(crate) target: &'a Target<'a>,
+    pub(crate) target: &'a Script<'a>,
     /// The original request target (path and query), undecoded, for REQUEST_URI.
     pub(crate) request_uri: &'a str,
     /// The exact request-body length, if the request has a body.
@@ -427,7 +427,7 @@ mod tests {
     fn env_of(
         cfg: &CgiConfig,
         req: http::Request<()>,
-        target: &Target<'_>,
+        target: &Script<'_>,
         content_length: Option<u64>,
     ) -> Result<BTreeMap<String, String>, Error> {
         let connection = ConnectionInfo {
@@ -441,7 +441,7 @@ mod tests {
     fn env_with(
         cfg: &CgiConfig,
         req: http::Request<()>,
-        target: &Target<'_>,
+        target: &Script<'_>,
         content_length: Option<u64>,
         connection: Option<ConnectionInfo>,
     ) -> Result<BTreeMap<String, String>, Error> {
@@ -478,11 +478,11 @@ mod tests {
         Ok(map)
     }
 
-    fn app_target() -> Target<'static> {
-        Target {
+    fn app_target() -> Script<'static> {
+        Script {
             script_name: Cow::Borrowed(b"/app"),
             path_info: Cow::Borrowed(b"/x y"),
-            ..Target::default()
+            ..Script::default()
         }
     }
 
@@ -526,7 +526,7 @@ mod tests {
         let env = env_of(
             &CgiConfig::default(),
             http::Request::get("/app").body(()).unwrap(),
-            &Target::default(),
+            &Script::default(),
             None,
         )
         .unwrap();
@@ -543,7 +543,7 @@ mod tests {
     fn server_name_is_never_missing() {
         let mut req = http::Request::get("/app").body(()).unwrap();
         *req.version_mut() = http::Version::HTTP_10;
-        let env = env_with(&CgiConfig::default(), req, &Target::default(), None, None).unwrap();
+        let env = env_with(&CgiConfig::default(), req, &Script::default(), None, None).unwrap();
         assert_eq!(env["SERVER_NAME"], "localhost");
         assert_eq!(env["SERVER_PORT"], "80");
     }
@@ -567,7 +567,7 @@ mod tests {
             .header("proxy-authorization", "Basic cHJveHk=")
             .body(())
             .unwrap();
-        let env = env_of(&CgiConfig::default(), req, &Target::default(), None).unwrap();
+        let env = env_of(&CgiConfig::default(), req, &Script::default(), None).unwrap();
         assert!(!env.contains_key("HTTP_PROXY"), "httpoxy");
         assert_eq!(env["HTTP_X_FORWARDED_FOR"], "10.0.0.1", "no _ aliasing");
         assert_eq!(env["HTTP_COOKIE"], "a=1; b=2");
@@ -592,7 +592,7 @@ mod tests {
             .header("authorization", "Basic dTpw")
             .body(())
             .unwrap();
-        let env = env_of(&cfg, req, &Target::default(), None).unwrap();
+        let env = env_of(&cfg, req, &Script::default(), None).unwrap();
         assert!(!env.contains_key("HTTP_AUTHORIZATION"));
     }
 
@@ -605,7 +605,7 @@ mod tests {
             .header("script-filename", "/etc/passwd")
             .body(())
             .unwrap();
-        let env = env_of(&CgiConfig::default(), req, &Target::default(), None).unwrap();
+        let env = env_of(&CgiConfig::default(), req, &Script::default(), None).unwrap();
         assert!(!env.contains_key("PHP_VALUE"));
         assert!(!env.contains_key("SCRIPT_FILENAME"));
         assert_eq!(env["HTTP_PHP_VALUE"], "auto_prepend_file=php://input");
@@ -625,7 +625,7 @@ mod tests {
             .header("host", "evil")
             .body(())
             .unwrap();
-        let env = env_of(&cfg, req, &Target::default(), None).unwrap();
+        let env = env_of(&cfg, req, &Script::default(), None).unwrap();
         assert_eq!(env["SERVER_NAME"], "configured.example");
         assert_eq!(env["HTTP_HOST"], "pinned");
         assert_eq!(env["APP_ENV"], "prod");
@@ -638,7 +638,7 @@ mod tests {
             .version(Version::HTTP_2)
             .body(())
             .unwrap();
-        let env = env_of(&cfg, req, &Target::default(), None).unwrap();
+        let env = env_of(&cfg, req, &Script::default(), None).unwrap();
         assert_eq!(env["HTTPS"], "on");
         assert_eq!(env["REQUEST_SCHEME"], "https");
         assert_eq!(env["HTTP_HOST"], "example.org");
@@ -661,7 +661,7 @@ mod tests {
 
     #[test]
     fn document_root_variables() {
-        let target = Target {
+        let target = Script {
             script_name: Cow::Borrowed(b"/blog/index.php"),
             path_info: Cow::Borrowed(b"/2024/post"),
             script_filename: Some(Cow::Borrowed(Path::new("/srv/www/index.php"))),
@@ -692,7 +692,7 @@ mod tests {
             .header("x-big", "a".repeat(2000))
             .body(())
             .unwrap();
-        let err = env_of(&cfg, req, &Target::default(), None).unwrap_err();
+        let err = env_of(&cfg, req, &Script::default(), None).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::RequestHeadersTooLarge);
 
         let cfg = CgiConfig {
@@ -703,7 +703,7 @@ mod tests {
             .header("x-big", "a".repeat(70_000))
             .body(())
             .unwrap();
-        let err = env_of(&cfg, req, &Target::default(), None).unwrap_err();
+        let err = env_of(&cfg, req, &Script::default(), None).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::RequestHeadersTooLarge);
     }
 

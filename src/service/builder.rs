@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use http::Response;
 
-use super::{ErrorHandler, FcgiService, Inner};
+use super::{ErrorHandler, Failure, FcgiService, Inner};
 use crate::body::FcgiBody;
 use crate::cgi::path::{DocumentRoot, ScriptMatch};
 use crate::cgi::{CgiConfig, ScriptMode};
 use crate::client::Backend;
 use crate::client::upload::{BodyConfig, UnknownLengthBody};
+#[cfg(doc)]
 use crate::error::Error;
 use crate::pool::{Pool, PoolConfig};
 
@@ -42,6 +43,9 @@ use crate::pool::{Pool, PoolConfig};
 /// | [`redirect_status`](Builder::redirect_status) | on (`REDIRECT_STATUS=200`) |
 /// | [`stderr_log_limit`](Builder::stderr_log_limit) | 16 KiB of STDERR logged per request |
 /// | [`local_redirects`](Builder::local_redirects) | on (RFC 3875 §6.2.2) |
+/// | [`on_error`](Builder::on_error) | none: default error responses |
+/// | [`intercept_errors`](Builder::intercept_errors) | off (backend error pages pass through) |
+/// | [`intercept_not_found`](Builder::intercept_not_found) | off |
 ///
 /// ```
 /// use std::time::Duration;
@@ -76,6 +80,8 @@ pub struct Builder {
     stderr_limit: usize,
     local_redirects: bool,
     on_error: Option<ErrorHandler>,
+    intercept_errors: bool,
+    intercept_not_found: bool,
 }
 
 /// An invalid [`Builder`] configuration.
@@ -123,6 +129,8 @@ impl Builder {
             stderr_limit: 16 * 1024,
             local_redirects: true,
             on_error: None,
+            intercept_errors: false,
+            intercept_not_found: false,
         }
     }
 
@@ -407,13 +415,62 @@ impl Builder {
 
     // ---- errors ----
 
-    /// Replaces the default error responses (status from [`Error::status_code`] and a
-    /// one-line plain-text body). The error is logged before the handler runs.
+    /// The error hook: a custom response when a request fails, or `None` to send the
+    /// default one. Default: none (the defaults below).
+    ///
+    /// It is shown the request's parts (extensions included: under axum's
+    /// `nest_service`, [`Failure::original_uri`] is the path the client asked for) and
+    /// the [`Cause`](super::Cause):
+    ///
+    /// - the crate's [`Error`]s, always. Default response: [`Error::status_code`] and a
+    ///   one-line plain-text body;
+    /// - the backend's own error statuses (≥ 400), only with
+    ///   [`intercept_errors`](Builder::intercept_errors). Default: the backend's response;
+    /// - the crate's 404s (no script or file for the path), only with
+    ///   [`intercept_not_found`](Builder::intercept_not_found). Default: plain 404.
+    ///
+    /// Directory redirects (308 with `Location`) never reach it. The error has already
+    /// been logged when the hook runs. The hook runs for the infallible `Service` only:
+    /// [`try_call`](FcgiService::try_call) and [`fallible`](FcgiService::fallible) return
+    /// the error instead.
+    ///
+    /// ```
+    /// use tower_fastcgi::{FcgiBody, FcgiService, service::Failure};
+    ///
+    /// let php = FcgiService::builder()
+    ///     .unix("/run/php/php-fpm.sock")
+    ///     .on_error(|failure: &Failure<'_>| {
+    ///         let page = format!("<h1>{}</h1><p>{}</p>", failure.status(), failure.original_uri());
+    ///         let mut res = http::Response::new(FcgiBody::full(page));
+    ///         *res.status_mut() = failure.status();
+    ///         Some(res)
+    ///     })
+    ///     .intercept_errors(true)
+    ///     .build();
+    /// # let _ = php;
+    /// ```
     pub fn on_error<F>(mut self, handler: F) -> Builder
     where
-        F: Fn(&Error) -> Response<FcgiBody> + Send + Sync + 'static,
+        F: Fn(&Failure<'_>) -> Option<Response<FcgiBody>> + Send + Sync + 'static,
     {
         self.on_error = Some(Arc::new(handler));
+        self
+    }
+
+    /// Show the backend's responses with an error status (≥ 400) to the
+    /// [`on_error`](Builder::on_error) hook, which may replace them (nginx
+    /// `fastcgi_intercept_errors`); the replaced body is read and discarded so the
+    /// connection can be reused. Default: off (the backend's error pages pass through).
+    pub fn intercept_errors(mut self, on: bool) -> Builder {
+        self.intercept_errors = on;
+        self
+    }
+
+    /// Show the crate's own 404s (no script or file for the path; in a
+    /// [`PhpSite`](crate::PhpSite) also private paths) to the
+    /// [`on_error`](Builder::on_error) hook. Default: off (a plain-text 404).
+    pub fn intercept_not_found(mut self, on: bool) -> Builder {
+        self.intercept_not_found = on;
         self
     }
 
@@ -464,6 +521,8 @@ impl Builder {
                 bodyless_drain_limit: 256 * 1024,
                 local_redirects: self.local_redirects,
                 on_error: self.on_error,
+                intercept_errors: self.intercept_errors,
+                intercept_not_found: self.intercept_not_found,
             }),
         })
     }
