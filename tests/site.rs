@@ -197,9 +197,18 @@ async fn front_controller_serves_pretty_urls() {
 #[tokio::test]
 async fn uploads_are_never_executed() {
     let site = site().await;
-    // Not a script: with a front controller, index.php handles the URL; x.jpg never runs.
-    let env = site.env("/uploads/x.jpg/a.php").await;
-    assert_eq!(env["SCRIPT_FILENAME"], site.file("index.php"));
+    // A script name after a file that is not a script: 404 (even with a front
+    // controller, and even when missing scripts go to it); x.jpg never runs.
+    for svc in [
+        site.builder().build(),
+        site.builder()
+            .front_controller_for_missing_scripts(true)
+            .build(),
+    ] {
+        let res = svc.oneshot(get("/uploads/x.jpg/a.php")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    }
+    assert_eq!(site.fake.connections(), 0);
     // The upload itself is a static file.
     let res = site.get("/uploads/x.jpg").await;
     assert_eq!(&body(res).await.unwrap()[..], b"<?php system('id');");
@@ -315,15 +324,17 @@ async fn intercepted_errors_use_the_apps_error_page() {
     let site = site().await;
     let svc = site
         .builder()
-        .intercept_errors(|status, req| {
+        .on_error(|failure| {
+            let status = failure.status();
             let mut res = http::Response::new(FcgiBody::full(format!(
                 "our own {} page for {}",
                 status.as_u16(),
-                req.uri().path()
+                failure.request.uri.path()
             )));
             *res.status_mut() = status;
-            res
+            Some(res)
         })
+        .intercept_errors(true)
         .build();
     let req = Request::get("/info.php?missing")
         .body(Full::<Bytes>::default())
