@@ -351,3 +351,53 @@ async fn intercepted_errors_use_the_apps_error_page() {
         .unwrap();
     assert_eq!(svc.oneshot(req).await.unwrap().status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_missing_script_is_404_without_the_front_controller_unless_asked() {
+    let site = site().await;
+    // nginx: `try_files $fastcgi_script_name =404`.
+    for path in ["/missing.php", "/old/wp-login.php", "/missing.php/extra"] {
+        let res = site.get(path).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    assert_eq!(site.fake.connections(), 0, "PHP never ran for a probe");
+    // Paths that name no script still reach the front controller.
+    let env = site.env("/missing-page").await;
+    assert_eq!(env["SCRIPT_FILENAME"], site.file("index.php"));
+
+    // Caddy: missing scripts go to the front controller, with the original URI.
+    let caddy = site
+        .builder()
+        .front_controller_for_missing_scripts(true)
+        .build();
+    let res = caddy
+        .clone()
+        .oneshot(get("/missing.php?x=1"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let text = String::from_utf8_lossy(&body(res).await.unwrap()).into_owned();
+    assert!(
+        text.contains(&format!("SCRIPT_FILENAME={}", site.file("index.php"))),
+        "{text}"
+    );
+    assert!(text.contains("REQUEST_URI=/missing.php?x=1"), "{text}");
+    // A script name after a static file is a 404 in both.
+    for svc in [site.builder().build(), caddy] {
+        let res = svc.oneshot(get("/style.css/x.php")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    }
+}
+
+#[tokio::test]
+async fn invalid_percent_encoding_in_a_site_is_400_before_anything_else() {
+    let site = site().await;
+    for path in ["/x.php/%ZZ", "/info.php/%ZZ", "/%zz", "/style.css%"] {
+        assert_eq!(
+            site.get(path).await.status(),
+            StatusCode::BAD_REQUEST,
+            "{path}"
+        );
+    }
+    assert_eq!(site.fake.connections(), 0);
+}
