@@ -5,14 +5,14 @@
 //! user-configured parameter with the same name replaces the computed one.
 
 use std::borrow::Cow;
-use std::net::SocketAddr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use http::Version;
 use http::header::{self, HeaderMap, HeaderName};
 use http::request::Parts;
-use http::{Method, Version};
 
+use super::text::{AddrText, fmt_u64, itoa_buf};
 use super::{CgiConfig, ConnectionInfo};
 use crate::error::{Error, ErrorKind};
 use crate::proto::{ParamsEncoder, ProtoError, encoded_pair_len};
@@ -368,55 +368,6 @@ fn split_host_port(host: &[u8]) -> (Option<&[u8]>, Option<&[u8]>) {
     (name, port)
 }
 
-fn itoa_buf() -> [u8; 20] {
-    [0; 20]
-}
-
-/// Decimal digits of `n`, written from the end of `buf` (20 digits fit any u64).
-fn fmt_u64(buf: &mut [u8; 20], mut n: u64) -> &[u8] {
-    let mut start = buf.len();
-    for slot in buf.iter_mut().rev() {
-        *slot = b'0' + (n % 10) as u8;
-        n /= 10;
-        start -= 1;
-        if n == 0 {
-            break;
-        }
-    }
-    buf.get(start..).unwrap_or_default()
-}
-
-/// Formats an IP address without allocating (IPv6 without brackets, as RFC 3875 wants).
-struct AddrText {
-    buf: [u8; 64],
-    len: usize,
-}
-
-impl AddrText {
-    fn new() -> AddrText {
-        AddrText {
-            buf: [0; 64],
-            len: 0,
-        }
-    }
-
-    fn ip(&mut self, addr: SocketAddr) -> &[u8] {
-        use std::io::Write;
-        let mut cursor = std::io::Cursor::new(self.buf.as_mut_slice());
-        let _ = write!(cursor, "{}", addr.ip());
-        self.len = cursor.position() as usize;
-        self.buf.get(..self.len).unwrap_or_default()
-    }
-}
-
-/// Whether a request with this method and these headers carries a body even when its
-/// length is zero (an explicit `Content-Length: 0` POST still has a 0-byte body).
-pub(crate) fn declares_body(parts: &Parts) -> bool {
-    parts.headers.contains_key(header::CONTENT_LENGTH)
-        || parts.headers.contains_key(header::TRANSFER_ENCODING)
-        || matches!(parts.method, Method::POST | Method::PUT | Method::PATCH)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -705,13 +656,5 @@ mod tests {
             .unwrap();
         let err = env_of(&cfg, req, &Script::default(), None).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::RequestHeadersTooLarge);
-    }
-
-    #[test]
-    fn fmt_u64_works() {
-        for n in [0u64, 7, 10, 65535, u64::MAX] {
-            let mut b = itoa_buf();
-            assert_eq!(fmt_u64(&mut b, n), n.to_string().as_bytes());
-        }
     }
 }

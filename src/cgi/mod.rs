@@ -11,6 +11,7 @@ pub(crate) mod env;
 pub(crate) mod head;
 pub(crate) mod path;
 pub(crate) mod route;
+mod text;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

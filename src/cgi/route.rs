@@ -212,6 +212,7 @@ mod tests {
     use super::*;
 
     fn parts(uri: &str, original: Option<&str>) -> Parts {
+        #[cfg_attr(not(feature = "axum"), allow(unused_mut))]
         let mut req = http::Request::get(uri).body(()).unwrap();
         if let Some(o) = original {
             #[cfg(feature = "axum")]
@@ -294,10 +295,23 @@ mod tests {
     #[test]
     fn hostile_path_info_is_400() {
         let cfg = CgiConfig::default();
-        let p = parts("/a%00b", None);
-        assert_eq!(
-            route(&cfg, Mount::of(&p)).unwrap_err().kind(),
-            ErrorKind::BadRequest
-        );
+        for uri in ["/a%00b", "/x.php/%ZZ", "/a%"] {
+            let p = parts(uri, None);
+            assert_eq!(
+                route(&cfg, Mount::of(&p)).unwrap_err().kind(),
+                ErrorKind::BadRequest,
+                "{uri}"
+            );
+        }
+    }
+
+    #[test]
+    fn directory_redirects_keep_the_prefix_and_query() {
+        let p = parts("/docs?x=1", Some("/blog/docs?x=1"));
+        let mount = Mount::of(&p);
+        #[cfg(feature = "axum")]
+        assert_eq!(mount.with_trailing_slash(), "/blog/docs/?x=1");
+        #[cfg(not(feature = "axum"))]
+        assert_eq!(mount.with_trailing_slash(), "/docs/?x=1");
     }
 }

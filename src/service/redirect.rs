@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use super::{Inner, run};
 use crate::body::FcgiBody;
 use crate::cgi::head::ResponseHead;
-use crate::cgi::{self, CgiConfig, Mount, Route, env};
+use crate::cgi::{self, CgiConfig, Mount, Route};
 use crate::client::upload::{self, Upload};
 use crate::error::{BoxError, Error, ErrorKind};
 
@@ -77,13 +77,9 @@ impl Router for ServiceRoutes {
         })
     }
 
-    fn serve_file(
-        &self,
-        _parts: &Parts,
-        _file: PathBuf,
-    ) -> impl Future<Output = Response<FcgiBody>> + Send {
+    async fn serve_file(&self, _parts: &Parts, _file: PathBuf) -> Response<FcgiBody> {
         // `route` never returns a file; should that change, refusing is the safe answer.
-        async { super::respond::plain(http::StatusCode::NOT_FOUND) }
+        super::respond::plain(http::StatusCode::NOT_FOUND)
     }
 }
 
@@ -116,7 +112,7 @@ where
         // client then costs us memory or disk, not a php-fpm child. A redirected hop is
         // a GET without a body.
         let (upload, content_length) = match body.take() {
-            Some(body) => upload::prepare(body, env::declares_body(hop), &inner.body).await?,
+            Some(body) => upload::prepare(body, declares_body(hop), &inner.body).await?,
             None => (Upload::Empty, None),
         };
         let mount = Mount::of(hop);
@@ -208,4 +204,12 @@ fn redirected_request(parts: &Parts, mount: Mount<'_>, head: &ResponseHead) -> O
     );
     req.extensions_mut().insert(extra);
     Some(req.into_parts().0)
+}
+
+/// Whether a request with this method and these headers carries a body even when its
+/// length is zero (an explicit `Content-Length: 0` POST still has a 0-byte body).
+fn declares_body(parts: &Parts) -> bool {
+    parts.headers.contains_key(http::header::CONTENT_LENGTH)
+        || parts.headers.contains_key(http::header::TRANSFER_ENCODING)
+        || matches!(parts.method, Method::POST | Method::PUT | Method::PATCH)
 }
