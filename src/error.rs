@@ -55,10 +55,10 @@ pub enum ErrorKind {
     /// The request path cannot be mapped safely (NUL, control characters, encoded
     /// slashes, `..` above the root, ...). 400.
     BadRequest,
-    /// No script matches the request path in document-root mode. 404.
+    /// A file the backend handed to the gateway (`X-Sendfile`, `X-Accel-Redirect`)
+    /// does not exist. 404. (A request path matching no script or file is not an
+    /// error: it is answered 404 directly.)
     NotFound,
-    /// The path names a directory without a trailing slash; the response redirects. 308.
-    DirectoryRedirect,
     /// The service is misconfigured (for example a parameter it cannot encode). 500.
     Config,
     /// Spooling the request body to a temporary file failed. 500.
@@ -150,24 +150,8 @@ impl Error {
             ErrorKind::LengthRequired => StatusCode::LENGTH_REQUIRED,
             ErrorKind::RequestHeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
-            ErrorKind::DirectoryRedirect => StatusCode::PERMANENT_REDIRECT,
             ErrorKind::Config | ErrorKind::Spool => StatusCode::INTERNAL_SERVER_ERROR,
         }
-    }
-
-    /// The redirect target of a [`ErrorKind::DirectoryRedirect`].
-    pub(crate) fn redirect_location(&self) -> Option<&str> {
-        if self.kind != ErrorKind::DirectoryRedirect {
-            return None;
-        }
-        self.source
-            .as_ref()
-            .and_then(|s| s.downcast_ref::<RedirectTo>())
-            .map(|r| r.0.as_str())
-    }
-
-    pub(crate) fn directory_redirect(location: String) -> Error {
-        Error::with(ErrorKind::DirectoryRedirect, RedirectTo(location))
     }
 
     fn describe(&self) -> &'static str {
@@ -200,8 +184,7 @@ impl Error {
             ErrorKind::LengthRequired => "request body without a length",
             ErrorKind::RequestHeadersTooLarge => "request headers too large",
             ErrorKind::BadRequest => "request path cannot be mapped to a script",
-            ErrorKind::NotFound => "no script for this path",
-            ErrorKind::DirectoryRedirect => "directory path needs a trailing slash",
+            ErrorKind::NotFound => "file handed to the gateway not found",
             ErrorKind::Config => "FastCGI service misconfigured",
             ErrorKind::Spool => "failed to spool the request body",
         }
@@ -236,18 +219,6 @@ impl std::error::Error for Error {
             .map(|s| &**s as &(dyn std::error::Error + 'static))
     }
 }
-
-/// The target of a redirect, carried as an error source.
-#[derive(Debug)]
-struct RedirectTo(String);
-
-impl fmt::Display for RedirectTo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "redirect to {}", self.0)
-    }
-}
-
-impl std::error::Error for RedirectTo {}
 
 #[cfg(test)]
 mod tests {

@@ -259,8 +259,8 @@ pub use client::upload::UnknownLengthBody;
 pub use client::{Backend, ParseBackendError};
 pub use error::{BoxError, Error, ErrorKind, Timeout};
 pub use service::{
-    BuildError, ErrorHandler, Failures, Fallible, FallibleFuture, FcgiService,
+    BuildError, Cause, ErrorHandler, Failure, Failures, Fallible, FallibleFuture, FcgiService,
     FcgiServiceBuilder, Latency, PoolStats, ResponseFuture, Stats,
 };
 #[cfg(feature = "php")]
-pub use site::{InterceptHandler, PhpSite, PhpSiteBuilder};
+pub use site::{PhpSite, PhpSiteBuilder};

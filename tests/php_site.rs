@@ -405,15 +405,10 @@ async fn an_upload_named_in_a_split_path_never_runs() {
     let server = php.serve(php.site()).await;
     let mut client = server.client();
 
-    // nginx's classic `location ~ \.php$` mistake would run x.jpg here. With a front
-    // controller the URL is a pretty URL for /index.php; without one it is a 404.
-    let dump = php.dump("split", &client.get("/uploads/x.jpg/a.php").await);
-    expect(
-        &dump,
-        "script",
-        &php.file("index.php").display().to_string(),
-    );
-    expect(&dump, "server.SCRIPT_NAME", "/index.php");
+    // nginx's classic `location ~ \.php$` mistake would run x.jpg here. It names a
+    // script after a file that is not one: a 404, front controller or not.
+    let reply = client.get("/uploads/x.jpg/a.php").await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
     for target in [
         "/uploads/x.jpg/a.php",
         "/uploads/x.jpg/.php",
@@ -668,15 +663,19 @@ async fn x_accel_redirect_and_x_sendfile_serve_allowed_files_only() {
 #[tokio::test]
 async fn intercepted_errors_use_the_apps_own_page() {
     let Some(php) = Php::start() else { return };
-    let site = php.site().intercept_errors(|status, req| {
-        let mut res = http::Response::new(FcgiBody::full(format!(
-            "<h1>our {} page for {}</h1>",
-            status.as_u16(),
-            req.uri().path()
-        )));
-        *res.status_mut() = status;
-        res
-    });
+    let site = php
+        .site()
+        .on_error(|failure| {
+            let status = failure.status();
+            let mut res = http::Response::new(FcgiBody::full(format!(
+                "<h1>our {} page for {}</h1>",
+                status.as_u16(),
+                failure.request.uri.path()
+            )));
+            *res.status_mut() = status;
+            Some(res)
+        })
+        .intercept_errors(true);
     let server = php.serve(site).await;
     let mut client = server.client();
 
@@ -825,4 +824,83 @@ async fn symlinks_out_of_the_root_are_never_followed() {
     let reply = client.get("/inside-link.css").await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(&reply.body[..], &css()[..]);
+}
+
+#[tokio::test]
+async fn a_missing_script_is_404_without_running_php_unless_asked() {
+    let Some(php) = Php::start() else { return };
+    let site = php.site().build();
+    let server = php.serve_site(site.clone()).await;
+    let mut client = server.client();
+    // nginx's `try_files $fastcgi_script_name =404`: probes cost no PHP worker.
+    for target in [
+        "/missing.php",
+        "/wp-login.php?action=x",
+        "/old/xmlrpc.php/x",
+        "/assets/app.css/x.php",
+        "/uploads/x.jpg/a.php",
+    ] {
+        let reply = client.get(target).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::NOT_FOUND,
+            "{}",
+            php.context(target, &reply)
+        );
+    }
+    assert_eq!(Php::php_requests(&site), 0, "PHP never ran");
+
+    // Caddy's behaviour on request: the front controller gets the original URI.
+    let caddy = php
+        .serve(php.site().front_controller_for_missing_scripts(true))
+        .await;
+    let mut client = caddy.client();
+    let dump = php.dump("missing", &client.get("/missing.php?x=1").await);
+    expect(
+        &dump,
+        "script",
+        &php.file("index.php").display().to_string(),
+    );
+    expect(&dump, "server.REQUEST_URI", "/missing.php?x=1");
+    // A script name after a static file stays a 404.
+    for target in ["/assets/app.css/x.php", "/uploads/x.jpg/a.php"] {
+        let reply = client.get(target).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{target}");
+    }
+    php.assert_nothing_ran();
+}
+
+#[tokio::test]
+async fn a_custom_error_page_under_nest_service_sees_the_original_uri() {
+    let Some(php) = Php::start() else { return };
+    let site = php
+        .site()
+        .on_error(|failure| {
+            let mut res = http::Response::new(FcgiBody::full(format!(
+                "our {} page for {}",
+                failure.status().as_u16(),
+                failure.original_uri()
+            )));
+            *res.status_mut() = failure.status();
+            Some(res)
+        })
+        .intercept_errors(true)
+        .intercept_not_found(true)
+        .build();
+    let app = Router::new().nest_service("/blog", site);
+    let server = Server::start(app).await;
+    let mut client = server.client();
+
+    let reply = client.get("/blog/status.php?code=404").await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(reply.text(), "our 404 page for /blog/status.php?code=404");
+    let reply = client.get("/blog/missing.php").await;
+    assert_eq!(reply.text(), "our 404 page for /blog/missing.php");
+    // The directory redirect keeps its Location (with the prefix) and its status.
+    let reply = client.get("/blog/dir?x=1").await;
+    assert_eq!(reply.status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(reply.header("location"), "/blog/dir/?x=1");
+    // Successful pages are untouched.
+    let dump = php.dump("nested", &client.get("/blog/dir/").await);
+    expect(&dump, "server.SCRIPT_NAME", "/blog/dir/index.php");
 }

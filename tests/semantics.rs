@@ -410,3 +410,83 @@ async fn connect_info_fills_remote_and_server_addresses() {
     assert_eq!(env["SERVER_NAME"], "example.test");
     assert_eq!(env["SERVER_PORT"], "8080");
 }
+
+// ---------------------------------------------------------------- nginx-like behaviours
+
+/// The raw response to one HTTP/1.1 request to `app` served by `axum::serve` on 127.0.0.1.
+async fn raw_response(app: Router, request_line: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("{request_line}\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+        .await
+        .expect("response in time")
+        .unwrap();
+    server.abort();
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+#[tokio::test]
+async fn a_custom_reason_phrase_reaches_the_status_line() {
+    let fake = fake(|req, w| async move {
+        let status = match req.param("PATH_INFO") {
+            "/custom" => "Status: 299 Custom Thing",
+            "/standard" => "Status: 404 Not Found",
+            _ => "Status: 404 Gone Fishing",
+        };
+        answer(
+            req,
+            w,
+            &format!("{status}\r\nContent-Type: text/plain"),
+            b"x",
+        )
+        .await
+    })
+    .await;
+    let app = Router::new().nest_service("/php", fake.builder().build());
+    let raw = raw_response(app.clone(), "GET /php/custom HTTP/1.1").await;
+    assert!(raw.starts_with("HTTP/1.1 299 Custom Thing\r\n"), "{raw}");
+    let raw = raw_response(app.clone(), "GET /php/standard HTTP/1.1").await;
+    assert!(raw.starts_with("HTTP/1.1 404 Not Found\r\n"), "{raw}");
+    let raw = raw_response(app, "GET /php/other HTTP/1.1").await;
+    assert!(raw.starts_with("HTTP/1.1 404 Gone Fishing\r\n"), "{raw}");
+}
+
+#[tokio::test]
+async fn invalid_percent_encoding_is_400_before_the_backend_in_every_mode() {
+    let fake = fake(env_dump).await;
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("x.php"), "<?php").unwrap();
+    let application = fake.builder().build();
+    let named = fake.builder().script_name("/app").build();
+    let document_root = fake.builder().document_root(root.path()).build();
+    for (svc, path) in [
+        (&application, "/x.php/%ZZ"),
+        (&application, "/a%"),
+        (&named, "/app/x%4"),
+        (&document_root, "/x.php/%ZZ"),
+        (&document_root, "/%zz.php"),
+    ] {
+        let res = send(svc, get(path)).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{path}");
+    }
+    // Nested under axum, whatever the prefix.
+    let app = Router::new().nest_service("/fcgi", fake.builder().build());
+    let res = app
+        .oneshot(
+            Request::get("/fcgi/x.php/%ZZ")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(fake.connections(), 0, "no backend was contacted");
+}

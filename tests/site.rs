@@ -197,9 +197,18 @@ async fn front_controller_serves_pretty_urls() {
 #[tokio::test]
 async fn uploads_are_never_executed() {
     let site = site().await;
-    // Not a script: with a front controller, index.php handles the URL; x.jpg never runs.
-    let env = site.env("/uploads/x.jpg/a.php").await;
-    assert_eq!(env["SCRIPT_FILENAME"], site.file("index.php"));
+    // A script name after a file that is not a script: 404 (even with a front
+    // controller, and even when missing scripts go to it); x.jpg never runs.
+    for svc in [
+        site.builder().build(),
+        site.builder()
+            .front_controller_for_missing_scripts(true)
+            .build(),
+    ] {
+        let res = svc.oneshot(get("/uploads/x.jpg/a.php")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    }
+    assert_eq!(site.fake.connections(), 0);
     // The upload itself is a static file.
     let res = site.get("/uploads/x.jpg").await;
     assert_eq!(&body(res).await.unwrap()[..], b"<?php system('id');");
@@ -315,15 +324,17 @@ async fn intercepted_errors_use_the_apps_error_page() {
     let site = site().await;
     let svc = site
         .builder()
-        .intercept_errors(|status, req| {
+        .on_error(|failure| {
+            let status = failure.status();
             let mut res = http::Response::new(FcgiBody::full(format!(
                 "our own {} page for {}",
                 status.as_u16(),
-                req.uri().path()
+                failure.request.uri.path()
             )));
             *res.status_mut() = status;
-            res
+            Some(res)
         })
+        .intercept_errors(true)
         .build();
     let req = Request::get("/info.php?missing")
         .body(Full::<Bytes>::default())
@@ -339,4 +350,54 @@ async fn intercepted_errors_use_the_apps_error_page() {
         .body(Full::<Bytes>::default())
         .unwrap();
     assert_eq!(svc.oneshot(req).await.unwrap().status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_missing_script_is_404_without_the_front_controller_unless_asked() {
+    let site = site().await;
+    // nginx: `try_files $fastcgi_script_name =404`.
+    for path in ["/missing.php", "/old/wp-login.php", "/missing.php/extra"] {
+        let res = site.get(path).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    assert_eq!(site.fake.connections(), 0, "PHP never ran for a probe");
+    // Paths that name no script still reach the front controller.
+    let env = site.env("/missing-page").await;
+    assert_eq!(env["SCRIPT_FILENAME"], site.file("index.php"));
+
+    // Caddy: missing scripts go to the front controller, with the original URI.
+    let caddy = site
+        .builder()
+        .front_controller_for_missing_scripts(true)
+        .build();
+    let res = caddy
+        .clone()
+        .oneshot(get("/missing.php?x=1"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let text = String::from_utf8_lossy(&body(res).await.unwrap()).into_owned();
+    assert!(
+        text.contains(&format!("SCRIPT_FILENAME={}", site.file("index.php"))),
+        "{text}"
+    );
+    assert!(text.contains("REQUEST_URI=/missing.php?x=1"), "{text}");
+    // A script name after a static file is a 404 in both.
+    for svc in [site.builder().build(), caddy] {
+        let res = svc.oneshot(get("/style.css/x.php")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    }
+}
+
+#[tokio::test]
+async fn invalid_percent_encoding_in_a_site_is_400_before_anything_else() {
+    let site = site().await;
+    for path in ["/x.php/%ZZ", "/info.php/%ZZ", "/%zz", "/style.css%"] {
+        assert_eq!(
+            site.get(path).await.status(),
+            StatusCode::BAD_REQUEST,
+            "{path}"
+        );
+    }
+    assert_eq!(site.fake.connections(), 0);
 }

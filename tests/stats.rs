@@ -4,8 +4,8 @@ mod support;
 
 use std::time::Duration;
 
-use support::fake::{answer, body, fake, get, send};
 use http::StatusCode;
+use support::fake::{answer, body, fake, get, send};
 use tower_fastcgi::FcgiService;
 
 #[tokio::test]

@@ -5,21 +5,21 @@
 //! user-configured parameter with the same name replaces the computed one.
 
 use std::borrow::Cow;
-use std::net::SocketAddr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use http::Version;
 use http::header::{self, HeaderMap, HeaderName};
 use http::request::Parts;
-use http::{Method, Version};
 
+use super::text::{AddrText, fmt_u64, itoa_buf};
 use super::{CgiConfig, ConnectionInfo};
 use crate::error::{Error, ErrorKind};
 use crate::proto::{ParamsEncoder, ProtoError, encoded_pair_len};
 
-/// Where the script is and what the path means to it.
+/// The script that runs and what the request path means to it (its CGI path variables).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Target<'a> {
+pub(crate) struct Script<'a> {
     /// SCRIPT_NAME, decoded (may be empty).
     pub(crate) script_name: Cow<'a, [u8]>,
     /// PATH_INFO, decoded (empty when there is none).
@@ -34,7 +34,7 @@ pub(crate) struct Target<'a> {
 #[derive(Debug)]
 pub(crate) struct RequestInfo<'a> {
     pub(crate) parts: &'a Parts,
-    pub(crate) target: &'a Target<'a>,
+    pub(crate) target: &'a Script<'a>,
     /// The original request target (path and query), undecoded, for REQUEST_URI.
     pub(crate) request_uri: &'a str,
     /// The exact request-body length, if the request has a body.
@@ -373,55 +373,6 @@ fn split_host_port(host: &[u8]) -> (Option<&[u8]>, Option<&[u8]>) {
     (name, port)
 }
 
-fn itoa_buf() -> [u8; 20] {
-    [0; 20]
-}
-
-/// Decimal digits of `n`, written from the end of `buf` (20 digits fit any u64).
-fn fmt_u64(buf: &mut [u8; 20], mut n: u64) -> &[u8] {
-    let mut start = buf.len();
-    for slot in buf.iter_mut().rev() {
-        *slot = b'0' + (n % 10) as u8;
-        n /= 10;
-        start -= 1;
-        if n == 0 {
-            break;
-        }
-    }
-    buf.get(start..).unwrap_or_default()
-}
-
-/// Formats an IP address without allocating (IPv6 without brackets, as RFC 3875 wants).
-struct AddrText {
-    buf: [u8; 64],
-    len: usize,
-}
-
-impl AddrText {
-    fn new() -> AddrText {
-        AddrText {
-            buf: [0; 64],
-            len: 0,
-        }
-    }
-
-    fn ip(&mut self, addr: SocketAddr) -> &[u8] {
-        use std::io::Write;
-        let mut cursor = std::io::Cursor::new(self.buf.as_mut_slice());
-        let _ = write!(cursor, "{}", addr.ip());
-        self.len = cursor.position() as usize;
-        self.buf.get(..self.len).unwrap_or_default()
-    }
-}
-
-/// Whether a request with this method and these headers carries a body even when its
-/// length is zero (an explicit `Content-Length: 0` POST still has a 0-byte body).
-pub(crate) fn declares_body(parts: &Parts) -> bool {
-    parts.headers.contains_key(header::CONTENT_LENGTH)
-        || parts.headers.contains_key(header::TRANSFER_ENCODING)
-        || matches!(parts.method, Method::POST | Method::PUT | Method::PATCH)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -432,7 +383,7 @@ mod tests {
     fn env_of(
         cfg: &CgiConfig,
         req: http::Request<()>,
-        target: &Target<'_>,
+        target: &Script<'_>,
         content_length: Option<u64>,
     ) -> Result<BTreeMap<String, String>, Error> {
         let connection = ConnectionInfo {
@@ -446,7 +397,7 @@ mod tests {
     fn env_with(
         cfg: &CgiConfig,
         req: http::Request<()>,
-        target: &Target<'_>,
+        target: &Script<'_>,
         content_length: Option<u64>,
         connection: Option<ConnectionInfo>,
     ) -> Result<BTreeMap<String, String>, Error> {
@@ -483,11 +434,11 @@ mod tests {
         Ok(map)
     }
 
-    fn app_target() -> Target<'static> {
-        Target {
+    fn app_target() -> Script<'static> {
+        Script {
             script_name: Cow::Borrowed(b"/app"),
             path_info: Cow::Borrowed(b"/x y"),
-            ..Target::default()
+            ..Script::default()
         }
     }
 
@@ -531,7 +482,7 @@ mod tests {
         let env = env_of(
             &CgiConfig::default(),
             http::Request::get("/app").body(()).unwrap(),
-            &Target::default(),
+            &Script::default(),
             None,
         )
         .unwrap();
@@ -548,7 +499,7 @@ mod tests {
     fn server_name_is_never_missing() {
         let mut req = http::Request::get("/app").body(()).unwrap();
         *req.version_mut() = http::Version::HTTP_10;
-        let env = env_with(&CgiConfig::default(), req, &Target::default(), None, None).unwrap();
+        let env = env_with(&CgiConfig::default(), req, &Script::default(), None, None).unwrap();
         assert_eq!(env["SERVER_NAME"], "localhost");
         assert_eq!(env["SERVER_PORT"], "80");
     }
@@ -572,7 +523,7 @@ mod tests {
             .header("proxy-authorization", "Basic cHJveHk=")
             .body(())
             .unwrap();
-        let env = env_of(&CgiConfig::default(), req, &Target::default(), None).unwrap();
+        let env = env_of(&CgiConfig::default(), req, &Script::default(), None).unwrap();
         assert!(!env.contains_key("HTTP_PROXY"), "httpoxy");
         assert_eq!(env["HTTP_X_FORWARDED_FOR"], "10.0.0.1", "no _ aliasing");
         assert_eq!(env["HTTP_COOKIE"], "a=1; b=2");
@@ -597,7 +548,7 @@ mod tests {
             .header("authorization", "Basic dTpw")
             .body(())
             .unwrap();
-        let env = env_of(&cfg, req, &Target::default(), None).unwrap();
+        let env = env_of(&cfg, req, &Script::default(), None).unwrap();
         assert!(!env.contains_key("HTTP_AUTHORIZATION"));
     }
 
@@ -610,7 +561,7 @@ mod tests {
             .header("script-filename", "/etc/passwd")
             .body(())
             .unwrap();
-        let env = env_of(&CgiConfig::default(), req, &Target::default(), None).unwrap();
+        let env = env_of(&CgiConfig::default(), req, &Script::default(), None).unwrap();
         assert!(!env.contains_key("PHP_VALUE"));
         assert!(!env.contains_key("SCRIPT_FILENAME"));
         assert_eq!(env["HTTP_PHP_VALUE"], "auto_prepend_file=php://input");
@@ -630,7 +581,7 @@ mod tests {
             .header("host", "evil")
             .body(())
             .unwrap();
-        let env = env_of(&cfg, req, &Target::default(), None).unwrap();
+        let env = env_of(&cfg, req, &Script::default(), None).unwrap();
         assert_eq!(env["SERVER_NAME"], "configured.example");
         assert_eq!(env["HTTP_HOST"], "pinned");
         assert_eq!(env["APP_ENV"], "prod");
@@ -643,7 +594,7 @@ mod tests {
             .version(Version::HTTP_2)
             .body(())
             .unwrap();
-        let env = env_of(&cfg, req, &Target::default(), None).unwrap();
+        let env = env_of(&cfg, req, &Script::default(), None).unwrap();
         assert_eq!(env["HTTPS"], "on");
         assert_eq!(env["REQUEST_SCHEME"], "https");
         assert_eq!(env["HTTP_HOST"], "example.org");
@@ -666,7 +617,7 @@ mod tests {
 
     #[test]
     fn document_root_variables() {
-        let target = Target {
+        let target = Script {
             script_name: Cow::Borrowed(b"/blog/index.php"),
             path_info: Cow::Borrowed(b"/2024/post"),
             script_filename: Some(Cow::Borrowed(Path::new("/srv/www/index.php"))),
@@ -697,7 +648,7 @@ mod tests {
             .header("x-big", "a".repeat(2000))
             .body(())
             .unwrap();
-        let err = env_of(&cfg, req, &Target::default(), None).unwrap_err();
+        let err = env_of(&cfg, req, &Script::default(), None).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::RequestHeadersTooLarge);
 
         let cfg = CgiConfig {
@@ -708,15 +659,7 @@ mod tests {
             .header("x-big", "a".repeat(70_000))
             .body(())
             .unwrap();
-        let err = env_of(&cfg, req, &Target::default(), None).unwrap_err();
+        let err = env_of(&cfg, req, &Script::default(), None).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::RequestHeadersTooLarge);
-    }
-
-    #[test]
-    fn fmt_u64_works() {
-        for n in [0u64, 7, 10, 65535, u64::MAX] {
-            let mut b = itoa_buf();
-            assert_eq!(fmt_u64(&mut b, n), n.to_string().as_bytes());
-        }
     }
 }

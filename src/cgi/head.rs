@@ -19,6 +19,10 @@ pub(crate) struct ResponseHead {
     pub(crate) content_length: Option<u64>,
     /// `Location: /local/path` without a `Status`: an RFC 3875 local redirect.
     pub(crate) local_redirect: bool,
+    /// The reason phrase of `Status: 299 Custom`, when it is not the standard one
+    /// (`Status: 404 Not Found` needs nothing kept). Not validated here: the HTTP/1
+    /// server decides what it can write.
+    pub(crate) reason: Option<Bytes>,
 }
 
 /// Accumulates STDOUT bytes until the blank line that ends the CGI header block.
@@ -140,6 +144,7 @@ fn parse_head(block: &Bytes) -> Result<ResponseHead, Error> {
 
     let mut headers = HeaderMap::with_capacity(parsed.len());
     let mut status: Option<StatusCode> = None;
+    let mut reason: Option<Bytes> = None;
     let mut location_local = false;
     let mut has_location = false;
     let mut content_length: Option<u64> = None;
@@ -152,7 +157,11 @@ fn parse_head(block: &Bytes) -> Result<ResponseHead, Error> {
             if status.is_some() {
                 return Err(invalid("more than one Status header"));
             }
-            status = Some(parse_status(value)?);
+            let (code, phrase) = parse_status(value)?;
+            status = Some(code);
+            reason = Some(phrase)
+                .filter(|p| !p.is_empty() && code.canonical_reason().map(str::as_bytes) != Some(*p))
+                .map(|p| shared(block, p));
             continue;
         }
         let name = HeaderName::from_bytes(field.name.as_bytes())
@@ -219,6 +228,7 @@ fn parse_head(block: &Bytes) -> Result<ResponseHead, Error> {
         headers,
         content_length,
         local_redirect,
+        reason,
     })
 }
 
@@ -235,8 +245,8 @@ fn trim(bytes: &[u8]) -> &[u8] {
 }
 
 /// `Status: NNN [reason]`: three digits, a final status (200..=599), then nothing or
-/// whitespace and a reason phrase (which is dropped).
-fn parse_status(value: &[u8]) -> Result<StatusCode, Error> {
+/// whitespace and a reason phrase (returned trimmed, possibly empty).
+fn parse_status(value: &[u8]) -> Result<(StatusCode, &[u8]), Error> {
     let bad = || {
         invalid(format!(
             "invalid Status {:?}",
@@ -256,7 +266,8 @@ fn parse_status(value: &[u8]) -> Result<StatusCode, Error> {
     if !(200..=599).contains(&code) {
         return Err(bad());
     }
-    StatusCode::from_u16(code).map_err(|_| bad())
+    let status = StatusCode::from_u16(code).map_err(|_| bad())?;
+    Ok((status, trim(value.get(3..).unwrap_or_default())))
 }
 
 /// A Content-Length value: digits, or a list of identical digit strings ("42, 42").
@@ -419,6 +430,22 @@ mod tests {
         }
         let err = parse_all(b"Status: 200\r\nstatus: 404\r\n\r\n").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidResponseHead);
+    }
+
+    #[test]
+    fn custom_reason_phrases_are_kept() {
+        for (input, reason) in [
+            ("299 Custom", Some("Custom")),
+            ("503\tbusy for now  ", Some("busy for now")),
+            ("404 Not Found", None),
+            ("404", None),
+            ("404 ", None),
+            ("200 ok", Some("ok")),
+        ] {
+            let head = format!("Status: {input}\r\n\r\n");
+            let (head, _) = parse_all(head.as_bytes()).unwrap();
+            assert_eq!(head.reason.as_deref(), reason.map(str::as_bytes), "{input}");
+        }
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub(crate) enum PathError {
     EncodedSlash,
     /// `..` above the root.
     AboveRoot,
+    /// A `%` not followed by two hex digits (`/x.php/%ZZ`): the path means nothing
+    /// definite, and decoding it leniently would let two spellings name one file.
+    InvalidEscape,
 }
 
 impl std::fmt::Display for PathError {
@@ -35,6 +38,7 @@ impl std::fmt::Display for PathError {
             PathError::ForbiddenByte => "control character, NUL or backslash in path",
             PathError::EncodedSlash => "encoded slash in path",
             PathError::AboveRoot => "path climbs above the root",
+            PathError::InvalidEscape => "invalid percent-encoding in path",
         })
     }
 }
@@ -59,6 +63,9 @@ impl<'a> CleanPath<'a> {
         for segment in raw.split('/') {
             if segment.is_empty() {
                 continue;
+            }
+            if !escapes_are_valid(segment.as_bytes()) {
+                return Err(PathError::InvalidEscape);
             }
             let decoded: Cow<'_, [u8]> = percent_decode(segment.as_bytes()).into();
             if decoded.contains(&b'/') {
@@ -121,6 +128,21 @@ fn trailing_dot_or_slash(raw: &str) -> bool {
     decoded.as_ref() == b"." || decoded.as_ref() == b".."
 }
 
+/// Whether every `%` starts a two-hex-digit escape (`percent_decode` would pass a bad
+/// one through literally).
+fn escapes_are_valid(raw: &[u8]) -> bool {
+    let mut rest = raw;
+    while let Some(at) = rest.iter().position(|&b| b == b'%') {
+        match rest.get(at + 1..at + 3) {
+            Some([hi, lo]) if hi.is_ascii_hexdigit() && lo.is_ascii_hexdigit() => {
+                rest = rest.get(at + 3..).unwrap_or_default();
+            }
+            _ => return false,
+        }
+    }
+    true
+}
+
 fn is_forbidden(b: u8) -> bool {
     b < 0x20 || b == 0x7f || b == b'\\'
 }
@@ -178,9 +200,9 @@ pub(crate) struct DocumentRoot {
     pub(crate) follow_symlinks_outside: bool,
 }
 
-/// Where a request path leads under a document root.
+/// What a request path finds under a document root.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Resolution {
+pub(crate) enum Lookup {
     /// Run this script.
     Script {
         /// URI path of the script below the mount (`/blog/index.php`), decoded.
@@ -191,11 +213,15 @@ pub(crate) enum Resolution {
         filename: PathBuf,
     },
     /// A directory requested without its trailing slash.
-    DirectoryRedirect,
+    DirectoryWithoutSlash,
     /// An existing regular file that is not a script.
-    StaticFile(PathBuf),
-    /// Nothing runnable here.
-    NotFound,
+    File(PathBuf),
+    /// The path continues past a regular file that is not a script (`/x.jpg/a.php`,
+    /// `/x.jpg/`): never split path info, never a file to serve.
+    PastAFile,
+    /// Nothing here: a missing segment, a directory without an index file, something
+    /// that is not a regular file, or a file that resolves outside the root.
+    Missing,
 }
 
 impl DocumentRoot {
@@ -214,32 +240,32 @@ impl DocumentRoot {
     ///
     /// This stats files on the calling thread, as nginx's `try_files` does: on a local
     /// filesystem with a warm dentry cache each stat takes about a microsecond.
-    pub(crate) fn resolve(&self, path: &CleanPath<'_>) -> Resolution {
+    pub(crate) fn lookup(&self, path: &CleanPath<'_>) -> Lookup {
         let segments: Vec<&[u8]> = path.segments().collect();
         let mut fs_path = self.root.clone();
         for (i, segment) in segments.iter().enumerate() {
             fs_path.push(OsStr::from_bytes(segment));
             let Ok(meta) = std::fs::metadata(&fs_path) else {
-                return Resolution::NotFound;
+                return Lookup::Missing;
             };
             if meta.is_dir() {
                 continue;
             }
             if !meta.is_file() {
-                return Resolution::NotFound;
+                return Lookup::Missing;
             }
             let rest = segments.get(i + 1..).unwrap_or_default();
             let is_script = self.scripts.matches(segment);
             if !self.is_inside_root(&fs_path) {
                 tracing::warn!(path = %fs_path.display(), "refusing a file that resolves outside the document root");
-                return Resolution::NotFound;
+                return Lookup::Missing;
             }
             if !is_script {
                 // Path info only splits off scripts: `/uploads/x.jpg/a.php` is not found.
                 return if rest.is_empty() && !path.has_trailing_slash() {
-                    Resolution::StaticFile(fs_path)
+                    Lookup::File(fs_path)
                 } else {
-                    Resolution::NotFound
+                    Lookup::PastAFile
                 };
             }
             let mut path_info = Vec::new();
@@ -250,7 +276,7 @@ impl DocumentRoot {
             if path.has_trailing_slash() {
                 path_info.push(b'/');
             }
-            return Resolution::Script {
+            return Lookup::Script {
                 script: join_segments(segments.get(..=i).unwrap_or_default()),
                 path_info,
                 filename: fs_path,
@@ -258,7 +284,7 @@ impl DocumentRoot {
         }
         // The whole path is a directory.
         if !segments.is_empty() && !path.has_trailing_slash() {
-            return Resolution::DirectoryRedirect;
+            return Lookup::DirectoryWithoutSlash;
         }
         for index in &self.index {
             let candidate = fs_path.join(index);
@@ -270,21 +296,28 @@ impl DocumentRoot {
             // would be refused.
             if !self.is_inside_root(&candidate) {
                 tracing::warn!(path = %candidate.display(), "refusing an index file that resolves outside the document root");
-                return Resolution::NotFound;
+                return Lookup::Missing;
             }
             if !self.scripts.matches(index.as_bytes()) {
-                return Resolution::StaticFile(candidate);
+                return Lookup::File(candidate);
             }
             let mut script = join_segments(&segments);
             script.push(b'/');
             script.extend_from_slice(index.as_bytes());
-            return Resolution::Script {
+            return Lookup::Script {
                 script,
                 path_info: Vec::new(),
                 filename: candidate,
             };
         }
-        Resolution::NotFound
+        Lookup::Missing
+    }
+
+    /// Whether a segment of the path names a script (nginx's `location ~ [^/]\.php(/|$)`),
+    /// whether or not it exists.
+    #[cfg_attr(not(feature = "php"), allow(dead_code))]
+    pub(crate) fn names_a_script(&self, path: &CleanPath<'_>) -> bool {
+        path.segments().any(|s| self.scripts.matches(s))
     }
 
     fn is_inside_root(&self, file: &Path) -> bool {
@@ -349,6 +382,14 @@ mod tests {
     }
 
     #[test]
+    fn invalid_escapes_are_refused() {
+        for raw in ["/x.php/%ZZ", "/a%", "/a%4", "/%g0", "/ok/%2", "/a%%41"] {
+            assert_eq!(clean(raw).unwrap_err(), PathError::InvalidEscape, "{raw}");
+        }
+        assert_eq!(clean("/%41%62/%7e").unwrap(), "/Ab/~");
+    }
+
+    #[test]
     fn clean_paths_are_borrowed() {
         for raw in ["/", "/a", "/a/b/", "/index.php/x/y"] {
             let p = CleanPath::parse(raw).unwrap();
@@ -397,14 +438,14 @@ mod tests {
             DocumentRoot::new(self.dir.path().to_path_buf())
         }
 
-        fn resolve(&self, raw: &str) -> Resolution {
-            self.root().resolve(&CleanPath::parse(raw).unwrap())
+        fn resolve(&self, raw: &str) -> Lookup {
+            self.root().lookup(&CleanPath::parse(raw).unwrap())
         }
     }
 
-    fn script(r: &Resolution) -> (String, String) {
+    fn script(r: &Lookup) -> (String, String) {
         match r {
-            Resolution::Script {
+            Lookup::Script {
                 script, path_info, ..
             } => (
                 String::from_utf8(script.clone()).unwrap(),
@@ -443,22 +484,19 @@ mod tests {
             script(&t.resolve("/blog/")),
             ("/blog/index.php".into(), "".into())
         );
-        assert_eq!(t.resolve("/blog"), Resolution::DirectoryRedirect);
-        assert_eq!(t.resolve("/blog/sub/"), Resolution::NotFound);
+        assert_eq!(t.resolve("/blog"), Lookup::DirectoryWithoutSlash);
+        assert_eq!(t.resolve("/blog/sub/"), Lookup::Missing);
     }
 
     #[test]
     fn uploads_never_run() {
         let t = Tree::new();
-        assert_eq!(t.resolve("/uploads/x.jpg/a.php"), Resolution::NotFound);
-        assert_eq!(t.resolve("/uploads/x.jpg/"), Resolution::NotFound);
-        assert!(matches!(
-            t.resolve("/uploads/x.jpg"),
-            Resolution::StaticFile(_)
-        ));
-        assert!(matches!(t.resolve("/style.css"), Resolution::StaticFile(_)));
-        assert_eq!(t.resolve("/missing.php"), Resolution::NotFound);
-        assert_eq!(t.resolve("/missing/index.php"), Resolution::NotFound);
+        assert_eq!(t.resolve("/uploads/x.jpg/a.php"), Lookup::PastAFile);
+        assert_eq!(t.resolve("/uploads/x.jpg/"), Lookup::PastAFile);
+        assert!(matches!(t.resolve("/uploads/x.jpg"), Lookup::File(_)));
+        assert!(matches!(t.resolve("/style.css"), Lookup::File(_)));
+        assert_eq!(t.resolve("/missing.php"), Lookup::Missing);
+        assert_eq!(t.resolve("/missing/index.php"), Lookup::Missing);
     }
 
     #[test]
@@ -472,13 +510,13 @@ mod tests {
         )
         .unwrap();
         std::os::unix::fs::symlink(outside.path(), t.dir.path().join("linkdir")).unwrap();
-        assert_eq!(t.resolve("/link.php"), Resolution::NotFound);
-        assert_eq!(t.resolve("/linkdir/secret.php"), Resolution::NotFound);
+        assert_eq!(t.resolve("/link.php"), Lookup::Missing);
+        assert_eq!(t.resolve("/linkdir/secret.php"), Lookup::Missing);
         let mut lenient = t.root();
         lenient.follow_symlinks_outside = true;
         assert!(matches!(
-            lenient.resolve(&CleanPath::parse("/link.php").unwrap()),
-            Resolution::Script { .. }
+            lenient.lookup(&CleanPath::parse("/link.php").unwrap()),
+            Lookup::Script { .. }
         ));
         // A symlink inside the root is fine.
         std::os::unix::fs::symlink(
@@ -486,7 +524,7 @@ mod tests {
             t.dir.path().join("alias.php"),
         )
         .unwrap();
-        assert!(matches!(t.resolve("/alias.php"), Resolution::Script { .. }));
+        assert!(matches!(t.resolve("/alias.php"), Lookup::Script { .. }));
     }
 
     #[test]
@@ -496,12 +534,9 @@ mod tests {
         cgi.scripts = ScriptMatch::AnyFile;
         cgi.index = vec![];
         assert_eq!(
-            script(&cgi.resolve(&CleanPath::parse("/style.css/x").unwrap())),
+            script(&cgi.lookup(&CleanPath::parse("/style.css/x").unwrap())),
             ("/style.css".into(), "/x".into())
         );
-        assert_eq!(
-            cgi.resolve(&CleanPath::parse("/").unwrap()),
-            Resolution::NotFound
-        );
+        assert_eq!(cgi.lookup(&CleanPath::parse("/").unwrap()), Lookup::Missing);
     }
 }

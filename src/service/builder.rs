@@ -9,12 +9,13 @@ use std::time::Duration;
 use http::Response;
 
 use super::script::ScriptSettings;
-use super::{ErrorHandler, FcgiService, Inner};
+use super::{ErrorHandler, Failure, FcgiService, Inner};
 use crate::body::FcgiBody;
 use crate::cgi::CgiConfig;
 use crate::client::Backend;
 use crate::client::upload::{BodyConfig, UnknownLengthBody};
 use crate::defaults;
+#[cfg(doc)]
 use crate::error::Error;
 use crate::pool::{Pool, PoolConfig};
 use crate::service::stats::Counters;
@@ -53,6 +54,9 @@ use crate::service::stats::Counters;
 /// | [`redirect_status`](FcgiServiceBuilder::redirect_status) | on (`REDIRECT_STATUS=200`) |
 /// | [`stderr_log_limit`](FcgiServiceBuilder::stderr_log_limit) | 16 KiB of STDERR logged per request |
 /// | [`local_redirects`](FcgiServiceBuilder::local_redirects) | on (RFC 3875 §6.2.2) |
+/// | [`on_error`](FcgiServiceBuilder::on_error) | none: default error responses |
+/// | [`intercept_errors`](FcgiServiceBuilder::intercept_errors) | off (backend error pages pass through) |
+/// | [`intercept_not_found`](FcgiServiceBuilder::intercept_not_found) | off |
 ///
 /// The script mode is chosen explicitly: [`document_root`](FcgiServiceBuilder::document_root)
 /// selects document-root mode, and settings of the other mode are a [`BuildError`]
@@ -93,6 +97,8 @@ pub struct FcgiServiceBuilder {
     stderr_limit: usize,
     local_redirects: bool,
     on_error: Option<ErrorHandler>,
+    intercept_errors: bool,
+    intercept_not_found: bool,
 }
 
 /// An invalid [`FcgiServiceBuilder`] (or [`PhpSiteBuilder`](crate::PhpSiteBuilder))
@@ -147,6 +153,8 @@ impl FcgiServiceBuilder {
             stderr_limit: defaults::STDERR_LOG_LIMIT,
             local_redirects: defaults::LOCAL_REDIRECTS,
             on_error: None,
+            intercept_errors: false,
+            intercept_not_found: false,
         }
     }
 
@@ -458,14 +466,62 @@ impl FcgiServiceBuilder {
 
     // ---- errors ----
 
-    /// Replaces the default error responses (status from [`Error::status_code`] and a
-    /// one-line plain-text body). The error is logged before the handler runs.
-    /// Default: none (the plain-text responses).
+    /// The error hook: a custom response when a request fails, or `None` to send the
+    /// default one. Default: none (the defaults below).
+    ///
+    /// It is shown the request's parts (extensions included: under axum's
+    /// `nest_service`, [`Failure::original_uri`] is the path the client asked for) and
+    /// the [`Cause`](super::Cause):
+    ///
+    /// - the crate's [`Error`]s, always. Default response: [`Error::status_code`] and a
+    ///   one-line plain-text body;
+    /// - the backend's own error statuses (≥ 400), only with
+    ///   [`intercept_errors`](FcgiServiceBuilder::intercept_errors). Default: the backend's response;
+    /// - the crate's 404s (no script or file for the path), only with
+    ///   [`intercept_not_found`](FcgiServiceBuilder::intercept_not_found). Default: plain 404.
+    ///
+    /// Directory redirects (308 with `Location`) never reach it. The error has already
+    /// been logged when the hook runs. The hook runs for the infallible `Service` only:
+    /// [`try_call`](FcgiService::try_call) and [`fallible`](FcgiService::fallible) return
+    /// the error instead.
+    ///
+    /// ```
+    /// use tower_fastcgi::{FcgiBody, FcgiService, service::Failure};
+    ///
+    /// let php = FcgiService::builder()
+    ///     .unix("/run/php/php-fpm.sock")
+    ///     .on_error(|failure: &Failure<'_>| {
+    ///         let page = format!("<h1>{}</h1><p>{}</p>", failure.status(), failure.original_uri());
+    ///         let mut res = http::Response::new(FcgiBody::full(page));
+    ///         *res.status_mut() = failure.status();
+    ///         Some(res)
+    ///     })
+    ///     .intercept_errors(true)
+    ///     .build();
+    /// # let _ = php;
+    /// ```
     pub fn on_error<F>(mut self, handler: F) -> FcgiServiceBuilder
     where
-        F: Fn(&Error) -> Response<FcgiBody> + Send + Sync + 'static,
+        F: Fn(&Failure<'_>) -> Option<Response<FcgiBody>> + Send + Sync + 'static,
     {
         self.on_error = Some(Arc::new(handler));
+        self
+    }
+
+    /// Show the backend's responses with an error status (≥ 400) to the
+    /// [`on_error`](FcgiServiceBuilder::on_error) hook, which may replace them (nginx
+    /// `fastcgi_intercept_errors`); the replaced body is read and discarded so the
+    /// connection can be reused. Default: off (the backend's error pages pass through).
+    pub fn intercept_errors(mut self, on: bool) -> FcgiServiceBuilder {
+        self.intercept_errors = on;
+        self
+    }
+
+    /// Show the crate's own 404s (no script or file for the path; in a
+    /// [`PhpSite`](crate::PhpSite) also private paths) to the
+    /// [`on_error`](FcgiServiceBuilder::on_error) hook. Default: off (a plain-text 404).
+    pub fn intercept_not_found(mut self, on: bool) -> FcgiServiceBuilder {
+        self.intercept_not_found = on;
         self
     }
 
@@ -513,6 +569,8 @@ impl FcgiServiceBuilder {
                 bodyless_drain_limit: defaults::BODYLESS_DRAIN_LIMIT,
                 local_redirects: self.local_redirects,
                 on_error: self.on_error,
+                intercept_errors: self.intercept_errors,
+                intercept_not_found: self.intercept_not_found,
             }),
         })
     }
@@ -569,7 +627,10 @@ mod tests {
         let b = FcgiServiceBuilder::new()
             .queue_timeout(None)
             .connect_timeout(None);
-        assert_eq!((b.pool_config().queue_timeout, b.connect_timeout), (None, None));
+        assert_eq!(
+            (b.pool_config().queue_timeout, b.connect_timeout),
+            (None, None)
+        );
         let cfg = FcgiServiceBuilder::new()
             .queue_timeout(Duration::from_secs(2))
             .pool_config();

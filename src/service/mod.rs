@@ -4,6 +4,9 @@ mod builder;
 #[cfg(test)]
 mod builder_docs;
 mod future;
+mod hook;
+pub(crate) mod redirect;
+pub(crate) mod respond;
 mod run;
 mod script;
 mod send;
@@ -16,13 +19,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
 pub use builder::{BuildError, FcgiServiceBuilder};
 pub use future::{FallibleFuture, ResponseFuture};
+pub use hook::{Cause, ErrorHandler, Failure};
 pub use stats::{Failures, Latency, PoolStats, Stats};
 
 use crate::body::FcgiBody;
@@ -32,9 +35,6 @@ use crate::client::conn::Connection;
 use crate::client::upload::BodyConfig;
 use crate::error::{BoxError, Error};
 use crate::pool::Pool;
-
-/// A function that turns an error into the response sent to the client.
-pub type ErrorHandler = Arc<dyn Fn(&Error) -> Response<FcgiBody> + Send + Sync>;
 
 /// A `tower::Service` that forwards HTTP requests to a FastCGI application.
 ///
@@ -101,6 +101,10 @@ pub(crate) struct Inner {
     pub(crate) bodyless_drain_limit: usize,
     pub(crate) local_redirects: bool,
     pub(crate) on_error: Option<ErrorHandler>,
+    /// Backend statuses ≥ 400 go to `on_error` too.
+    pub(crate) intercept_errors: bool,
+    /// The crate's own 404s go to `on_error` too.
+    pub(crate) intercept_not_found: bool,
 }
 
 impl FcgiService {
@@ -133,6 +137,10 @@ impl FcgiService {
     }
 
     /// Handles a request and returns the typed error instead of an error response.
+    ///
+    /// The error is logged, as on every path; the [`on_error`](FcgiServiceBuilder::on_error) hook
+    /// does not run (there is no response to replace). Not-founds and directory
+    /// redirects are not errors: they come back as their default responses (404, 308).
     pub fn try_call<B>(
         &self,
         req: Request<B>,
@@ -142,22 +150,27 @@ impl FcgiService {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        run::run(Arc::clone(&self.inner), req, None)
+        let inner = Arc::clone(&self.inner);
+        async move {
+            let (parts, body) = req.into_parts();
+            let result = redirect::follow(&inner, &redirect::ServiceRoutes, &parts, body).await;
+            respond::into_result(&inner, result)
+        }
     }
 
-    /// Runs a script already resolved under the document root (for [`PhpSite`](crate::PhpSite)).
+    /// Serves a request routed by `router` (PhpSite's rules) through the same redirect
+    /// loop, error hook and default responses as the service's own requests.
     #[cfg(feature = "php")]
-    pub(crate) fn call_resolved<B>(
-        &self,
-        req: Request<B>,
-        resolved: crate::cgi::Resolved,
-    ) -> impl Future<Output = Result<Response<FcgiBody>, Error>> + Send + 'static
+    pub(crate) async fn serve_routed<R, B>(&self, router: &R, req: Request<B>) -> Response<FcgiBody>
     where
+        R: redirect::Router,
         B: Body + Send + 'static,
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        run::run(Arc::clone(&self.inner), req, Some(resolved))
+        let (parts, body) = req.into_parts();
+        let result = redirect::follow(&self.inner, router, &parts, body).await;
+        respond::respond(&self.inner, &parts, result).await
     }
 
     /// The document root, in document-root mode.
@@ -170,58 +183,19 @@ impl FcgiService {
     }
 
     /// A view of this service whose error type is [`Error`], for `HandleErrorLayer`,
-    /// `tower::retry` and other error-aware middleware.
+    /// `tower::retry` and other error-aware middleware. Errors are logged as on the
+    /// infallible path; the [`on_error`](FcgiServiceBuilder::on_error) hook does not run.
     pub fn fallible(self) -> Fallible {
         Fallible { inner: self }
     }
 
-    /// The response the service sends for an error (the configured handler, or a short
-    /// plain-text response with the mapped status), and the log line that goes with it.
+    /// The default response for an error: its [`status`](Error::status_code) and reason
+    /// as one line of plain text (with `Retry-After: 1` on 503). It neither logs nor asks
+    /// the [`on_error`](FcgiServiceBuilder::on_error) hook; use it in a `HandleErrorLayer` behind
+    /// [`fallible`](FcgiService::fallible).
     pub fn error_response(&self, err: &Error) -> Response<FcgiBody> {
-        self.inner.error_response(err)
+        respond::default_error_response(err)
     }
-}
-
-impl Inner {
-    pub(crate) fn error_response(&self, err: &Error) -> Response<FcgiBody> {
-        let status = err.status_code();
-        if status.is_server_error() {
-            tracing::error!(error = %err, status = status.as_u16(), backend = %self.backend, "FastCGI request failed");
-        } else {
-            tracing::info!(error = %err, status = status.as_u16(), "FastCGI request refused");
-        }
-        if let Some(handler) = &self.on_error {
-            return handler(err);
-        }
-        default_error_response(err)
-    }
-}
-
-/// The default error response: the mapped status and its reason as plain text.
-fn default_error_response(err: &Error) -> Response<FcgiBody> {
-    let status = err.status_code();
-    let text = format!(
-        "{} {}\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("Error")
-    );
-    let mut res = Response::new(FcgiBody::full(Bytes::from(text)));
-    *res.status_mut() = status;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    if let Some(value) = err
-        .redirect_location()
-        .and_then(|l| HeaderValue::from_str(l).ok())
-    {
-        res.headers_mut().insert(header::LOCATION, value);
-    }
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        res.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    res
 }
 
 impl<B> Service<Request<B>> for FcgiService
@@ -243,10 +217,9 @@ where
     fn call(&mut self, req: Request<B>) -> ResponseFuture {
         let inner = Arc::clone(&self.inner);
         ResponseFuture::new(async move {
-            match run::run(Arc::clone(&inner), req, None).await {
-                Ok(res) => Ok(res),
-                Err(err) => Ok(inner.error_response(&err)),
-            }
+            let (parts, body) = req.into_parts();
+            let result = redirect::follow(&inner, &redirect::ServiceRoutes, &parts, body).await;
+            Ok(respond::respond(&inner, &parts, result).await)
         })
     }
 }
