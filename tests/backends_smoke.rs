@@ -469,3 +469,41 @@ fn env_dump_reads_the_cgi_format() {
     assert_eq!(dump.input_length, 3);
     assert_eq!(dump.var("B"), "x=y");
 }
+
+/// The HTTP harness itself: a custom reason phrase reaches `Reply::reason` and the raw
+/// status line, keep-alive connections are reused, and `Server::stop` really stops.
+#[tokio::test]
+async fn http_harness_reads_reason_phrases_and_stops() {
+    use axum::{Router, response::IntoResponse, routing::get};
+    use support::http::{Server, raw};
+
+    let app = Router::new().route(
+        "/custom",
+        get(|| async {
+            let mut res = (http::StatusCode::from_u16(299).expect("299"), "body").into_response();
+            res.extensions_mut()
+                .insert(hyper::ext::ReasonPhrase::from_static(b"Custom"));
+            res
+        }),
+    );
+    let server = Server::start(app).await;
+    let client = server.http();
+    for _ in 0..2 {
+        let reply = client.get("/custom").await;
+        assert_eq!((reply.status.as_u16(), reply.reason()), (299, "Custom"));
+        assert_eq!(reply.text(), "body");
+    }
+    let reply = client.get("/missing").await;
+    assert_eq!((reply.status.as_u16(), reply.reason()), (404, "Not Found"));
+    let raw_reply = raw(
+        server.addr(),
+        b"GET /custom HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(raw_reply.status_line(), "HTTP/1.1 299 Custom");
+    assert_eq!(raw_reply.body(), b"body");
+
+    let addr = server.addr();
+    server.stop().await;
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}

@@ -24,7 +24,7 @@
 //! The tree, one concern per module:
 //!
 //! - [`fake`]: the in-repo responder as a fake backend (`use support::fake::*;`);
-//! - [`http`]: the HTTP harness, a served router and clients for it;
+//! - [`http`]: the HTTP harness, a served router and clients for it (and form bodies);
 //! - [`backends`]: [`RunningBackend`], a real backend program, one module per program;
 //! - [`process`], [`programs`], [`fixtures`]: process groups, finding the programs, the
 //!   document roots they serve;
@@ -38,7 +38,6 @@ pub mod backends;
 pub mod dump;
 pub mod fake;
 pub mod fixtures;
-pub mod forms;
 pub mod http;
 pub mod json;
 pub mod process;

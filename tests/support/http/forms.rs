@@ -1,6 +1,6 @@
 //! Request bodies a browser sends for HTML forms: `application/x-www-form-urlencoded` and
-//! `multipart/form-data` (for [`super::http::Session::post_form`] and
-//! [`super::http::Session::post_multipart`]).
+//! `multipart/form-data` (for [`super::Session::post_form`] and
+//! [`super::Session::post_multipart`]).
 
 /// `a=1&b=x+y`, percent-encoding everything but unreserved characters.
 pub fn form_urlencoded(fields: &[(&str, &str)]) -> String {

@@ -1,26 +1,13 @@
-//! Real HTTP on both sides, the one harness every end-to-end test uses: [`Server`] serves
-//! an axum `Router` (or any tower service) on 127.0.0.1 with a free port and stops on
-//! drop; [`HttpClient`] is a pooled keep-alive hyper client aimed at it; [`Session`] adds
-//! a cookie jar, like a browser; [`raw`] sends bytes and returns the bytes of the answer,
-//! for what a client library would hide or refuse.
-//!
-//! ```ignore
-//! let server = Server::start(Router::new().nest_service("/app", svc)).await;
-//! let reply = server.client().get("/app/env.php").await;
-//! assert_eq!(reply.status, StatusCode::OK);
-//! ```
+//! The client side of the harness: whole responses ([`Reply`]), request bodies, a pooled
+//! keep-alive [`HttpClient`] and a cookie-keeping [`Session`].
 
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
-use std::future::IntoFuture;
-use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Router;
-use axum::response::IntoResponse;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body::{Body, Frame};
@@ -28,133 +15,11 @@ use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{Client as Hyper, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::oneshot;
-use tower_fastcgi::ConnectionInfo;
 
-pub use super::forms::{Multipart, form_urlencoded};
+use super::forms::{Multipart, form_urlencoded};
 
 /// How long one request may take before the test fails (php-fpm answers in milliseconds).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// How long [`Server::stop`] waits for open connections before it aborts the server.
-const STOP_GRACE: Duration = Duration::from_secs(5);
-
-/// An app served on 127.0.0.1. Dropping it shuts the server down gracefully: it stops
-/// accepting, lets requests in flight finish and closes idle connections; the runtime
-/// ending the test takes whatever is left. [`Server::stop`] waits for that.
-pub struct Server {
-    addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Server {
-    /// Serves `app` the way an application would: with `ConnectionInfo`, so the gateway
-    /// sees the peer and local addresses (REMOTE_ADDR, SERVER_PORT, ...).
-    pub async fn start(app: Router) -> Server {
-        let (listener, addr) = bind().await;
-        let (shutdown, signal) = shutdown_signal();
-        let make_service = app.into_make_service_with_connect_info::<ConnectionInfo>();
-        let served = axum::serve(listener, make_service).with_graceful_shutdown(signal);
-        Server {
-            addr,
-            shutdown: Some(shutdown),
-            task: Some(tokio::spawn(report_failure(served))),
-        }
-    }
-
-    /// Serves `app` without `ConnectionInfo` (as `axum::serve(listener, app)` does), for
-    /// what a gateway does when it is not told the connection's addresses.
-    pub async fn start_without_connect_info(app: Router) -> Server {
-        let (listener, addr) = bind().await;
-        let (shutdown, signal) = shutdown_signal();
-        let served = axum::serve(listener, app).with_graceful_shutdown(signal);
-        Server {
-            addr,
-            shutdown: Some(shutdown),
-            task: Some(tokio::spawn(report_failure(served))),
-        }
-    }
-
-    /// Serves one tower service for every path (with `ConnectionInfo`).
-    pub async fn start_service<S>(service: S) -> Server
-    where
-        S: tower::Service<Request<axum::body::Body>, Error = Infallible>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Response: IntoResponse,
-        S::Future: Send + 'static,
-    {
-        Server::start(Router::new().fallback_service(service)).await
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// `http://127.0.0.1:PORT{target}`.
-    pub fn url(&self, target: &str) -> String {
-        format!("http://{}{target}", self.addr)
-    }
-
-    /// A pooled keep-alive client for this server.
-    pub fn http(&self) -> HttpClient {
-        HttpClient::new(self.addr)
-    }
-
-    /// A browser-like session with this server, with an empty cookie jar.
-    pub fn client(&self) -> Session {
-        Session::new(self.addr)
-    }
-
-    /// Shuts down and waits (up to 5 s, then aborts) until the server has stopped.
-    pub async fn stop(mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(mut task) = self.task.take()
-            && tokio::time::timeout(STOP_GRACE, &mut task).await.is_err()
-        {
-            task.abort();
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-    }
-}
-
-async fn bind() -> (tokio::net::TcpListener, SocketAddr) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind 127.0.0.1:0");
-    let addr = listener.local_addr().expect("the listener's address");
-    (listener, addr)
-}
-
-fn shutdown_signal() -> (
-    oneshot::Sender<()>,
-    impl Future<Output = ()> + Send + 'static,
-) {
-    let (tx, rx) = oneshot::channel::<()>();
-    // A dropped sender also means "stop": the Server is gone.
-    (tx, async move {
-        let _ = rx.await;
-    })
-}
-
-async fn report_failure(served: impl IntoFuture<Output = io::Result<()>>) {
-    if let Err(err) = served.await {
-        eprintln!("test server stopped: {err}");
-    }
-}
+pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A whole response.
 #[derive(Debug, Clone)]
@@ -396,55 +261,5 @@ impl Session {
             .body(full(body))
             .expect("request");
         self.send(req).await
-    }
-}
-
-/// What came back on a raw connection: every byte until the server closed it.
-#[derive(Debug, Clone)]
-pub struct RawReply {
-    pub bytes: Vec<u8>,
-}
-
-impl RawReply {
-    /// The first line, `HTTP/1.1 200 OK` ("" if nothing came back).
-    pub fn status_line(&self) -> String {
-        self.text().lines().next().unwrap_or_default().to_owned()
-    }
-
-    /// Everything after the first blank line (the body, still chunk-encoded if it was).
-    pub fn body(&self) -> &[u8] {
-        match self.bytes.windows(4).position(|w| w == b"\r\n\r\n") {
-            Some(at) => &self.bytes[at + 4..],
-            None => &[],
-        }
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.bytes).into_owned()
-    }
-}
-
-/// Connects to `addr`, writes `request` as is and reads until the server closes (send
-/// `Connection: close`). Errors end the exchange early instead of failing the test: a
-/// server may answer and close before it has read everything, and what it answered is
-/// what the test checks.
-pub async fn raw(addr: SocketAddr, request: &[u8]) -> RawReply {
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connect to the test server");
-    raw_on(&mut stream, request).await
-}
-
-/// [`raw`] on a connection the test opened itself (to know its local port, say).
-pub async fn raw_on(stream: &mut tokio::net::TcpStream, request: &[u8]) -> RawReply {
-    let exchange = async {
-        let _ = stream.write_all(request).await;
-        let mut bytes = Vec::new();
-        let _ = stream.read_to_end(&mut bytes).await;
-        bytes
-    };
-    match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
-        Ok(bytes) => RawReply { bytes },
-        Err(_) => panic!("raw request: the server did not close in {REQUEST_TIMEOUT:?}"),
     }
 }
