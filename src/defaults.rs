@@ -75,6 +75,14 @@ pub const STDERR_LOG_LIMIT: usize = 16 * 1024;
 /// [`local_redirects`](crate::FcgiServiceBuilder::local_redirects): on (RFC 3875 §6.2.2).
 pub const LOCAL_REDIRECTS: bool = true;
 
+/// [`intercept_errors`](crate::FcgiServiceBuilder::intercept_errors): off (the
+/// backend's error pages pass through, as nginx without `fastcgi_intercept_errors`).
+pub const INTERCEPT_ERRORS: bool = false;
+
+/// [`intercept_not_found`](crate::FcgiServiceBuilder::intercept_not_found): off (the
+/// crate's 404s are plain text and never reach the error hook).
+pub const INTERCEPT_NOT_FOUND: bool = false;
+
 /// [`server_software`](crate::FcgiServiceBuilder::server_software): SERVER_SOFTWARE.
 pub const SERVER_SOFTWARE: &str = concat!("tower-fastcgi/", env!("CARGO_PKG_VERSION"));
 

@@ -54,7 +54,7 @@ use crate::service::stats::Counters;
 /// | [`redirect_status`](FcgiServiceBuilder::redirect_status) | on (`REDIRECT_STATUS=200`) |
 /// | [`stderr_log_limit`](FcgiServiceBuilder::stderr_log_limit) | 16 KiB of STDERR logged per request |
 /// | [`local_redirects`](FcgiServiceBuilder::local_redirects) | on (RFC 3875 §6.2.2) |
-/// | [`on_error`](FcgiServiceBuilder::on_error) | none: default error responses |
+/// | [`on_error`](FcgiServiceBuilder::on_error) | none (default error responses) |
 /// | [`intercept_errors`](FcgiServiceBuilder::intercept_errors) | off (backend error pages pass through) |
 /// | [`intercept_not_found`](FcgiServiceBuilder::intercept_not_found) | off |
 ///
@@ -153,8 +153,8 @@ impl FcgiServiceBuilder {
             stderr_limit: defaults::STDERR_LOG_LIMIT,
             local_redirects: defaults::LOCAL_REDIRECTS,
             on_error: None,
-            intercept_errors: false,
-            intercept_not_found: false,
+            intercept_errors: defaults::INTERCEPT_ERRORS,
+            intercept_not_found: defaults::INTERCEPT_NOT_FOUND,
         }
     }
 
@@ -511,7 +511,8 @@ impl FcgiServiceBuilder {
     /// Show the backend's responses with an error status (≥ 400) to the
     /// [`on_error`](FcgiServiceBuilder::on_error) hook, which may replace them (nginx
     /// `fastcgi_intercept_errors`); the replaced body is read and discarded so the
-    /// connection can be reused. Default: off (the backend's error pages pass through).
+    /// connection can be reused. Default: off (the backend's error pages pass through;
+    /// [`INTERCEPT_ERRORS`](defaults::INTERCEPT_ERRORS)).
     pub fn intercept_errors(mut self, on: bool) -> FcgiServiceBuilder {
         self.intercept_errors = on;
         self
@@ -519,7 +520,8 @@ impl FcgiServiceBuilder {
 
     /// Show the crate's own 404s (no script or file for the path; in a
     /// [`PhpSite`](crate::PhpSite) also private paths) to the
-    /// [`on_error`](FcgiServiceBuilder::on_error) hook. Default: off (a plain-text 404).
+    /// [`on_error`](FcgiServiceBuilder::on_error) hook. Default: off (a plain-text 404;
+    /// [`INTERCEPT_NOT_FOUND`](defaults::INTERCEPT_NOT_FOUND)).
     pub fn intercept_not_found(mut self, on: bool) -> FcgiServiceBuilder {
         self.intercept_not_found = on;
         self

@@ -75,6 +75,12 @@ fn expected() -> BTreeMap<&'static str, String> {
             render_size(defaults::STDERR_LOG_LIMIT as u64),
         ),
         ("local_redirects", render_switch(defaults::LOCAL_REDIRECTS)),
+        ("on_error", "none".to_owned()),
+        ("intercept_errors", render_switch(defaults::INTERCEPT_ERRORS)),
+        (
+            "intercept_not_found",
+            render_switch(defaults::INTERCEPT_NOT_FOUND),
+        ),
         ("document_root", "off".to_owned()),
         ("script_extensions", list(defaults::SCRIPT_EXTENSIONS)),
         ("index_files", list(defaults::INDEX_FILES)),
