@@ -16,13 +16,16 @@
 //! - `--cgi PREFIX=BACKEND,root=DIR[,OPTS]`: document-root mode, every file is a script.
 //!
 //! BACKEND is `tcp://HOST:PORT` or `unix:PATH`. OPTS (comma-separated):
-//! `conns=N` (pool size, keep it ≤ the backend's workers), `keepalive=0`,
+//! `backend=BACKEND` (repeatable: more backends for the mount, balanced by load, with
+//! passive health and retries on another backend), `conns=N` (pool size *per backend*,
+//! keep it ≤ that backend's workers), `keepalive=0`,
 //! `index=a.php:b.php`, `script=/path/front.php` (--app: fixed SCRIPT_FILENAME);
 //! for --php also `deny=/data:/conf` (refused path prefixes), `front=/index.php` or
 //! `front=none`, `sendfile=/protected:/srv/private` (X-Accel-Redirect prefix and directory).
 //! An option the mount does not understand is a usage error (exit 2) naming it.
 //!
 //! ```text
+//! --php /=tcp://10.0.0.1:9000,backend=tcp://10.0.0.2:9000,backend=unix:/run/php/php-fpm.sock,root=/srv/app,conns=8
 //! --php /=unix:/run/php/php-fpm.sock,root=/srv/wiki,deny=/data:/conf:/bin:/inc:/vendor,index=doku.php
 //! ```
 //! `--threads N` sets the runtime's worker threads (default: one per core; 1 is a
@@ -74,7 +77,10 @@ fn parse_args() -> Result<Args, String> {
                     .ok_or_else(|| format!("--threads {n}: expected a positive number"))?;
             }
             "-h" | "--help" => {
-                return Err("usage: gateway --listen ADDR [--app|--php|--cgi PREFIX=BACKEND[,OPTS]]... [--threads N] [--quiet]".into());
+                return Err("usage: gateway --listen ADDR [--app|--php|--cgi PREFIX=BACKEND[,OPTS]]... [--threads N] [--quiet]\n\
+                     OPTS: backend=BACKEND (repeatable: balance over several backends), conns=N (per backend),\n\
+                     keepalive=0, index=A:B, script=FILE (--app), root=DIR (--php, --cgi),\n\
+                     deny=/A:/B, front=/index.php|none, sendfile=/URI:DIR (--php)".into());
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
@@ -116,7 +122,7 @@ async fn serve(args: Args) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        tracing::info!(prefix = %if mount.prefix.is_empty() { "/" } else { &mount.prefix }, backend = %mount.backend, kind = ?mount.kind, "mounted");
+        tracing::info!(prefix = %if mount.prefix.is_empty() { "/" } else { &mount.prefix }, backend = %mount.backend, more_backends = mount.more_backends.len(), kind = ?mount.kind, "mounted");
     }
     if !args.quiet {
         app = app.layer(TraceLayer::new_for_http());

@@ -83,6 +83,31 @@ pub const INTERCEPT_ERRORS: bool = false;
 /// crate's 404s are plain text and never reach the error hook).
 pub const INTERCEPT_NOT_FOUND: bool = false;
 
+/// [`eject_after_failures`](crate::FcgiServiceBuilder::eject_after_failures): failures
+/// in a row (with no success between) that take a backend of a fleet out of the
+/// rotation. Three: one failure is noise, three in a row is a backend that is down.
+pub const EJECT_AFTER_FAILURES: u32 = 3;
+
+/// [`ejection_backoff`](crate::FcgiServiceBuilder::ejection_backoff): the first ejection's
+/// length (before jitter); each further one in a row doubles it.
+pub const EJECTION_BACKOFF: Duration = Duration::from_secs(1);
+
+/// [`ejection_backoff`](crate::FcgiServiceBuilder::ejection_backoff): the longest
+/// ejection (before jitter).
+pub const EJECTION_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// [`retry_budget`](crate::FcgiServiceBuilder::retry_budget): retries on another backend
+/// earned per 100 successful requests (tower's `Budget` default is 20% too).
+pub const RETRY_BUDGET_PERCENT: u32 = 20;
+
+/// [`retry_budget`](crate::FcgiServiceBuilder::retry_budget): retries per second allowed
+/// whatever the traffic (tower's default floor is 10 too).
+pub const RETRY_BUDGET_MIN_PER_SEC: u32 = 10;
+
+/// [`retry_non_idempotent`](crate::FcgiServiceBuilder::retry_non_idempotent): off, a
+/// POST that may have run is not replayed (nginx's default).
+pub const RETRY_NON_IDEMPOTENT: bool = false;
+
 /// [`server_software`](crate::FcgiServiceBuilder::server_software): SERVER_SOFTWARE.
 pub const SERVER_SOFTWARE: &str = concat!("tower-fastcgi/", env!("CARGO_PKG_VERSION"));
 

@@ -42,6 +42,9 @@ pub enum ErrorKind {
     Overloaded,
     /// The backend ended the request with FCGI_CANT_MPX_CONN. 503.
     CantMultiplex,
+    /// Every backend of the service is out of the rotation (ejected after repeated
+    /// failures, waiting out its backoff). 503, at once.
+    NoBackend,
     /// The backend ended the request with FCGI_UNKNOWN_ROLE: a configuration problem. 502.
     UnknownRole,
     /// Reading the client's request body failed. 400.
@@ -143,7 +146,8 @@ impl Error {
             | ErrorKind::UnknownRole => StatusCode::BAD_GATEWAY,
             ErrorKind::Timeout(Timeout::PoolWait)
             | ErrorKind::Overloaded
-            | ErrorKind::CantMultiplex => StatusCode::SERVICE_UNAVAILABLE,
+            | ErrorKind::CantMultiplex
+            | ErrorKind::NoBackend => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::RequestBody | ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
             ErrorKind::RequestBodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -176,6 +180,7 @@ impl Error {
             }
             ErrorKind::Overloaded => "FastCGI backend is overloaded (FCGI_OVERLOADED)",
             ErrorKind::CantMultiplex => "FastCGI backend refused a multiplexed request",
+            ErrorKind::NoBackend => "no FastCGI backend is in the rotation (all failed recently)",
             ErrorKind::UnknownRole => {
                 "FastCGI backend does not support the requested role (FCGI_UNKNOWN_ROLE)"
             }

@@ -159,6 +159,21 @@
 //! Lower `idle_timeout`, or set [`keep_alive(false)`](FcgiServiceBuilder::keep_alive),
 //! where a deployment swaps backends behind one address.
 //!
+//! # Several backends
+//!
+//! [`add_backend`](FcgiServiceBuilder::add_backend) or
+//! [`backends`](FcgiServiceBuilder::backends) turn a service into a fleet (the nginx
+//! `upstream` block): each backend has its own pool of `max_connections`, requests go to
+//! the less loaded of two backends drawn at random (requests in flight until their
+//! response body ends), a backend failing three times in a row is ejected for a
+//! growing, jittered backoff and readmitted by one trial request, and a request no
+//! backend processed (connection refused, FCGI_OVERLOADED, a stale connection) is
+//! retried on another within a retry budget. GETs and other idempotent requests are
+//! also replayed when a backend took them and died without answering; POSTs are not
+//! unless [`retry_non_idempotent`](FcgiServiceBuilder::retry_non_idempotent). With every
+//! backend ejected, requests get 503 with `Retry-After` at once.
+//! [`FcgiService::backend_stats`] reports each backend (`tests/fleet.rs`).
+//!
 //! # Errors
 //!
 //! Before the response head, failures become responses: 502 (connect refused, protocol
@@ -246,6 +261,7 @@ mod body;
 mod cgi;
 mod client;
 mod error;
+mod fleet;
 mod pool;
 mod service;
 #[cfg(feature = "php")]
@@ -259,8 +275,8 @@ pub use client::upload::UnknownLengthBody;
 pub use client::{Backend, ParseBackendError};
 pub use error::{BoxError, Error, ErrorKind, Timeout};
 pub use service::{
-    BuildError, Cause, ErrorHandler, Failure, Failures, Fallible, FallibleFuture, FcgiService,
-    FcgiServiceBuilder, Latency, PoolStats, ResponseFuture, Stats,
+    BackendStats, BuildError, Cause, ErrorHandler, Failure, Failures, Fallible, FallibleFuture,
+    FcgiService, FcgiServiceBuilder, Latency, PoolStats, ResponseFuture, Stats,
 };
 #[cfg(feature = "php")]
 pub use site::{PhpSite, PhpSiteBuilder};

@@ -29,9 +29,10 @@ impl Kind {
     /// so that a misspelt `conns=` or an option of another kind is never silently ignored.
     fn options(&self) -> &'static [&'static str] {
         match self {
-            Kind::App => &["conns", "keepalive", "script"],
-            Kind::Cgi => &["conns", "keepalive", "root", "index"],
+            Kind::App => &["backend", "conns", "keepalive", "script"],
+            Kind::Cgi => &["backend", "conns", "keepalive", "root", "index"],
             Kind::Php => &[
+                "backend",
                 "conns",
                 "keepalive",
                 "root",
@@ -50,6 +51,8 @@ pub struct Mount {
     /// The URL prefix, without a trailing slash (`""` for `/`).
     pub prefix: String,
     pub backend: Backend,
+    /// More backends (`backend=` options, repeatable): the mount balances between all.
+    pub more_backends: Vec<Backend>,
     pub options: Vec<(String, String)>,
 }
 
@@ -62,8 +65,12 @@ impl Mount {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Pool size and keep-alive options shared by every kind of mount.
+    /// Backends, pool size and keep-alive options shared by every kind of mount.
     fn tune(&self, mut b: FcgiServiceBuilder) -> Result<FcgiServiceBuilder, String> {
+        b = b.backend(self.backend.clone());
+        for more in &self.more_backends {
+            b = b.add_backend(more.clone());
+        }
         if let Some(n) = self.option("conns") {
             let n: usize = n.parse().map_err(|_| format!("conns={n}: not a number"))?;
             b = b.max_connections(n).max_idle(n);
@@ -71,7 +78,7 @@ impl Mount {
         if self.option("keepalive") == Some("0") {
             b = b.keep_alive(false);
         }
-        Ok(b.backend(self.backend.clone()))
+        Ok(b)
     }
 
     fn root(&self) -> Result<&str, String> {
@@ -167,6 +174,7 @@ pub fn parse_mount(kind: Kind, spec: &str) -> Result<Mount, String> {
         .parse::<Backend>()
         .map_err(|e| e.to_string())?;
     let mut options = Vec::new();
+    let mut more_backends = Vec::new();
     for opt in parts {
         let (k, v) = opt
             .split_once('=')
@@ -178,12 +186,16 @@ pub fn parse_mount(kind: Kind, spec: &str) -> Result<Mount, String> {
                 kind.options().join(", ")
             ));
         }
+        if k == "backend" {
+            more_backends.push(v.parse::<Backend>().map_err(|e| format!("{prefix}: {e}"))?);
+        }
         options.push((k.to_owned(), v.to_owned()));
     }
     Ok(Mount {
         kind,
         prefix: prefix.trim_end_matches('/').to_owned(),
         backend,
+        more_backends,
         options,
     })
 }
@@ -201,6 +213,22 @@ mod tests {
         assert!(err.contains("\"root\""), "{err}");
         let err = parse_mount(Kind::Cgi, "/cgi=unix:/run/f.sock,root=/srv,deny=/x").unwrap_err();
         assert!(err.contains("\"deny\" for --cgi"), "{err}");
+    }
+
+    #[test]
+    fn repeated_backend_options_make_a_fleet() {
+        let m = parse_mount(
+            Kind::Php,
+            "/=tcp://127.0.0.1:9000,backend=tcp://127.0.0.1:9001,root=/srv,backend=unix:/run/b.sock,conns=2",
+        )
+        .unwrap();
+        assert_eq!(m.backend, Backend::tcp("127.0.0.1:9000"));
+        assert_eq!(
+            m.more_backends,
+            [Backend::tcp("127.0.0.1:9001"), Backend::unix("/run/b.sock")]
+        );
+        let err = parse_mount(Kind::App, "/app=tcp://127.0.0.1:9000,backend=nonsense").unwrap_err();
+        assert!(err.contains("invalid FastCGI backend"), "{err}");
     }
 
     #[test]

@@ -17,7 +17,9 @@ use crate::client::upload::{BodyConfig, UnknownLengthBody};
 use crate::defaults;
 #[cfg(doc)]
 use crate::error::Error;
+use crate::fleet::{BudgetConfig, Fleet, HealthConfig};
 use crate::pool::{Pool, PoolConfig};
+use crate::service::backend::BackendPool;
 use crate::service::stats::Counters;
 
 /// Builds an [`FcgiService`].
@@ -32,7 +34,8 @@ use crate::service::stats::Counters;
 /// | [`script_extensions`](FcgiServiceBuilder::script_extensions) | `php` (document-root mode) |
 /// | [`index_files`](FcgiServiceBuilder::index_files) | `index.php` (document-root mode) |
 /// | [`follow_symlinks_outside_root`](FcgiServiceBuilder::follow_symlinks_outside_root) | off (such scripts are 404) |
-/// | [`max_connections`](FcgiServiceBuilder::max_connections) | 4 (keep it ≤ the backend's workers) |
+/// | [`backends`](FcgiServiceBuilder::backends) / [`add_backend`](FcgiServiceBuilder::add_backend) | one backend (required) |
+/// | [`max_connections`](FcgiServiceBuilder::max_connections) | 4 per backend (keep it ≤ the backend's workers) |
 /// | [`max_idle`](FcgiServiceBuilder::max_idle) | = `max_connections` |
 /// | [`idle_timeout`](FcgiServiceBuilder::idle_timeout) | 15 s |
 /// | [`max_requests_per_connection`](FcgiServiceBuilder::max_requests_per_connection) | unlimited |
@@ -57,6 +60,10 @@ use crate::service::stats::Counters;
 /// | [`on_error`](FcgiServiceBuilder::on_error) | none (default error responses) |
 /// | [`intercept_errors`](FcgiServiceBuilder::intercept_errors) | off (backend error pages pass through) |
 /// | [`intercept_not_found`](FcgiServiceBuilder::intercept_not_found) | off |
+/// | [`eject_after_failures`](FcgiServiceBuilder::eject_after_failures) | 3 consecutive failures (with two or more backends) |
+/// | [`ejection_backoff`](FcgiServiceBuilder::ejection_backoff) | 1 s, doubling up to 30 s, jittered |
+/// | [`retry_budget`](FcgiServiceBuilder::retry_budget) | 20% of successful requests + 10/s |
+/// | [`retry_non_idempotent`](FcgiServiceBuilder::retry_non_idempotent) | off (only GET, HEAD, OPTIONS, PUT, DELETE, TRACE) |
 ///
 /// The script mode is chosen explicitly: [`document_root`](FcgiServiceBuilder::document_root)
 /// selects document-root mode, and settings of the other mode are a [`BuildError`]
@@ -75,9 +82,39 @@ use crate::service::stats::Counters;
 ///     .build();
 /// # let _ = php;
 /// ```
+///
+/// # Several backends
+///
+/// [`add_backend`](FcgiServiceBuilder::add_backend) (or
+/// [`backends`](FcgiServiceBuilder::backends)) makes the service a fleet: each backend
+/// gets its own pool of `max_connections`, requests go to the less loaded of two
+/// backends drawn at random (load = requests holding a connection until their
+/// response body ends, plus those queued), a backend that fails
+/// [`eject_after_failures`](FcgiServiceBuilder::eject_after_failures) times in a row
+/// leaves the rotation for a growing [`ejection_backoff`](FcgiServiceBuilder::ejection_backoff),
+/// and a request that no backend processed moves to another within the
+/// [`retry_budget`](FcgiServiceBuilder::retry_budget). With every backend ejected,
+/// requests get 503 with `Retry-After` at once.
+///
+/// ```
+/// use tower_fastcgi::{Backend, FcgiService};
+///
+/// let php = FcgiService::builder()
+///     .tcp("10.0.0.1:9000")
+///     .add_backend(Backend::tcp("10.0.0.2:9000"))
+///     .add_backend("unix:/run/php/php-fpm.sock".parse().unwrap())
+///     .document_root("/var/www/html")
+///     .max_connections(8)                // per backend
+///     .build();
+/// # let _ = php;
+/// ```
 #[must_use]
 pub struct FcgiServiceBuilder {
-    backend: Option<Backend>,
+    /// In configuration order; more than one makes a fleet.
+    pub(super) backends: Vec<Backend>,
+    pub(super) health: HealthConfig,
+    pub(super) budget: BudgetConfig,
+    pub(super) retry_non_idempotent: bool,
     cgi: CgiConfig,
     body: BodyConfig,
     script: ScriptSettings,
@@ -130,7 +167,17 @@ impl Default for FcgiServiceBuilder {
 impl FcgiServiceBuilder {
     pub(crate) fn new() -> FcgiServiceBuilder {
         FcgiServiceBuilder {
-            backend: None,
+            backends: Vec::new(),
+            health: HealthConfig {
+                eject_after: defaults::EJECT_AFTER_FAILURES,
+                backoff: defaults::EJECTION_BACKOFF,
+                max_backoff: defaults::EJECTION_BACKOFF_MAX,
+            },
+            budget: BudgetConfig {
+                percent: defaults::RETRY_BUDGET_PERCENT,
+                min_per_sec: defaults::RETRY_BUDGET_MIN_PER_SEC,
+            },
+            retry_non_idempotent: defaults::RETRY_NON_IDEMPOTENT,
             cgi: CgiConfig::default(),
             body: BodyConfig {
                 unknown_length: UnknownLengthBody::default(),
@@ -160,24 +207,25 @@ impl FcgiServiceBuilder {
 
     // ---- backend ----
 
-    /// Connect over TCP to `host:port` (TCP_NODELAY is set). Required: this, [`unix`](FcgiServiceBuilder::unix)
-    /// or [`backend`](FcgiServiceBuilder::backend).
-    pub fn tcp(mut self, addr: impl Into<String>) -> FcgiServiceBuilder {
-        self.backend = Some(Backend::tcp(addr));
-        self
+    /// Connect over TCP to `host:port` (TCP_NODELAY is set): the one backend, replacing
+    /// any set before. Required: this, [`unix`](FcgiServiceBuilder::unix),
+    /// [`backend`](FcgiServiceBuilder::backend) or [`backends`](FcgiServiceBuilder::backends).
+    pub fn tcp(self, addr: impl Into<String>) -> FcgiServiceBuilder {
+        self.backend(Backend::tcp(addr))
     }
 
-    /// Connect to a Unix domain socket. Required: this, [`tcp`](FcgiServiceBuilder::tcp)
-    /// or [`backend`](FcgiServiceBuilder::backend).
-    pub fn unix(mut self, path: impl Into<PathBuf>) -> FcgiServiceBuilder {
-        self.backend = Some(Backend::unix(path));
-        self
+    /// Connect to a Unix domain socket: the one backend, replacing any set before.
+    /// Required: this, [`tcp`](FcgiServiceBuilder::tcp), [`backend`](FcgiServiceBuilder::backend)
+    /// or [`backends`](FcgiServiceBuilder::backends).
+    pub fn unix(self, path: impl Into<PathBuf>) -> FcgiServiceBuilder {
+        self.backend(Backend::unix(path))
     }
 
-    /// Connect to `backend`. Required: this, [`tcp`](FcgiServiceBuilder::tcp) or
-    /// [`unix`](FcgiServiceBuilder::unix).
+    /// Connect to `backend`: the one backend, replacing any set before. Required: this,
+    /// [`tcp`](FcgiServiceBuilder::tcp), [`unix`](FcgiServiceBuilder::unix) or
+    /// [`backends`](FcgiServiceBuilder::backends).
     pub fn backend(mut self, backend: Backend) -> FcgiServiceBuilder {
-        self.backend = Some(backend);
+        self.backends = vec![backend];
         self
     }
 
@@ -378,7 +426,8 @@ impl FcgiServiceBuilder {
 
     // ---- pool ----
 
-    /// Most connections open to the backend at once; further requests wait in a queue.
+    /// Most connections open to each backend at once; further requests wait in that
+    /// backend's queue.
     /// Keep it at or below the backend's worker count (php-fpm `pm.max_children`,
     /// fcgiwrap `-c`): each kept-alive connection occupies a worker even when idle.
     /// Default: 4 ([`MAX_CONNECTIONS`](defaults::MAX_CONNECTIONS)); at least 1.
@@ -544,9 +593,16 @@ impl FcgiServiceBuilder {
     /// Builds the service, or explains what is wrong with the configuration: no backend,
     /// a parameter that cannot be encoded, or settings of both script modes.
     pub fn try_build(mut self) -> Result<FcgiService, BuildError> {
-        let backend = self.backend.take().ok_or_else(|| {
-            BuildError("no backend: call .tcp(\"host:port\") or .unix(path)".into())
-        })?;
+        if self.backends.is_empty() {
+            return Err(BuildError(
+                "no backend: call .tcp(\"host:port\") or .unix(path)".into(),
+            ));
+        }
+        for (i, backend) in self.backends.iter().enumerate() {
+            if self.backends.iter().skip(i + 1).any(|b| b == backend) {
+                return Err(BuildError(format!("backend {backend} is listed twice")));
+            }
+        }
         for (name, value) in &self.cgi.params {
             if name.is_empty() || name.contains('\0') || value.contains('\0') {
                 return Err(BuildError(format!("parameter {name:?} cannot be encoded")));
@@ -554,12 +610,22 @@ impl FcgiServiceBuilder {
         }
         let pool = self.pool_config();
         self.cgi.mode = std::mem::take(&mut self.script).into_mode()?;
+        let members = std::mem::take(&mut self.backends)
+            .into_iter()
+            .map(|backend| {
+                let service = BackendPool {
+                    pool: Pool::new(pool.clone()),
+                    cap: pool.max_open,
+                    counters: Counters::default(),
+                };
+                (backend, service)
+            });
         Ok(FcgiService {
             inner: Arc::new(Inner {
+                fleet: Fleet::new(members, self.health, self.budget),
+                retry_non_idempotent: self.retry_non_idempotent,
                 cgi: self.cgi,
                 body: self.body,
-                backend,
-                pool: Pool::new(pool),
                 counters: Counters::default(),
                 connect_timeout: self.connect_timeout,
                 max_response_head: self.max_response_head,
@@ -595,7 +661,7 @@ impl FcgiServiceBuilder {
 impl fmt::Debug for FcgiServiceBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FcgiServiceBuilder")
-            .field("backend", &self.backend)
+            .field("backends", &self.backends)
             .field("script", &self.script)
             .field("pool", &self.pool_config())
             .finish_non_exhaustive()

@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 use crate::client::upload::UnknownLengthBody;
 use crate::defaults::{self, render_size, render_switch, render_timeout};
 
-const SOURCE: &str = include_str!("builder.rs");
+/// The builder's source: the table and most setters, then the fleet setters.
+const SOURCE: &str = concat!(include_str!("builder.rs"), include_str!("builder_fleet.rs"));
 
 /// How the docs must state each setting's default, rendered from the constants.
 fn expected() -> BTreeMap<&'static str, String> {
@@ -76,12 +77,40 @@ fn expected() -> BTreeMap<&'static str, String> {
         ),
         ("local_redirects", render_switch(defaults::LOCAL_REDIRECTS)),
         ("on_error", "none".to_owned()),
-        ("intercept_errors", render_switch(defaults::INTERCEPT_ERRORS)),
+        (
+            "intercept_errors",
+            render_switch(defaults::INTERCEPT_ERRORS),
+        ),
         (
             "intercept_not_found",
             render_switch(defaults::INTERCEPT_NOT_FOUND),
         ),
         ("document_root", "off".to_owned()),
+        ("backends", "one backend".to_owned()),
+        (
+            "eject_after_failures",
+            defaults::EJECT_AFTER_FAILURES.to_string(),
+        ),
+        (
+            "ejection_backoff",
+            format!(
+                "{}, doubling up to {}",
+                render_timeout(Some(defaults::EJECTION_BACKOFF)),
+                render_timeout(Some(defaults::EJECTION_BACKOFF_MAX))
+            ),
+        ),
+        (
+            "retry_budget",
+            format!(
+                "{}% of successful requests + {}/s",
+                defaults::RETRY_BUDGET_PERCENT,
+                defaults::RETRY_BUDGET_MIN_PER_SEC
+            ),
+        ),
+        (
+            "retry_non_idempotent",
+            render_switch(defaults::RETRY_NON_IDEMPOTENT),
+        ),
         ("script_extensions", list(defaults::SCRIPT_EXTENSIONS)),
         ("index_files", list(defaults::INDEX_FILES)),
         (
@@ -151,7 +180,15 @@ fn the_defaults_table_matches_the_defaults_module() {
 fn every_setter_states_its_default() {
     let expected = expected();
     // The backend is required, and building is not a setting.
-    let exempt = ["tcp", "unix", "backend", "build", "try_build"];
+    let exempt = [
+        "tcp",
+        "unix",
+        "backend",
+        "backends",
+        "add_backend",
+        "build",
+        "try_build",
+    ];
     let docs = setter_docs();
     assert!(docs.len() >= 30, "setters not found: {docs:?}");
     for (name, doc) in docs {

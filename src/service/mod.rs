@@ -1,8 +1,11 @@
 //! [`FcgiService`]: the tower face of the crate.
 
+mod backend;
 mod builder;
 #[cfg(test)]
 mod builder_docs;
+mod builder_fleet;
+mod dispatch;
 mod future;
 mod hook;
 pub(crate) mod redirect;
@@ -26,15 +29,13 @@ use tower_service::Service;
 pub use builder::{BuildError, FcgiServiceBuilder};
 pub use future::{FallibleFuture, ResponseFuture};
 pub use hook::{Cause, ErrorHandler, Failure};
-pub use stats::{Failures, Latency, PoolStats, Stats};
+pub use stats::{BackendStats, Failures, Latency, PoolStats, Stats};
 
 use crate::body::FcgiBody;
 use crate::cgi::CgiConfig;
-use crate::client::Backend;
-use crate::client::conn::Connection;
 use crate::client::upload::BodyConfig;
 use crate::error::{BoxError, Error};
-use crate::pool::Pool;
+use crate::fleet::Fleet;
 
 /// A `tower::Service` that forwards HTTP requests to a FastCGI application.
 ///
@@ -88,9 +89,13 @@ pub struct FcgiService {
 pub(crate) struct Inner {
     pub(crate) cgi: CgiConfig,
     pub(crate) body: BodyConfig,
-    pub(crate) backend: Backend,
-    pub(crate) pool: Pool<Connection>,
+    /// The backends, each with its own pool and counters.
+    pub(crate) fleet: Fleet<backend::BackendPool>,
+    /// The whole service's counters (each request once, however many backends it tried).
     pub(crate) counters: stats::Counters,
+    /// Replay requests that may have run (EOF before the head) on another backend even
+    /// when their method is not idempotent.
+    pub(crate) retry_non_idempotent: bool,
     pub(crate) connect_timeout: Option<Duration>,
     pub(crate) max_response_head: usize,
     pub(crate) head_timeout: Option<Duration>,
@@ -123,17 +128,6 @@ impl FcgiService {
     /// A service for a Unix-socket backend with default settings (application mode).
     pub fn unix(path: impl Into<std::path::PathBuf>) -> FcgiService {
         FcgiServiceBuilder::new().unix(path).build()
-    }
-
-    /// The state of the connection pool.
-    pub fn pool_stats(&self) -> PoolStats {
-        self.inner.counters.pool_stats(self.inner.pool.stats())
-    }
-
-    /// Everything the service counts about its backend: the pool, requests sent,
-    /// response heads by status class, failures by cause, queue wait and time to head.
-    pub fn stats(&self) -> Stats {
-        self.inner.counters.stats(self.inner.pool.stats())
     }
 
     /// Handles a request and returns the typed error instead of an error response.
@@ -252,7 +246,7 @@ where
 impl fmt::Debug for FcgiService {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FcgiService")
-            .field("backend", &self.inner.backend)
+            .field("backends", &format_args!("{}", self.inner.fleet))
             .field("mode", &self.inner.cgi.mode)
             .finish_non_exhaustive()
     }

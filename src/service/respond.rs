@@ -100,7 +100,7 @@ fn ask_hook(inner: &Inner, failure: &Failure<'_>) -> Option<Response<FcgiBody>> 
 fn log_error(inner: &Inner, err: &Error) {
     let status = err.status_code();
     if status.is_server_error() {
-        tracing::error!(error = %err, status = status.as_u16(), backend = %inner.backend, "FastCGI request failed");
+        tracing::error!(error = %err, status = status.as_u16(), backends = %inner.fleet, "FastCGI request failed");
     } else {
         tracing::info!(error = %err, status = status.as_u16(), "FastCGI request refused");
     }

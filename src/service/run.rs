@@ -10,7 +10,8 @@ use http::{Method, Response, StatusCode};
 use tokio::time::Instant;
 
 use super::Inner;
-use super::send::{Encoded, Head, send_request};
+use super::dispatch::send_request;
+use super::send::{Encoded, Head};
 use crate::body::FcgiBody;
 use crate::body::PooledExchange;
 use crate::cgi::env::{self, RequestInfo, Script};
@@ -64,6 +65,7 @@ pub(super) async fn exchange_head(
     let encoded = Encoded {
         records: request.freeze(),
         stdin: upload,
+        idempotent: parts.method.is_idempotent(),
     };
     let Head {
         exchange,

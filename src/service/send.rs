@@ -1,7 +1,8 @@
-//! Sending one encoded request to the backend and reading its response head: a pooled
-//! connection (reused or newly opened), the exchange on it, and the stale-connection
-//! retry, as an outer/inner pair ([`send_request`] retries what [`try_send_request`]
-//! reports as safe to retry).
+//! Sending one encoded request to one backend of the fleet and reading its response
+//! head: a pooled connection (reused or newly opened), the exchange on it, and the
+//! stale-connection retry, as an outer/inner pair ([`send_on`] retries what
+//! [`try_send_request`] reports as safe to retry). Choosing the backend, and trying
+//! another one, is `dispatch.rs`'s job.
 //!
 //! This is where the generic pool meets the FastCGI connection: the pool holds
 //! `Connection`s without knowing what they are ([`Poolable`] below), and an exchange
@@ -14,6 +15,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::Inner;
+use super::backend::Member;
 use crate::body::PooledExchange;
 use crate::cgi::head::{HeadParser, ResponseHead};
 use crate::client::conn::Connection;
@@ -40,6 +42,9 @@ impl Poolable for Connection {
 pub(crate) struct Encoded {
     pub(crate) records: Bytes,
     pub(crate) stdin: Option<Upload>,
+    /// The method may be replayed on another backend even if the first one may have run
+    /// it (RFC 9110 §9.2.2: GET, HEAD, OPTIONS, TRACE, PUT, DELETE).
+    pub(crate) idempotent: bool,
 }
 
 /// The response head and the exchange whose remaining STDOUT is the body.
@@ -50,71 +55,89 @@ pub(crate) struct Head {
     pub(crate) rest: Bytes,
 }
 
-/// How one attempt failed.
-enum Failed {
-    /// The error is final.
-    Fatal(Error),
-    /// A reused connection turned out closed before any response byte: the request did
-    /// not run, so it can be sent again on a fresh connection with this body.
-    Stale(Error, Option<Upload>),
+/// How sending on one backend failed.
+pub(crate) struct Failed {
+    pub(crate) error: Error,
+    /// The request, given back when no response byte arrived and its body could be
+    /// rewound: it may be sent again (whether it *should* be depends on the error).
+    pub(crate) request: Option<Encoded>,
+    /// The connection had served earlier requests (only such a one can be stale).
+    reused: bool,
 }
 
-/// Sends the request; a reused connection found stale is retried once, on a genuinely
-/// new connection (never another pooled one, which may be just as stale: php-fpm
-/// recycles workers in bursts).
-pub(crate) async fn send_request(
+/// Sends the request on one backend; a reused connection found stale is retried once,
+/// on a genuinely new connection to the same backend (never another pooled one, which
+/// may be just as stale: php-fpm recycles workers in bursts).
+pub(crate) async fn send_on(
     inner: &Inner,
+    endpoint: &Member,
     request: Encoded,
     started: Instant,
-) -> Result<Head, Error> {
-    // A body that cannot be replayed gets the probe (one syscall): a stale connection
-    // would otherwise fail it with nothing to retry. A replayable one skips it, since
-    // the retry covers a stale connection at the cost of a round trip once per
-    // recycled worker instead of a syscall on every request.
-    inner.counters.count_request();
-    let result = send_with_retry(inner, request, started).await;
+) -> Result<Head, Failed> {
+    let counters = &endpoint.service.counters;
+    counters.count_request();
+    let result = send_with_retry(inner, endpoint, request, started).await;
     match &result {
-        Ok(head) => inner
-            .counters
-            .record_head(head.head.status, started.elapsed()),
-        Err(err) => inner.counters.record_failure(err),
+        Ok(head) => counters.record_head(head.head.status, started.elapsed()),
+        Err(failed) => counters.record_failure(&failed.error),
     }
     result
 }
 
-async fn send_with_retry(inner: &Inner, request: Encoded, started: Instant) -> Result<Head, Error> {
+async fn send_with_retry(
+    inner: &Inner,
+    endpoint: &Member,
+    request: Encoded,
+    started: Instant,
+) -> Result<Head, Failed> {
+    // A body that cannot be replayed gets the probe (one syscall): a stale connection
+    // would otherwise fail it with nothing to retry. A replayable one skips it, since
+    // the retry covers a stale connection at the cost of a round trip once per
+    // recycled worker instead of a syscall on every request.
     let replayable = request.stdin.as_ref().is_none_or(Upload::is_replayable);
     let reuse = Reuse::Idle { probe: !replayable };
-    match try_send_request(inner, &request.records, request.stdin, reuse, started).await {
-        Ok(head) => Ok(head),
-        Err(Failed::Fatal(err)) => Err(err),
-        Err(Failed::Stale(err, mut stdin)) => {
-            if !stdin.as_mut().is_none_or(Upload::rewind) {
-                return Err(err);
-            }
+    match try_send_request(inner, endpoint, request, reuse, started).await {
+        Err(Failed {
+            error,
+            request: Some(request),
+            reused: true,
+        }) if error.kind() == ErrorKind::Io => {
             // php-fpm closes kept-alive connections on its own (pm.max_requests, worker
             // recycling); the request never ran, so send it again.
-            tracing::debug!(error = %err, "stale pooled FastCGI connection; retrying on a new one");
+            tracing::debug!(error = %error, "stale pooled FastCGI connection; retrying on a new one");
+            endpoint.service.counters.count_stale_retry();
             inner.counters.count_stale_retry();
-            match try_send_request(inner, &request.records, stdin, Reuse::Never, started).await {
-                Ok(head) => Ok(head),
-                Err(Failed::Fatal(err) | Failed::Stale(err, _)) => Err(err),
-            }
+            try_send_request(inner, endpoint, request, Reuse::Never, started).await
         }
+        other => other,
     }
 }
 
 /// One attempt: a connection, the exchange on it, the response head.
 async fn try_send_request(
     inner: &Inner,
-    records: &Bytes,
-    stdin: Option<Upload>,
+    endpoint: &Member,
+    request: Encoded,
     reuse: Reuse,
     started: Instant,
 ) -> Result<Head, Failed> {
-    let conn = connection(inner, reuse).await.map_err(Failed::Fatal)?;
+    let conn = match connection(inner, endpoint, reuse).await {
+        Ok(conn) => conn,
+        Err(error) => {
+            return Err(Failed {
+                error,
+                request: Some(request),
+                reused: false,
+            });
+        }
+    };
     let reused = conn.is_reused();
-    let request = Outgoing {
+    let Encoded {
+        records,
+        stdin,
+        idempotent,
+    } = request;
+    let outgoing = Outgoing {
         keep_conn: !conn.is_last_use(),
         records: records.clone(),
         stdin,
@@ -127,30 +150,47 @@ async fn try_send_request(
             .and_then(|t| Instant::now().checked_add(t)),
         total: inner.total_timeout.and_then(|t| started.checked_add(t)),
     };
-    let mut exchange = Exchange::new(conn, request, deadlines, inner.stderr_limit);
+    let mut exchange = Exchange::new(conn, outgoing, deadlines, inner.stderr_limit);
     match read_head(&mut exchange, inner.max_response_head).await {
         Ok((head, rest)) => Ok(Head {
             exchange,
             head,
             rest,
         }),
-        Err(err) if reused && err.kind() == ErrorKind::Io && !exchange.response_started() => {
-            Err(Failed::Stale(err, exchange.into_upload()))
+        Err(error) => {
+            let answered = exchange.response_started();
+            let mut stdin = exchange.into_upload();
+            let again = !answered && stdin.as_mut().is_none_or(Upload::rewind);
+            Err(Failed {
+                error,
+                request: again.then_some(Encoded {
+                    records,
+                    stdin,
+                    idempotent,
+                }),
+                reused,
+            })
         }
-        Err(err) => Err(Failed::Fatal(err)),
     }
 }
 
-/// A pooled connection: an idle one, or a new one opened on granted capacity.
-async fn connection(inner: &Inner, reuse: Reuse) -> Result<Pooled<Connection>, Error> {
+/// A pooled connection to the endpoint: an idle one, or a new one opened on granted
+/// capacity.
+async fn connection(
+    inner: &Inner,
+    endpoint: &Member,
+    reuse: Reuse,
+) -> Result<Pooled<Connection>, Error> {
     let waiting = Instant::now();
-    let checkout = inner.pool.checkout(reuse).await;
-    inner.counters.record_queue_wait(waiting.elapsed());
+    let checkout = endpoint.service.pool.checkout(reuse).await;
+    let waited = waiting.elapsed();
+    endpoint.service.counters.record_queue_wait(waited);
+    inner.counters.record_queue_wait(waited);
     let slot = match checkout? {
         Checkout::Reused(conn) => return Ok(conn),
         Checkout::Open(slot) => slot,
     };
-    let backend = &inner.backend;
+    let backend = endpoint.key();
     // On failure the slot drops here and its capacity goes to the next waiter.
     let connecting = Stream::connect(backend);
     let stream = match inner.connect_timeout {

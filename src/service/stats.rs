@@ -1,6 +1,7 @@
-//! What a service reports about its backend: [`PoolStats`] (connections) and [`Stats`]
+//! What a service reports about its backends: [`PoolStats`] (connections) and [`Stats`]
 //! (requests sent, answers by status class, failures by cause, queue wait, time to the
-//! response head). The names are the ones the fleet's per-backend metrics use.
+//! response head, retries), for the whole service and for each backend
+//! ([`BackendStats`]), in the same vocabulary.
 //!
 //! Counting is a handful of relaxed atomic additions per request: cheap enough to be
 //! always on, and a snapshot never blocks a request.
@@ -54,6 +55,28 @@ pub struct Stats {
     pub queue_wait: Latency,
     /// Time from the request's start to its complete response head.
     pub time_to_head: Latency,
+    /// Requests sent again on another backend after a failure where they were not
+    /// processed (or, for idempotent methods, may have been). Per backend: the
+    /// attempts on it that failed and moved elsewhere.
+    pub retries: u64,
+    /// Retries not made because the retry budget was empty (the request failed).
+    /// Counted for the whole service only.
+    pub retries_over_budget: u64,
+}
+
+/// One backend's share of a service's work; see
+/// [`FcgiService::backend_stats`](crate::FcgiService::backend_stats).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BackendStats {
+    /// The backend.
+    pub backend: crate::Backend,
+    /// Its pool and the attempts sent to it.
+    pub stats: Stats,
+    /// Whether it takes requests now (false while ejected by passive health).
+    pub in_rotation: bool,
+    /// How often passive health ejected it.
+    pub ejections: u64,
 }
 
 /// Failures before a response head, by cause.
@@ -70,6 +93,8 @@ pub struct Failures {
     pub overloaded: u64,
     /// Protocol errors, broken connections, invalid response heads.
     pub broken: u64,
+    /// Every backend was out of the rotation (503 at once).
+    pub no_backend: u64,
 }
 
 /// A latency summary: how many, their sum and the largest.
@@ -127,6 +152,8 @@ pub(crate) struct Counters {
     timeout: AtomicU64,
     overloaded: AtomicU64,
     broken: AtomicU64,
+    no_backend: AtomicU64,
+    retries: AtomicU64,
     queue_wait: LatencyCounter,
     time_to_head: LatencyCounter,
 }
@@ -134,6 +161,10 @@ pub(crate) struct Counters {
 impl Counters {
     pub(crate) fn count_stale_retry(&self) {
         self.stale_retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn count_request(&self) {
@@ -158,6 +189,7 @@ impl Counters {
             ErrorKind::Timeout(Timeout::PoolWait) => &self.queue_timeout,
             ErrorKind::Timeout(_) => &self.timeout,
             ErrorKind::Overloaded | ErrorKind::CantMultiplex => &self.overloaded,
+            ErrorKind::NoBackend => &self.no_backend,
             _ => &self.broken,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -187,9 +219,12 @@ impl Counters {
                 timeout: load(&self.timeout),
                 overloaded: load(&self.overloaded),
                 broken: load(&self.broken),
+                no_backend: load(&self.no_backend),
             },
             queue_wait: self.queue_wait.snapshot(),
             time_to_head: self.time_to_head.snapshot(),
+            retries: load(&self.retries),
+            retries_over_budget: 0,
         }
     }
 }

@@ -100,6 +100,25 @@ impl ProcessGroup {
     }
 }
 
+impl ProcessGroup {
+    /// SIGKILL to the whole group at once, no grace (a crash, as the clients see it),
+    /// then reaps the leader.
+    pub fn kill(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        match i32::try_from(child.id()) {
+            Ok(pid) => {
+                sys::kill(-pid, sys::SIGKILL);
+            }
+            Err(_) => {
+                let _ = child.kill();
+            }
+        }
+        let _ = child.wait();
+    }
+}
+
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
         self.stop();

@@ -254,6 +254,15 @@ impl RunningBackend {
         self.group = None;
     }
 
+    /// Kills the whole process group with SIGKILL (master and workers at once, as a
+    /// crash or an OOM kill would), without the grace period of [`RunningBackend::stop`].
+    pub fn kill(&mut self) {
+        if let Some(group) = self.group.as_mut() {
+            group.kill();
+        }
+        self.group = None;
+    }
+
     /// The log, framed for a panic message.
     pub fn log_report(&self) -> String {
         let log = self.log();

@@ -1,0 +1,313 @@
+//! Passive health: a backend that fails several requests in a row leaves the rotation
+//! for a while, and comes back when one trial request succeeds.
+//!
+//! What counts ([`Verdict`]) is decided by the caller from the attempt's outcome; this
+//! module only keeps score. The rules, and why:
+//! - `eject_after` *consecutive* failures eject (nginx counts `max_fails` within
+//!   `fail_timeout`; consecutive is simpler and does not eject a busy backend for a
+//!   scattering of errors among thousands of answers);
+//! - the first ejection lasts `backoff`, each further one in a row twice as long, up to
+//!   `max_backoff`, so a backend that stays down is probed less and less often;
+//! - each duration is jittered to between half and all of it ("equal jitter"), so the
+//!   backends of a fleet that failed together (a network blip) do not return together,
+//!   nor do several gateways probe a backend in lockstep;
+//! - when the backoff expires, exactly one live request is sent as the trial; while it
+//!   runs the backend stays out. Success readmits it and resets the backoff; failure
+//!   ejects it again for longer; an attempt that says nothing about the backend (the
+//!   client went away, its body failed) just frees the trial for the next request.
+//!
+//! Reads on the request path are one atomic load; the mutex is only taken to record an
+//! outcome that changes something, or to claim a trial.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::balance::Rng;
+
+/// Passive health settings (the builder documents their defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HealthConfig {
+    /// Consecutive failures that eject a backend; 0 never ejects.
+    pub(crate) eject_after: u32,
+    /// The first ejection's length (before jitter).
+    pub(crate) backoff: Duration,
+    /// The longest ejection (before jitter).
+    pub(crate) max_backoff: Duration,
+}
+
+/// What one attempt says about its backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// It answered (whatever the status): it is alive.
+    Healthy,
+    /// Refused, timed out, broke the protocol or the connection.
+    Failed,
+    /// Nothing either way (the client gave up, its request body failed).
+    Unknown,
+}
+
+/// Where a backend stands right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Standing {
+    InRotation,
+    /// Ejected, backoff still running (or its trial is in flight).
+    Out,
+    /// Ejected, backoff over: the next request may be its trial.
+    TrialDue,
+}
+
+#[derive(Debug)]
+pub(crate) struct Health {
+    cfg: HealthConfig,
+    epoch: Instant,
+    /// 0 while in rotation; otherwise 1 + the millisecond (since `epoch`) when the
+    /// backoff ends.
+    out_until: AtomicU64,
+    /// Outside the mutex: every success touches it, and only to read it.
+    consecutive_failures: AtomicU32,
+    ejections: AtomicU64,
+    state: Mutex<Score>,
+}
+
+#[derive(Debug, Default)]
+struct Score {
+    /// Ejections in a row without a success in between (the backoff's exponent).
+    streak: u32,
+    trial_in_flight: bool,
+}
+
+impl Health {
+    pub(crate) fn new(cfg: HealthConfig) -> Health {
+        Health {
+            cfg,
+            epoch: Instant::now(),
+            out_until: AtomicU64::new(0),
+            consecutive_failures: AtomicU32::new(0),
+            ejections: AtomicU64::new(0),
+            state: Mutex::new(Score::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Score> {
+        // Nothing panics under this lock; a poisoned score is still a usable score.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn millis(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    pub(crate) fn standing(&self, now: Instant) -> Standing {
+        match self.out_until.load(Ordering::Acquire) {
+            0 => Standing::InRotation,
+            until if self.millis(now) + 1 >= until => Standing::TrialDue,
+            _ => Standing::Out,
+        }
+    }
+
+    /// How many times the backend was ejected.
+    pub(crate) fn ejections(&self) -> u64 {
+        self.ejections.load(Ordering::Relaxed)
+    }
+
+    /// Claims the trial of an ejected backend whose backoff is over; false if it is not
+    /// due or another request already holds it.
+    pub(crate) fn begin_trial(&self, now: Instant) -> bool {
+        let mut score = self.lock();
+        if score.trial_in_flight || self.standing(now) != Standing::TrialDue {
+            return false;
+        }
+        score.trial_in_flight = true;
+        true
+    }
+
+    /// Records an attempt's verdict; `trial` says it was the trial request. Returns
+    /// what changed, for the caller to log with the backend's name.
+    pub(crate) fn record(&self, verdict: Verdict, trial: bool, rng: &Rng) -> Change {
+        let out = self.out_until.load(Ordering::Acquire) != 0;
+        match verdict {
+            Verdict::Healthy if !out && !trial => {
+                // The hot path: one load, no lock, no write unless there is a count.
+                if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
+                    self.consecutive_failures.store(0, Ordering::Relaxed);
+                }
+                Change::None
+            }
+            Verdict::Healthy => {
+                self.consecutive_failures.store(0, Ordering::Relaxed);
+                let mut score = self.lock();
+                if trial {
+                    score.trial_in_flight = false;
+                }
+                if !trial {
+                    // A request that was already running when the backend was ejected
+                    // answered: encouraging, but only the trial readmits.
+                    return Change::None;
+                }
+                score.streak = 0;
+                self.out_until.store(0, Ordering::Release);
+                Change::Readmitted
+            }
+            Verdict::Unknown => {
+                if trial {
+                    self.lock().trial_in_flight = false;
+                }
+                Change::None
+            }
+            Verdict::Failed => {
+                let failures = self
+                    .consecutive_failures
+                    .fetch_add(1, Ordering::Relaxed)
+                    .saturating_add(1);
+                let mut score = self.lock();
+                if trial {
+                    score.trial_in_flight = false;
+                } else if out || self.cfg.eject_after == 0 || failures < self.cfg.eject_after {
+                    return Change::None;
+                }
+                score.streak = score.streak.saturating_add(1);
+                let length = self.backoff(score.streak, rng);
+                let until = Instant::now() + length;
+                self.out_until
+                    .store(self.millis(until).saturating_add(1), Ordering::Release);
+                self.ejections.fetch_add(1, Ordering::Relaxed);
+                Change::Ejected(length)
+            }
+        }
+    }
+
+    /// The `streak`-th ejection in a row: doubling from `backoff`, capped, jittered to
+    /// between half and all of it.
+    fn backoff(&self, streak: u32, rng: &Rng) -> Duration {
+        let doublings = streak.saturating_sub(1).min(20);
+        let full = self
+            .cfg
+            .backoff
+            .saturating_mul(1 << doublings)
+            .min(self.cfg.max_backoff);
+        let half = full / 2;
+        let spread = u64::try_from(half.as_millis()).unwrap_or(u64::MAX);
+        let extra = rng.below(
+            usize::try_from(spread)
+                .unwrap_or(usize::MAX)
+                .saturating_add(1),
+        );
+        half + Duration::from_millis(extra as u64)
+    }
+}
+
+/// What recording a verdict changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change {
+    None,
+    /// Left the rotation for this long.
+    Ejected(Duration),
+    /// Its trial succeeded: back in the rotation.
+    Readmitted,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn health(eject_after: u32) -> Health {
+        Health::new(HealthConfig {
+            eject_after,
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(8),
+        })
+    }
+
+    fn ejected_for(change: Change) -> Duration {
+        match change {
+            Change::Ejected(d) => d,
+            other => panic!("expected an ejection, got {other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn three_failures_in_a_row_eject_and_a_trial_readmits() {
+        let rng = Rng::new(5);
+        let h = health(3);
+        assert_eq!(h.record(Verdict::Failed, false, &rng), Change::None);
+        assert_eq!(h.record(Verdict::Failed, false, &rng), Change::None);
+        // A success in between resets the count.
+        h.record(Verdict::Healthy, false, &rng);
+        h.record(Verdict::Failed, false, &rng);
+        h.record(Verdict::Failed, false, &rng);
+        assert_eq!(h.standing(Instant::now()), Standing::InRotation);
+        let length = ejected_for(h.record(Verdict::Failed, false, &rng));
+        assert!(length >= Duration::from_millis(500) && length <= Duration::from_secs(1));
+        assert_eq!(h.standing(Instant::now()), Standing::Out);
+        assert!(
+            !h.begin_trial(Instant::now()),
+            "no trial before the backoff ends"
+        );
+        assert_eq!(h.ejections(), 1);
+
+        tokio::time::advance(length).await;
+        assert_eq!(h.standing(Instant::now()), Standing::TrialDue);
+        assert!(h.begin_trial(Instant::now()));
+        assert!(!h.begin_trial(Instant::now()), "one trial at a time");
+        assert_eq!(h.record(Verdict::Healthy, true, &rng), Change::Readmitted);
+        assert_eq!(h.standing(Instant::now()), Standing::InRotation);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_trials_double_the_backoff_up_to_the_cap() {
+        let rng = Rng::new(9);
+        let h = health(1);
+        let mut lengths = Vec::new();
+        let mut change = h.record(Verdict::Failed, false, &rng);
+        for _ in 0..6 {
+            let length = ejected_for(change);
+            lengths.push(length);
+            tokio::time::advance(length).await;
+            assert!(h.begin_trial(Instant::now()));
+            change = h.record(Verdict::Failed, true, &rng);
+        }
+        // Full lengths 1, 2, 4, 8, 8, 8 s, each jittered to [half, full].
+        for (length, full) in lengths.iter().zip([1u64, 2, 4, 8, 8, 8]) {
+            let full = Duration::from_secs(full);
+            assert!(*length >= full / 2 && *length <= full, "{lengths:?}");
+        }
+        assert_eq!(h.ejections(), 7);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unknown_trial_frees_the_trial_for_the_next_request() {
+        let rng = Rng::new(2);
+        let h = health(1);
+        let length = ejected_for(h.record(Verdict::Failed, false, &rng));
+        tokio::time::advance(length).await;
+        assert!(h.begin_trial(Instant::now()));
+        h.record(Verdict::Unknown, true, &rng);
+        assert_eq!(h.standing(Instant::now()), Standing::TrialDue);
+        assert!(h.begin_trial(Instant::now()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn late_answers_do_not_readmit_and_late_failures_do_not_extend() {
+        let rng = Rng::new(4);
+        let h = health(1);
+        ejected_for(h.record(Verdict::Failed, false, &rng));
+        // Requests that were in flight when it was ejected finish now.
+        assert_eq!(h.record(Verdict::Healthy, false, &rng), Change::None);
+        assert_eq!(h.record(Verdict::Failed, false, &rng), Change::None);
+        assert_eq!(h.standing(Instant::now()), Standing::Out);
+        assert_eq!(h.ejections(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn zero_never_ejects() {
+        let rng = Rng::new(4);
+        let h = health(0);
+        for _ in 0..100 {
+            assert_eq!(h.record(Verdict::Failed, false, &rng), Change::None);
+        }
+        assert_eq!(h.standing(Instant::now()), Standing::InRotation);
+    }
+}

@@ -1,0 +1,282 @@
+//! A fleet: several backends behind one service, each with its own connection pool,
+//! balanced by load, ejected and readmitted by passive health, with a retry budget.
+//!
+//! The vocabulary is tower's (`tower::balance`, `tower::load`, `tower::discover`):
+//! an [`Endpoint`] is one backend's service, keyed by its address; [`Load`] is what
+//! the balancer compares; [`Change`] is how the set of endpoints changes. tower's own
+//! `Balance` is not used because it is not `Clone` (axum clones services per request),
+//! it evicts an endpoint for good on its first `poll_ready` error, and its load ends
+//! with the response *future*, while a FastCGI worker stays busy until the response
+//! *body* ends (see `next-wave.md` §4).
+//!
+//! Layering: the fleet knows backends only through [`Load`] and the address they are
+//! keyed by. It does not know how a request is sent; `service::dispatch` asks it for an
+//! endpoint, sends on that endpoint's pool, and reports the outcome back
+//! ([`Pick::settle`]). The pool below knows nothing of the fleet.
+//!
+//! A fleet of one backend behaves exactly as a single backend did before fleets: it is
+//! never ejected (there is nowhere else to go; nginx ignores `max_fails` for a lone
+//! server too) and nothing is retried elsewhere.
+
+mod balance;
+mod health;
+mod retry;
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::time::Instant;
+
+use crate::client::Backend;
+use balance::{Rng, p2c};
+use health::{Health, Standing};
+
+pub(crate) use health::{HealthConfig, Verdict};
+pub(crate) use retry::{Budget, BudgetConfig, Retry, classify};
+
+/// What the balancer reads from an endpoint's service (tower's `Load`, with the one
+/// extra bit a bounded pool has: whether a new request would have to queue).
+pub(crate) trait Load {
+    fn load(&self) -> Loaded;
+}
+
+/// An endpoint's load. Ordered: any endpoint with room beats any saturated one, then
+/// fewer requests in flight win.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Loaded {
+    /// Every connection is busy: a new request would wait in the queue.
+    pub(crate) saturated: bool,
+    /// Requests holding a connection (until their response body ends) plus those
+    /// queued for one.
+    pub(crate) pending: usize,
+}
+
+/// A change to the set of endpoints, as tower's `discover::Change`. Only the builder's
+/// static list exists today; DNS re-resolution and a user's discovery stream will feed
+/// these to [`Fleet::apply`].
+#[derive(Debug)]
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) enum Change<S> {
+    /// Add (or replace) the endpoint for this address.
+    Insert(Backend, S),
+    /// Remove it: it takes no new requests; those in flight keep their connections,
+    /// which close when they end because nothing holds the pool any more.
+    Remove(Backend),
+}
+
+/// One backend of the fleet: its address, its service, its health.
+#[derive(Debug)]
+pub(crate) struct Endpoint<S> {
+    key: Backend,
+    pub(crate) service: S,
+    health: Health,
+}
+
+impl<S> Endpoint<S> {
+    pub(crate) fn key(&self) -> &Backend {
+        &self.key
+    }
+
+    pub(crate) fn in_rotation(&self) -> bool {
+        self.health.standing(Instant::now()) == Standing::InRotation
+    }
+
+    pub(crate) fn ejections(&self) -> u64 {
+        self.health.ejections()
+    }
+}
+
+/// The set of backends of one service.
+#[derive(Debug)]
+pub(crate) struct Fleet<S> {
+    members: Vec<Arc<Endpoint<S>>>,
+    health: HealthConfig,
+    pub(crate) budget: Budget,
+    rng: Rng,
+    /// Retries refused because the budget was empty.
+    over_budget: AtomicU64,
+}
+
+impl<S: Load> Fleet<S> {
+    pub(crate) fn new(
+        members: impl IntoIterator<Item = (Backend, S)>,
+        health: HealthConfig,
+        budget: BudgetConfig,
+    ) -> Fleet<S> {
+        let mut fleet = Fleet {
+            members: Vec::new(),
+            health,
+            budget: Budget::new(budget),
+            rng: Rng::from_entropy(),
+            over_budget: AtomicU64::new(0),
+        };
+        for (key, service) in members {
+            fleet.apply(Change::Insert(key, service));
+        }
+        fleet
+    }
+
+    pub(crate) fn members(&self) -> &[Arc<Endpoint<S>>] {
+        &self.members
+    }
+
+    pub(crate) fn apply(&mut self, change: Change<S>) {
+        match change {
+            Change::Insert(key, service) => {
+                self.members.retain(|e| e.key != key);
+                self.members.push(Arc::new(Endpoint {
+                    key,
+                    service,
+                    health: Health::new(self.health),
+                }));
+            }
+            Change::Remove(key) => self.members.retain(|e| e.key != key),
+        }
+    }
+
+    /// The endpoint for the next attempt, skipping those in `tried`; `None` when no
+    /// endpoint may take it (all ejected, or all tried).
+    ///
+    /// Order: a trial that is due goes first (else a busy fleet would never give an
+    /// ejected backend the request that readmits it); then power of two choices among
+    /// those in rotation, preferring any with a free connection.
+    pub(crate) fn pick(&self, tried: &[Arc<Endpoint<S>>]) -> Option<Pick<'_, S>> {
+        let untried = |e: &&Arc<Endpoint<S>>| !tried.iter().any(|t| Arc::ptr_eq(t, e));
+        if let [only] = self.members.as_slice() {
+            return untried(&only).then(|| Pick::new(self, Arc::clone(only), false));
+        }
+        let now = Instant::now();
+        let mut candidates = 0;
+        for endpoint in self.members.iter().filter(untried) {
+            match endpoint.health.standing(now) {
+                Standing::InRotation => candidates += 1,
+                Standing::TrialDue if endpoint.health.begin_trial(now) => {
+                    return Some(Pick::new(self, Arc::clone(endpoint), true));
+                }
+                Standing::TrialDue | Standing::Out => {}
+            }
+        }
+        // The k-th candidate, found again by scanning rather than collected: fleets are
+        // small, and this keeps the request path free of allocations. (A standing that
+        // changed since the count only makes `nth` come up short, which is handled.)
+        let nth = |k: usize| {
+            self.members
+                .iter()
+                .filter(untried)
+                .filter(|e| e.health.standing(now) == Standing::InRotation)
+                .nth(k)
+        };
+        // One that vanished from the candidates since the count loses every comparison.
+        let gone = Loaded {
+            saturated: true,
+            pending: usize::MAX,
+        };
+        let load = |k: usize| nth(k).map_or(gone, |e| e.service.load());
+        let (mut chosen, loaded) = p2c(candidates, &self.rng, load)?;
+        if loaded.saturated {
+            // Both draws were saturated: any endpoint with room is better than a queue.
+            if let Some((k, _)) = (0..candidates)
+                .map(|k| (k, load(k)))
+                .filter(|(_, l)| !l.saturated)
+                .min_by_key(|(_, l)| l.pending)
+            {
+                chosen = k;
+            }
+        }
+        let endpoint = nth(chosen)?;
+        Some(Pick::new(self, Arc::clone(endpoint), false))
+    }
+
+    /// Counts a retry the budget refused.
+    pub(crate) fn count_over_budget(&self) {
+        self.over_budget.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn over_budget(&self) -> u64 {
+        self.over_budget.load(Ordering::Relaxed)
+    }
+}
+
+impl<S> fmt::Display for Fleet<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.members.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{}", e.key)?;
+        }
+        Ok(())
+    }
+}
+
+/// An endpoint chosen for one attempt. Its outcome must be reported with
+/// [`settle`](Pick::settle); dropped unsettled (the request future was dropped), it
+/// counts as saying nothing, which frees a trial for the next request.
+#[derive(Debug)]
+pub(crate) struct Pick<'a, S> {
+    fleet: &'a Fleet<S>,
+    endpoint: Arc<Endpoint<S>>,
+    trial: bool,
+    settled: bool,
+}
+
+impl<'a, S> Pick<'a, S> {
+    fn new(fleet: &'a Fleet<S>, endpoint: Arc<Endpoint<S>>, trial: bool) -> Pick<'a, S> {
+        Pick {
+            fleet,
+            endpoint,
+            trial,
+            settled: false,
+        }
+    }
+
+    pub(crate) fn endpoint(&self) -> &Arc<Endpoint<S>> {
+        &self.endpoint
+    }
+
+    /// Whether this attempt is the trial of an ejected backend.
+    pub(crate) fn is_trial(&self) -> bool {
+        self.trial
+    }
+
+    /// Reports what the attempt said about the backend.
+    pub(crate) fn settle(mut self, verdict: Verdict) {
+        self.settled = true;
+        self.record(verdict);
+    }
+
+    fn record(&self, verdict: Verdict) {
+        if self.fleet.members.len() < 2 {
+            return;
+        }
+        let key = &self.endpoint.key;
+        match self
+            .endpoint
+            .health
+            .record(verdict, self.trial, &self.fleet.rng)
+        {
+            health::Change::None => {}
+            health::Change::Ejected(length) => tracing::warn!(
+                backend = %key,
+                backoff_ms = u64::try_from(length.as_millis()).unwrap_or(u64::MAX),
+                trial = self.trial,
+                "FastCGI backend failed repeatedly; out of the rotation"
+            ),
+            health::Change::Readmitted => {
+                tracing::info!(backend = %key, "FastCGI backend answered its trial request; back in the rotation");
+            }
+        }
+    }
+}
+
+impl<S> Drop for Pick<'_, S> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.record(Verdict::Unknown);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,196 @@
+//! The fleet with fake endpoints whose load a test sets: balancing, ejection, trials.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use super::*;
+
+#[derive(Debug, Default)]
+struct FakeLoad {
+    pending: AtomicUsize,
+    cap: usize,
+}
+
+impl Load for FakeLoad {
+    fn load(&self) -> Loaded {
+        let pending = self.pending.load(Ordering::SeqCst);
+        Loaded {
+            saturated: pending >= self.cap,
+            pending,
+        }
+    }
+}
+
+const HEALTH: HealthConfig = HealthConfig {
+    eject_after: 3,
+    backoff: Duration::from_secs(1),
+    max_backoff: Duration::from_secs(30),
+};
+
+const BUDGET: BudgetConfig = BudgetConfig {
+    percent: 20,
+    min_per_sec: 10,
+};
+
+fn fleet(n: usize, cap: usize) -> Fleet<FakeLoad> {
+    Fleet::new(
+        (0..n).map(|i| {
+            let load = FakeLoad {
+                pending: AtomicUsize::new(0),
+                cap,
+            };
+            (Backend::tcp(format!("127.0.0.1:{}", 9000 + i)), load)
+        }),
+        HEALTH,
+        BUDGET,
+    )
+}
+
+fn set(fleet: &Fleet<FakeLoad>, i: usize, pending: usize) {
+    fleet.members()[i]
+        .service
+        .pending
+        .store(pending, Ordering::SeqCst);
+}
+
+fn index(fleet: &Fleet<FakeLoad>, pick: &Pick<'_, FakeLoad>) -> usize {
+    fleet
+        .members()
+        .iter()
+        .position(|e| Arc::ptr_eq(e, pick.endpoint()))
+        .unwrap()
+}
+
+/// Picks `n` times (each settled healthy) and counts where they went.
+fn spread(fleet: &Fleet<FakeLoad>, n: usize) -> Vec<usize> {
+    let mut counts = vec![0; fleet.members().len()];
+    for _ in 0..n {
+        let pick = fleet.pick(&[]).unwrap();
+        counts[index(fleet, &pick)] += 1;
+        pick.settle(Verdict::Healthy);
+    }
+    counts
+}
+
+fn eject(fleet: &Fleet<FakeLoad>, i: usize) {
+    for _ in 0..HEALTH.eject_after {
+        let pick = Pick::new(fleet, Arc::clone(&fleet.members()[i]), false);
+        pick.settle(Verdict::Failed);
+    }
+    assert!(!fleet.members()[i].in_rotation());
+}
+
+#[test]
+fn the_less_loaded_of_two_always_wins() {
+    let f = fleet(2, 10);
+    set(&f, 0, 5);
+    assert_eq!(spread(&f, 200), [0, 200]);
+}
+
+#[test]
+fn the_most_loaded_of_three_is_never_chosen() {
+    let f = fleet(3, 10);
+    set(&f, 0, 2);
+    set(&f, 1, 0);
+    set(&f, 2, 7);
+    let counts = spread(&f, 3000);
+    assert_eq!(counts[2], 0, "{counts:?}");
+    assert!(counts[1] > counts[0], "{counts:?}");
+}
+
+#[test]
+fn a_saturated_pool_loses_to_any_with_room() {
+    let f = fleet(3, 4);
+    // Endpoint 0 is saturated though it queues less than endpoint 2 holds.
+    set(&f, 0, 4);
+    set(&f, 1, 4);
+    set(&f, 2, 3);
+    assert_eq!(spread(&f, 300), [0, 0, 300]);
+    // All saturated: the least loaded pairs still win (no endpoint is refused).
+    set(&f, 2, 9);
+    let counts = spread(&f, 300);
+    assert_eq!(counts.iter().sum::<usize>(), 300);
+    assert_eq!(counts[2], 0, "{counts:?}");
+}
+
+#[test]
+fn tried_endpoints_are_skipped_until_none_is_left() {
+    let f = fleet(2, 4);
+    let first = f.pick(&[]).unwrap();
+    let tried = vec![Arc::clone(first.endpoint())];
+    first.settle(Verdict::Healthy);
+    let second = f.pick(&tried).unwrap();
+    assert!(!Arc::ptr_eq(second.endpoint(), &tried[0]));
+    let tried = vec![Arc::clone(&tried[0]), Arc::clone(second.endpoint())];
+    second.settle(Verdict::Healthy);
+    assert!(f.pick(&tried).is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ejected_endpoint_gets_no_requests_then_exactly_one_trial() {
+    let f = fleet(3, 4);
+    eject(&f, 1);
+    assert_eq!(spread(&f, 300)[1], 0);
+    assert_eq!(f.members()[1].ejections(), 1);
+
+    tokio::time::advance(HEALTH.backoff).await;
+    let trial = f.pick(&[]).unwrap();
+    assert_eq!(index(&f, &trial), 1, "a due trial goes first");
+    assert!(trial.is_trial());
+    // While the trial runs, everything else goes elsewhere.
+    let others: Vec<_> = (0..50).map(|_| f.pick(&[]).unwrap()).collect();
+    assert!(others.iter().all(|p| !p.is_trial() && index(&f, p) != 1));
+    drop(others);
+    trial.settle(Verdict::Healthy);
+    assert!(f.members()[1].in_rotation());
+    assert!(spread(&f, 300)[1] > 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_trial_dropped_unsettled_is_given_to_the_next_request() {
+    let f = fleet(2, 4);
+    eject(&f, 0);
+    tokio::time::advance(HEALTH.backoff).await;
+    let trial = f.pick(&[]).unwrap();
+    assert!(trial.is_trial());
+    drop(trial);
+    let again = f.pick(&[]).unwrap();
+    assert!(again.is_trial() && index(&f, &again) == 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn everything_ejected_picks_nothing_at_once() {
+    let f = fleet(2, 4);
+    eject(&f, 0);
+    eject(&f, 1);
+    assert!(f.pick(&[]).is_none());
+}
+
+#[test]
+fn a_lone_endpoint_is_never_ejected() {
+    let f = fleet(1, 4);
+    for _ in 0..20 {
+        f.pick(&[]).unwrap().settle(Verdict::Failed);
+    }
+    assert!(f.members()[0].in_rotation());
+    assert!(f.pick(&[]).is_some());
+}
+
+#[test]
+fn changes_insert_replace_and_remove_endpoints() {
+    let mut f = fleet(2, 4);
+    let removed = Arc::clone(&f.members()[0]);
+    f.apply(Change::Remove(removed.key().clone()));
+    assert_eq!(f.members().len(), 1);
+    // Whoever still holds the removed endpoint (a request in flight) can finish.
+    assert_eq!(removed.service.load().pending, 0);
+    f.apply(Change::Insert(
+        Backend::unix("/run/a.sock"),
+        FakeLoad::default(),
+    ));
+    f.apply(Change::Insert(
+        Backend::unix("/run/a.sock"),
+        FakeLoad::default(),
+    ));
+    assert_eq!(f.to_string(), "tcp://127.0.0.1:9001, unix:/run/a.sock");
+}

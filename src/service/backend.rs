@@ -1,0 +1,84 @@
+//! One backend of a service as the fleet sees it: its connection pool and its counters
+//! ([`BackendPool`]), and the per-backend and aggregate snapshots built from them.
+
+use crate::client::conn::Connection;
+use crate::fleet::{Endpoint, Load, Loaded};
+use crate::pool::{Pool, Snapshot};
+
+use super::stats::{BackendStats, Counters, Stats};
+use super::{FcgiService, Inner};
+
+/// A fleet member of this service.
+pub(crate) type Member = Endpoint<BackendPool>;
+
+/// What a service keeps per backend: each has its own cap and queue
+/// (`max_connections` applies per backend), so a slow backend's queue never holds up
+/// requests another could serve.
+#[derive(Debug)]
+pub(crate) struct BackendPool {
+    pub(crate) pool: Pool<Connection>,
+    /// The pool's `max_open`, to tell a saturated pool from one with room.
+    pub(crate) cap: usize,
+    pub(crate) counters: Counters,
+}
+
+impl Load for BackendPool {
+    /// Connections held by requests (from checkout until the response body ends, which
+    /// is when a FastCGI worker is free again) plus requests queued for one.
+    fn load(&self) -> Loaded {
+        let pool = self.pool.stats();
+        Loaded {
+            saturated: pool.busy >= self.cap,
+            pending: pool.busy + pool.waiting,
+        }
+    }
+}
+
+/// The pools of all backends, added up.
+fn total(inner: &Inner) -> Snapshot {
+    let mut sum = Snapshot::default();
+    for member in inner.fleet.members() {
+        let s = member.service.pool.stats();
+        sum.open += s.open;
+        sum.busy += s.busy;
+        sum.idle += s.idle;
+        sum.waiting += s.waiting;
+        sum.opened += s.opened;
+        sum.reused += s.reused;
+    }
+    sum
+}
+
+impl FcgiService {
+    /// The state of the connection pools (added up over all backends).
+    pub fn pool_stats(&self) -> super::PoolStats {
+        self.inner.counters.pool_stats(total(&self.inner))
+    }
+
+    /// Everything the service counts about its backends: the pools, requests sent,
+    /// response heads by status class, failures by cause, queue wait, time to head and
+    /// retries. A request is counted once however many backends it tried; see
+    /// [`backend_stats`](FcgiService::backend_stats) for each backend's share.
+    pub fn stats(&self) -> Stats {
+        let mut stats = self.inner.counters.stats(total(&self.inner));
+        stats.retries_over_budget = self.inner.fleet.over_budget();
+        stats
+    }
+
+    /// The same counters for each backend, in the order they were configured: every
+    /// attempt on a backend counts there (a request retried elsewhere counts on both),
+    /// plus whether it is in the rotation and how often it was ejected.
+    pub fn backend_stats(&self) -> Vec<BackendStats> {
+        self.inner
+            .fleet
+            .members()
+            .iter()
+            .map(|member| BackendStats {
+                backend: member.key().clone(),
+                stats: member.service.counters.stats(member.service.pool.stats()),
+                in_rotation: member.in_rotation(),
+                ejections: member.ejections(),
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,104 @@
+//! Sending a request to the fleet: choose a backend, send on it (`send.rs`), report
+//! the outcome to its health, and try another backend when the failure allows it.
+//!
+//! Each backend is tried at most once per request, so a request makes at most as many
+//! attempts as there are backends (nginx's `fastcgi_next_upstream_tries` bounded by the
+//! upstream's size), and every retry after the first attempt is paid from the retry
+//! budget. Which failures may move is [`classify`]'s decision: only before any response
+//! byte, only with a body that could be rewound, and for a request that may have run
+//! only when its method is idempotent (or the user opted in).
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::Inner;
+use super::backend::Member;
+use super::send::{Encoded, Failed, Head, send_on};
+use crate::error::{Error, ErrorKind};
+use crate::fleet::{Retry, Verdict, classify};
+
+/// Sends the request to a backend of the fleet (another one if the first failed in a
+/// way that allows it) and returns its response head.
+pub(crate) async fn send_request(
+    inner: &Inner,
+    request: Encoded,
+    started: Instant,
+) -> Result<Head, Error> {
+    inner.counters.count_request();
+    let result = dispatch(inner, request, started).await;
+    match &result {
+        Ok(head) => inner
+            .counters
+            .record_head(head.head.status, started.elapsed()),
+        Err(err) => inner.counters.record_failure(err),
+    }
+    result
+}
+
+async fn dispatch(inner: &Inner, mut request: Encoded, started: Instant) -> Result<Head, Error> {
+    let fleet = &inner.fleet;
+    // Allocates only when a retry happens.
+    let mut tried: Vec<Arc<Member>> = Vec::new();
+    let mut pick = fleet.pick(&tried).ok_or_else(|| {
+        Error::msg(
+            ErrorKind::NoBackend,
+            format!("every backend is ejected: {fleet}"),
+        )
+    })?;
+    loop {
+        let endpoint = Arc::clone(pick.endpoint());
+        let span = tracing::debug_span!(
+            "fastcgi_backend",
+            backend = %endpoint.key(),
+            trial = pick.is_trial(),
+            attempt = tried.len() + 1
+        );
+        let Failed {
+            error,
+            request: back,
+            ..
+        } = match send_on(inner, &endpoint, request, started)
+            .instrument(span)
+            .await
+        {
+            Ok(head) => {
+                pick.settle(Verdict::Healthy);
+                fleet.budget.deposit();
+                return Ok(head);
+            }
+            Err(failed) => failed,
+        };
+        let (verdict, retry) = classify(&error);
+        pick.settle(verdict);
+        let replay = match (retry, back) {
+            (Retry::Unprocessed, Some(again)) => again,
+            (Retry::MaybeProcessed, Some(again))
+                if again.idempotent || inner.retry_non_idempotent =>
+            {
+                again
+            }
+            _ => return Err(error),
+        };
+        tried.push(Arc::clone(&endpoint));
+        let Some(next) = fleet.pick(&tried) else {
+            return Err(error);
+        };
+        if !fleet.budget.withdraw() {
+            fleet.count_over_budget();
+            tracing::warn!(backend = %endpoint.key(), error = %error, "not retrying on another FastCGI backend: the retry budget is spent");
+            return Err(error);
+        }
+        tracing::info!(
+            from = %endpoint.key(),
+            to = %next.endpoint().key(),
+            error = %error,
+            "retrying the request on another FastCGI backend"
+        );
+        endpoint.service.counters.count_retry();
+        inner.counters.count_retry();
+        request = replay;
+        pick = next;
+    }
+}
