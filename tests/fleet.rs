@@ -8,6 +8,8 @@
 //! backend served (`cargo test --test fleet -- --nocapture`). Without php-fpm they skip
 //! loudly (`FCGI_INTEROP=require` fails).
 
+#[path = "../examples/support/mount.rs"]
+mod mount;
 mod support;
 
 use std::future::Future;
@@ -429,4 +431,34 @@ async fn a_lone_backend_is_never_ejected() {
     let stats = svc.backend_stats();
     assert_eq!((stats[0].ejections, stats[0].in_rotation), (0, true));
     assert_eq!(svc.stats().failures.connect, 10);
+}
+
+/// The gateway's `backend=` option (the same parsing and builder code as
+/// `examples/gateway.rs`): one mount balanced over two backends, `conns` per backend.
+#[tokio::test]
+async fn the_gateways_backend_option_balances_a_mount_over_several_backends() {
+    let one = fake(|req, w| async move { answer(req, w, "Status: 200 OK", b"hello").await }).await;
+    let two = fake(|req, w| async move { answer(req, w, "Status: 200 OK", b"hello").await }).await;
+    let spec = format!("/app={},backend={},conns=2", one.backend, two.backend);
+    let mount = mount::parse_mount(mount::Kind::App, &spec).expect("a valid mount");
+    let app = mount.mount(axum::Router::new()).expect("mounted");
+    let server = support::http::Server::start(app).await;
+    let client = server.http();
+    for _ in 0..40 {
+        let reply = client.get("/app/x").await;
+        assert_eq!(
+            (reply.status, reply.text()),
+            (StatusCode::OK, "hello".to_owned())
+        );
+    }
+    let served = |f: &support::fake::Fake| f.stats.requests.load(Ordering::SeqCst);
+    assert_eq!(served(&one) + served(&two), 40);
+    assert!(
+        served(&one) > 0 && served(&two) > 0,
+        "{} / {}",
+        served(&one),
+        served(&two)
+    );
+    // Each backend's pool is capped at `conns`.
+    assert!(one.connections() <= 2 && two.connections() <= 2);
 }
