@@ -12,7 +12,10 @@ use std::collections::BTreeMap;
 use crate::client::upload::UnknownLengthBody;
 use crate::defaults::{self, render_size, render_switch, render_timeout};
 
-const SOURCE: &str = include_str!("builder.rs");
+const SOURCE: &str = concat!(
+    include_str!("builder.rs"),
+    include_str!("builder_limits.rs")
+);
 
 /// How the docs must state each setting's default, rendered from the constants.
 fn expected() -> BTreeMap<&'static str, String> {
@@ -76,7 +79,10 @@ fn expected() -> BTreeMap<&'static str, String> {
         ),
         ("local_redirects", render_switch(defaults::LOCAL_REDIRECTS)),
         ("on_error", "none".to_owned()),
-        ("intercept_errors", render_switch(defaults::INTERCEPT_ERRORS)),
+        (
+            "intercept_errors",
+            render_switch(defaults::INTERCEPT_ERRORS),
+        ),
         (
             "intercept_not_found",
             render_switch(defaults::INTERCEPT_NOT_FOUND),

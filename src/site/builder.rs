@@ -162,7 +162,7 @@ impl PhpSiteBuilder {
 
     /// The error hook for the site's failures, as [`FcgiServiceBuilder::on_error`]: return a page,
     /// or `None` for the default response. It sees the request's parts (under axum's
-    /// `nest_service`, [`Failure::original_uri`](crate::service::Failure::original_uri)
+    /// `nest_service`, [`Failure::original_uri`](crate::Failure::original_uri)
     /// is the full path) and what went wrong. Directory redirects never reach it.
     pub fn on_error<F>(mut self, handler: F) -> PhpSiteBuilder
     where
