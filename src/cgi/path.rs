@@ -230,9 +230,9 @@ impl DocumentRoot {
         DocumentRoot {
             root,
             canonical_root,
-            index: vec!["index.php".to_owned()],
-            scripts: ScriptMatch::Extensions(vec!["php".to_owned()]),
-            follow_symlinks_outside: false,
+            index: owned(crate::defaults::INDEX_FILES),
+            scripts: ScriptMatch::Extensions(owned(crate::defaults::SCRIPT_EXTENSIONS)),
+            follow_symlinks_outside: crate::defaults::FOLLOW_SYMLINKS_OUTSIDE_ROOT,
         }
     }
 
@@ -335,6 +335,10 @@ fn join_segments(segments: &[&[u8]]) -> Vec<u8> {
         out.extend_from_slice(s);
     }
     out
+}
+
+fn owned(names: &[&str]) -> Vec<String> {
+    names.iter().map(|&n| n.to_owned()).collect()
 }
 
 #[cfg(test)]
