@@ -30,5 +30,9 @@ if ! python3 -c 'import flup.server.fcgi' >/dev/null 2>&1; then
         || python3 -m pip install --quiet --break-system-packages flup
 fi
 
+# Tests, examples and benches see the crate with `unstable` (a dev-dependency on
+# itself), so the feature-off library is checked on its own first.
+cargo check --quiet --lib --no-default-features
+
 export FCGI_INTEROP=require
 exec cargo test "$@"

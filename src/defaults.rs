@@ -155,3 +155,25 @@ pub(crate) fn render_timeout(timeout: Option<Duration>) -> String {
 pub(crate) fn render_switch(on: bool) -> String {
     if on { "on" } else { "off" }.to_owned()
 }
+
+// ---- PhpSite ----
+
+/// [`front_controller`](crate::PhpSiteBuilder::front_controller): `/index.php` (used when
+/// it exists), the pretty-URL entry point of WordPress, Laravel, Symfony and Drupal.
+#[cfg(feature = "php")]
+pub const FRONT_CONTROLLER: Option<&str> = Some("/index.php");
+
+/// [`front_controller_for_missing_scripts`](crate::PhpSiteBuilder::front_controller_for_missing_scripts):
+/// off, so a request for a missing `*.php` is a 404 without running PHP (nginx).
+#[cfg(feature = "php")]
+pub const FRONT_CONTROLLER_FOR_MISSING_SCRIPTS: bool = false;
+
+/// [`allow_dotfiles`](crate::PhpSiteBuilder::allow_dotfiles): off (`.git`, `.env` are
+/// 404; `/.well-known/` is always served).
+#[cfg(feature = "php")]
+pub const ALLOW_DOTFILES: bool = false;
+
+/// [`precompressed`](crate::PhpSiteBuilder::precompressed): on (`file.br`/`file.gz` next
+/// to a static file are served to clients that accept them).
+#[cfg(feature = "php")]
+pub const PRECOMPRESSED: bool = true;

@@ -178,9 +178,24 @@
 //!
 //! Before the response head, failures become responses: 502 (connect refused, protocol
 //! error, malformed CGI head), 503 (pool queue timeout, FCGI_OVERLOADED), 504 (timeouts),
-//! 400/404/411/413/431 for requests that cannot be mapped or are too large. Each is logged
-//! with its reason. After the head, the body ends with an [`Error`]. See [`Error`],
-//! [`FcgiServiceBuilder::on_error`] and [`FcgiService::fallible`].
+//! 400/411/413/431 for requests that cannot be mapped or are too large. After the head,
+//! the body ends with an [`Error`]. A 404 (no script or file for the path) and the 308 of
+//! a directory without its trailing slash are not errors: they are answers.
+//!
+//! What is logged where: every request that fails is logged once, with its reason,
+//! whichever way it is served (`Service::call`, [`FcgiService::try_call`],
+//! [`FcgiService::fallible`]): 5xx at `error`, 4xx and not-founds at `info`, with the
+//! backend. A body that fails after the head is logged at `warn` when it ends.
+//!
+//! One hook customises the answers, [`FcgiServiceBuilder::on_error`] (and
+//! [`PhpSiteBuilder::on_error`]): it is shown a [`Failure`] — the request's parts with
+//! their extensions (axum's `OriginalUri` included, so a custom page under `nest_service`
+//! sees the path the client asked for) and its [`Cause`]: the crate's [`Error`] always,
+//! the backend's own error statuses with `intercept_errors(true)` (nginx
+//! `fastcgi_intercept_errors`), the crate's 404s with `intercept_not_found(true)`. It
+//! returns a response, or `None` for the default one. The hook runs only on the
+//! infallible `Service`; `try_call` and `fallible()` hand the [`Error`] to the caller
+//! (for `HandleErrorLayer`, `tower::retry`) and return 404s and redirects as responses.
 //!
 //! # Failure behaviour
 //!
@@ -216,6 +231,8 @@
 //! | more clients than backend workers (256 clients, pool of 8) | requests queue, none fails; memory stays bounded | `php_fpm_under_256_concurrent_clients`, `concurrent_requests_queue_on_four_connections` |
 //! | request body over the limit / unknown length when refused | 413 / 411, backend never contacted | `unknown_length_policies` |
 //! | request headers over the parameter cap | 431 | `oversized_request_headers_are_431` |
+//! | invalid percent-encoding (`/x.php/%ZZ`), in every mode | 400, backend never contacted | `invalid_percent_encoding_is_400_before_the_backend_in_every_mode`, `invalid_percent_encoding_in_a_site_is_400_before_anything_else` |
+//! | request body cut off by a length limit (tower-http `RequestBodyLimitLayer`, chunked or not) | 413 | `chunked_body_over_the_limit_is_413`, `content_length_over_the_limit_is_413` |
 //! | path with NUL, CR/LF, backslash, encoded slash, `..` above the root | 400 or 404, never reaches the backend | `nul_and_line_breaks_in_the_path_are_400`, `traversal_never_escapes_the_document_root`, `cve_2019_11043_newline_in_path_info_is_refused` |
 //! | upload run as script (`/uploads/x.jpg/a.php`), symlink out of the root | 404 | `split_path_never_runs_an_upload`, `symlinks_out_of_the_root_are_refused` |
 //!

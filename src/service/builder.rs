@@ -111,10 +111,10 @@ use crate::service::stats::Counters;
 #[must_use]
 pub struct FcgiServiceBuilder {
     /// In configuration order; more than one makes a fleet.
-    pub(super) backends: Vec<Backend>,
-    pub(super) health: HealthConfig,
-    pub(super) budget: BudgetConfig,
-    pub(super) retry_non_idempotent: bool,
+    backends: Vec<Backend>,
+    health: HealthConfig,
+    budget: BudgetConfig,
+    retry_non_idempotent: bool,
     cgi: CgiConfig,
     body: BodyConfig,
     script: ScriptSettings,
@@ -316,203 +316,6 @@ impl FcgiServiceBuilder {
         self
     }
 
-    // ---- CGI environment ----
-
-    /// A parameter sent with every request; it replaces a computed variable of the same
-    /// name (for example `SERVER_NAME`, or `HTTP_HOST` to pin the host). Use it for
-    /// `PHP_VALUE`/`PHP_ADMIN_VALUE` overrides: no request data can ever set those.
-    /// Default: none.
-    pub fn param(
-        mut self,
-        name: impl Into<String>,
-        value: impl Into<String>,
-    ) -> FcgiServiceBuilder {
-        let name = name.into();
-        self.cgi.params.retain(|(n, _)| *n != name);
-        self.cgi.params.push((name, value.into()));
-        self
-    }
-
-    /// SERVER_SOFTWARE. Default: `tower-fastcgi/<version>`
-    /// ([`SERVER_SOFTWARE`](defaults::SERVER_SOFTWARE)).
-    pub fn server_software(mut self, value: impl Into<String>) -> FcgiServiceBuilder {
-        self.cgi.server_software = value.into();
-        self
-    }
-
-    /// A fixed SERVER_NAME. Default: the request's Host, else the local address.
-    pub fn server_name(mut self, name: impl Into<String>) -> FcgiServiceBuilder {
-        self.cgi.server_name = Some(name.into());
-        self
-    }
-
-    /// Force `HTTPS=on`/`REQUEST_SCHEME=https` (behind a TLS terminator) or plain HTTP.
-    /// Default: detected from [`ConnectionInfo::tls`](crate::ConnectionInfo) or the URI scheme.
-    pub fn https(mut self, on: bool) -> FcgiServiceBuilder {
-        self.cgi.https = Some(on);
-        self
-    }
-
-    /// Forward the `Authorization` header as HTTP_AUTHORIZATION (PHP's `PHP_AUTH_*` need
-    /// it). Default: on ([`PASS_AUTHORIZATION`](defaults::PASS_AUTHORIZATION)), like nginx
-    /// and Caddy; Apache's default is off. `Proxy-Authorization` is never forwarded.
-    pub fn pass_authorization(mut self, on: bool) -> FcgiServiceBuilder {
-        self.cgi.pass_authorization = on;
-        self
-    }
-
-    /// Forward header names containing `_`. Default: off
-    /// ([`UNDERSCORES_IN_HEADERS`](defaults::UNDERSCORES_IN_HEADERS)), because
-    /// `X_Forwarded_For` and `X-Forwarded-For` map to the same variable and one could
-    /// impersonate the other.
-    pub fn underscores_in_headers(mut self, on: bool) -> FcgiServiceBuilder {
-        self.cgi.underscores_in_headers = on;
-        self
-    }
-
-    /// Send `REDIRECT_STATUS=200` (php-cgi's force-redirect check). Default: on
-    /// ([`REDIRECT_STATUS`](defaults::REDIRECT_STATUS)).
-    pub fn redirect_status(mut self, on: bool) -> FcgiServiceBuilder {
-        self.cgi.redirect_status = on;
-        self
-    }
-
-    /// Largest total size of the encoded CGI parameters; larger requests get 431.
-    /// Default: 64 KiB ([`MAX_PARAMS_SIZE`](defaults::MAX_PARAMS_SIZE)).
-    pub fn max_params_size(mut self, bytes: usize) -> FcgiServiceBuilder {
-        self.cgi.max_params_len = bytes;
-        self
-    }
-
-    // ---- bodies ----
-
-    /// Largest request body accepted; larger ones get 413 before the backend is contacted.
-    /// Default: 1 GiB ([`MAX_REQUEST_BODY`](defaults::MAX_REQUEST_BODY)).
-    pub fn max_request_body(mut self, bytes: u64) -> FcgiServiceBuilder {
-        self.body.max_len = bytes;
-        self
-    }
-
-    /// What to do with a request body of unknown length. Default: spool: 256 KiB in
-    /// memory ([`SPOOL_MEMORY`](defaults::SPOOL_MEMORY)), then a temporary file.
-    pub fn unknown_length_body(mut self, policy: UnknownLengthBody) -> FcgiServiceBuilder {
-        self.body.unknown_length = policy;
-        self
-    }
-
-    /// Largest CGI response head; larger is 502. Default: 64 KiB
-    /// ([`MAX_RESPONSE_HEAD`](defaults::MAX_RESPONSE_HEAD)).
-    pub fn max_response_head(mut self, bytes: usize) -> FcgiServiceBuilder {
-        self.max_response_head = bytes;
-        self
-    }
-
-    /// Serve RFC 3875 local redirects internally: a response with `Location: /path` and
-    /// no `Status` is answered with the response to a GET of that path (when it lies below
-    /// this service's mount; at most 5 hops). Default: on, as the RFC requires (lighttpd
-    /// does the same; nginx and Apache's mod_proxy_fcgi send a 302 instead, which is what
-    /// `false` gives). PHP never sends such responses: it adds a 302 itself.
-    pub fn local_redirects(mut self, on: bool) -> FcgiServiceBuilder {
-        self.local_redirects = on;
-        self
-    }
-
-    /// STDERR bytes logged per request; the rest is counted. Default: 16 KiB
-    /// ([`STDERR_LOG_LIMIT`](defaults::STDERR_LOG_LIMIT)).
-    pub fn stderr_log_limit(mut self, bytes: usize) -> FcgiServiceBuilder {
-        self.stderr_limit = bytes;
-        self
-    }
-
-    // ---- pool ----
-
-    /// Most connections open to each backend at once; further requests wait in that
-    /// backend's queue.
-    /// Keep it at or below the backend's worker count (php-fpm `pm.max_children`,
-    /// fcgiwrap `-c`): each kept-alive connection occupies a worker even when idle.
-    /// Default: 4 ([`MAX_CONNECTIONS`](defaults::MAX_CONNECTIONS)); at least 1.
-    pub fn max_connections(mut self, n: usize) -> FcgiServiceBuilder {
-        self.max_connections = n.max(1);
-        self
-    }
-
-    /// Most idle connections kept, capped at `max_connections`. Default: = `max_connections`
-    /// (so a pool sized to php-fpm's workers stays warm after a burst).
-    pub fn max_idle(mut self, n: usize) -> FcgiServiceBuilder {
-        self.max_idle = Some(n);
-        self
-    }
-
-    /// How long an idle connection is kept (`None`: forever). Default: 15 s
-    /// ([`IDLE_TIMEOUT`](defaults::IDLE_TIMEOUT)).
-    pub fn idle_timeout(mut self, timeout: impl Into<Option<Duration>>) -> FcgiServiceBuilder {
-        self.idle_timeout = timeout.into();
-        self
-    }
-
-    /// Close a connection after this many requests (`None`: never). Set it below
-    /// php-fpm's `pm.max_requests` to retire connections before php-fpm does.
-    /// Default: unlimited ([`MAX_REQUESTS_PER_CONNECTION`](defaults::MAX_REQUESTS_PER_CONNECTION)).
-    pub fn max_requests_per_connection(mut self, n: impl Into<Option<u32>>) -> FcgiServiceBuilder {
-        self.max_requests_per_connection = n.into();
-        self
-    }
-
-    /// Keep connections open between requests (FCGI_KEEP_CONN). Default: on
-    /// ([`KEEP_ALIVE`](defaults::KEEP_ALIVE)).
-    pub fn keep_alive(mut self, on: bool) -> FcgiServiceBuilder {
-        self.keep_alive = on;
-        self
-    }
-
-    /// How long a request may wait for a connection when all are busy (then 503;
-    /// `None`: as long as it takes). Default: 30 s ([`QUEUE_TIMEOUT`](defaults::QUEUE_TIMEOUT)).
-    pub fn queue_timeout(mut self, timeout: impl Into<Option<Duration>>) -> FcgiServiceBuilder {
-        self.queue_timeout = timeout.into();
-        self
-    }
-
-    // ---- timeouts ----
-
-    /// How long connecting may take (then 504; `None`: the operating system's limit).
-    /// Default: 5 s ([`CONNECT_TIMEOUT`](defaults::CONNECT_TIMEOUT)).
-    pub fn connect_timeout(mut self, timeout: impl Into<Option<Duration>>) -> FcgiServiceBuilder {
-        self.connect_timeout = timeout.into();
-        self
-    }
-
-    /// How long the backend may take to send the complete response head (then 504).
-    /// Default: 60 s ([`RESPONSE_HEAD_TIMEOUT`](defaults::RESPONSE_HEAD_TIMEOUT)).
-    pub fn response_head_timeout(
-        mut self,
-        timeout: impl Into<Option<Duration>>,
-    ) -> FcgiServiceBuilder {
-        self.head_timeout = timeout.into();
-        self
-    }
-
-    /// Longest silence between records from the backend (504 before the head, a body
-    /// error after it). Time spent waiting for a slow client does not count.
-    /// Default: 60 s ([`READ_TIMEOUT`](defaults::READ_TIMEOUT)).
-    pub fn read_timeout(mut self, timeout: impl Into<Option<Duration>>) -> FcgiServiceBuilder {
-        self.read_timeout = timeout.into();
-        self
-    }
-
-    /// Longest time the backend may refuse request-body bytes (then 504).
-    /// Default: 60 s ([`WRITE_TIMEOUT`](defaults::WRITE_TIMEOUT)).
-    pub fn write_timeout(mut self, timeout: impl Into<Option<Duration>>) -> FcgiServiceBuilder {
-        self.write_timeout = timeout.into();
-        self
-    }
-
-    /// A cap on the whole exchange, body included. Default: none
-    /// ([`TOTAL_TIMEOUT`](defaults::TOTAL_TIMEOUT)).
-    pub fn total_timeout(mut self, timeout: impl Into<Option<Duration>>) -> FcgiServiceBuilder {
-        self.total_timeout = timeout.into();
-        self
-    }
-
     // ---- errors ----
 
     /// The error hook: a custom response when a request fails, or `None` to send the
@@ -535,7 +338,7 @@ impl FcgiServiceBuilder {
     /// the error instead.
     ///
     /// ```
-    /// use tower_fastcgi::{FcgiBody, FcgiService, service::Failure};
+    /// use tower_fastcgi::{FcgiBody, FcgiService, Failure};
     ///
     /// let php = FcgiService::builder()
     ///     .unix("/run/php/php-fpm.sock")
@@ -668,102 +471,10 @@ impl fmt::Debug for FcgiServiceBuilder {
     }
 }
 
+#[path = "builder_fleet.rs"]
+mod fleet;
+#[path = "builder_limits.rs"]
+mod limits;
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn idle(b: &FcgiServiceBuilder) -> (usize, usize) {
-        let cfg = b.pool_config();
-        (cfg.max_open, cfg.max_idle)
-    }
-
-    #[test]
-    fn max_idle_follows_max_connections_unless_set() {
-        let b = FcgiServiceBuilder::new().max_connections(8);
-        assert_eq!(idle(&b), (8, 8));
-        let b = FcgiServiceBuilder::new().max_idle(2).max_connections(8);
-        assert_eq!(idle(&b), (8, 2));
-        let b = FcgiServiceBuilder::new()
-            .max_connections(8)
-            .max_idle(16)
-            .max_connections(3);
-        assert_eq!(idle(&b), (3, 3), "capped at max_connections");
-    }
-
-    #[test]
-    fn no_queue_or_connect_timeout_means_no_deadline() {
-        let b = FcgiServiceBuilder::new()
-            .queue_timeout(None)
-            .connect_timeout(None);
-        assert_eq!(
-            (b.pool_config().queue_timeout, b.connect_timeout),
-            (None, None)
-        );
-        let cfg = FcgiServiceBuilder::new()
-            .queue_timeout(Duration::from_secs(2))
-            .pool_config();
-        assert_eq!(cfg.queue_timeout, Some(Duration::from_secs(2)));
-    }
-
-    fn build_error(b: FcgiServiceBuilder) -> String {
-        match b.tcp("127.0.0.1:9").try_build() {
-            Ok(service) => panic!("expected a BuildError, got {service:?}"),
-            Err(err) => err.to_string(),
-        }
-    }
-
-    #[test]
-    fn try_build_refuses_document_root_settings_without_a_root() {
-        let msg = build_error(FcgiServiceBuilder::new().script_extensions(["cgi"]));
-        assert!(
-            msg.contains("script_extensions only apply in document-root mode"),
-            "{msg}"
-        );
-        let msg = build_error(FcgiServiceBuilder::new().index_files(["doku.php"]));
-        assert!(msg.contains("index_files"), "{msg}");
-        let msg = build_error(FcgiServiceBuilder::new().any_file_is_a_script());
-        assert!(msg.contains("any_file_is_a_script"), "{msg}");
-        let msg = build_error(FcgiServiceBuilder::new().follow_symlinks_outside_root(true));
-        assert!(msg.contains("follow_symlinks_outside_root"), "{msg}");
-    }
-
-    #[test]
-    fn try_build_refuses_application_settings_beside_a_root() {
-        for b in [
-            FcgiServiceBuilder::new().script_name("/app"),
-            FcgiServiceBuilder::new().script_filename("/srv/index.php"),
-            FcgiServiceBuilder::new().application_document_root("/srv"),
-        ] {
-            let msg = build_error(b.document_root("/srv"));
-            assert!(msg.contains("use one mode"), "{msg}");
-        }
-    }
-
-    #[test]
-    #[should_panic(expected = "index_files only apply in document-root mode")]
-    fn build_panics_with_the_build_error() {
-        let _ = FcgiServiceBuilder::new()
-            .tcp("127.0.0.1:9")
-            .index_files(["index.php"])
-            .build();
-    }
-
-    #[test]
-    #[should_panic(expected = "script_name (application mode) would be ignored")]
-    fn build_panics_on_both_modes() {
-        let _ = FcgiServiceBuilder::new()
-            .tcp("127.0.0.1:9")
-            .script_name("/app")
-            .document_root("/srv")
-            .build();
-    }
-
-    #[test]
-    fn the_order_of_script_settings_does_not_matter() {
-        let b = FcgiServiceBuilder::new()
-            .index_files(["doku.php"])
-            .document_root("/srv")
-            .tcp("127.0.0.1:9");
-        assert!(b.try_build().is_ok());
-    }
-}
+#[path = "builder_tests.rs"]
+mod tests;

@@ -12,8 +12,13 @@ use std::collections::BTreeMap;
 use crate::client::upload::UnknownLengthBody;
 use crate::defaults::{self, render_size, render_switch, render_timeout};
 
-/// The builder's source: the table and most setters, then the fleet setters.
-const SOURCE: &str = concat!(include_str!("builder.rs"), include_str!("builder_fleet.rs"));
+/// The builder's source: the table and most setters, then the limits and the fleet
+/// setters.
+const SOURCE: &str = concat!(
+    include_str!("builder.rs"),
+    include_str!("builder_limits.rs"),
+    include_str!("builder_fleet.rs")
+);
 
 /// How the docs must state each setting's default, rendered from the constants.
 fn expected() -> BTreeMap<&'static str, String> {

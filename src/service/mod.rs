@@ -4,7 +4,6 @@ mod backend;
 mod builder;
 #[cfg(test)]
 mod builder_docs;
-mod builder_fleet;
 mod dispatch;
 mod future;
 mod hook;

@@ -9,6 +9,7 @@ use http::Response;
 use super::sendfile::SendfileDir;
 use super::{PhpSite, SiteInner};
 use crate::body::FcgiBody;
+use crate::defaults;
 use crate::service::{BuildError, Failure, FcgiService, FcgiServiceBuilder};
 
 /// Builds a [`PhpSite`].
@@ -18,10 +19,11 @@ use crate::service::{BuildError, Failure, FcgiService, FcgiServiceBuilder};
 /// | [`index_files`](PhpSiteBuilder::index_files) | `index.php` |
 /// | [`script_extensions`](PhpSiteBuilder::script_extensions) | `php` |
 /// | [`front_controller`](PhpSiteBuilder::front_controller) | `/index.php` (when it exists) |
-/// | dotfiles | refused, except `/.well-known/` |
+/// | [`allow_dotfiles`](PhpSiteBuilder::allow_dotfiles) | off (refused, except `/.well-known/`) |
+/// | [`precompressed`](PhpSiteBuilder::precompressed) | on (`.br`/`.gz` siblings) |
 /// | [`deny`](PhpSiteBuilder::deny) | nothing else |
 /// | [`x_sendfile`](PhpSiteBuilder::x_sendfile) | off |
-/// | [`front_controller_for_missing_scripts`](PhpSiteBuilder::front_controller_for_missing_scripts) | off: a missing `*.php` is 404 |
+/// | [`front_controller_for_missing_scripts`](PhpSiteBuilder::front_controller_for_missing_scripts) | off (a missing `*.php` is 404) |
 /// | [`on_error`](PhpSiteBuilder::on_error) | none: default error responses |
 /// | [`intercept_errors`](PhpSiteBuilder::intercept_errors) | off (PHP's error pages pass through) |
 /// | [`intercept_not_found`](PhpSiteBuilder::intercept_not_found) | off (plain 404) |
@@ -47,11 +49,11 @@ impl PhpSiteBuilder {
             root: None,
             index: None,
             extensions: None,
-            front_controller: Some("/index.php".to_owned()),
-            front_controller_for_missing_scripts: false,
+            front_controller: defaults::FRONT_CONTROLLER.map(str::to_owned),
+            front_controller_for_missing_scripts: defaults::FRONT_CONTROLLER_FOR_MISSING_SCRIPTS,
             deny: Vec::new(),
-            allow_dotfiles: false,
-            precompressed: true,
+            allow_dotfiles: defaults::ALLOW_DOTFILES,
+            precompressed: defaults::PRECOMPRESSED,
             sendfile: Vec::new(),
         }
     }
@@ -162,7 +164,7 @@ impl PhpSiteBuilder {
 
     /// The error hook for the site's failures, as [`FcgiServiceBuilder::on_error`]: return a page,
     /// or `None` for the default response. It sees the request's parts (under axum's
-    /// `nest_service`, [`Failure::original_uri`](crate::service::Failure::original_uri)
+    /// `nest_service`, [`Failure::original_uri`](crate::Failure::original_uri)
     /// is the full path) and what went wrong. Directory redirects never reach it.
     pub fn on_error<F>(mut self, handler: F) -> PhpSiteBuilder
     where
@@ -263,5 +265,62 @@ impl fmt::Debug for PhpSiteBuilder {
             .field("root", &self.root)
             .field("deny", &self.deny)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::defaults;
+
+    /// The table above says what `defaults` holds.
+    #[test]
+    fn the_site_defaults_table_matches_the_defaults_module() {
+        let source = include_str!("builder.rs");
+        let row = |name: &str| {
+            let start = format!("/// | [`{name}`](PhpSiteBuilder::{name}) | ");
+            let line = source
+                .lines()
+                .find_map(|l| l.trim_start().strip_prefix(start.as_str()))
+                .unwrap_or_else(|| panic!("no table row for {name}"));
+            line.to_owned()
+        };
+        let switch = |on: bool| if on { "on" } else { "off" };
+        let list = |items: &[&str]| {
+            items
+                .iter()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let front = defaults::FRONT_CONTROLLER.map_or("none".to_owned(), |f| format!("`{f}`"));
+        let expected = [
+            ("index_files", list(defaults::INDEX_FILES)),
+            ("script_extensions", list(defaults::SCRIPT_EXTENSIONS)),
+            ("front_controller", front),
+            (
+                "front_controller_for_missing_scripts",
+                switch(defaults::FRONT_CONTROLLER_FOR_MISSING_SCRIPTS).to_owned(),
+            ),
+            (
+                "allow_dotfiles",
+                switch(defaults::ALLOW_DOTFILES).to_owned(),
+            ),
+            ("precompressed", switch(defaults::PRECOMPRESSED).to_owned()),
+            (
+                "intercept_errors",
+                switch(defaults::INTERCEPT_ERRORS).to_owned(),
+            ),
+            (
+                "intercept_not_found",
+                switch(defaults::INTERCEPT_NOT_FOUND).to_owned(),
+            ),
+        ];
+        for (name, want) in expected {
+            let cell = row(name);
+            assert!(
+                cell.starts_with(&want),
+                "{name}: table says {cell:?}, code says {want:?}"
+            );
+        }
     }
 }
