@@ -151,7 +151,7 @@ fn report(what: &str, svc: &FcgiService) {
 /// while 12 clients send GETs and 3 send POSTs. GETs in flight on it, and every request
 /// sent to it before it is ejected, move to the other two: no GET fails. A POST fails
 /// only if it was running on the killed backend (it may have run), so at most its
-/// `max_connections` of them.
+/// `max_connections` of them. Restarted, the backend is readmitted and serves again.
 #[test]
 fn killing_one_master_under_load_fails_no_get_and_only_posts_running_there() {
     let _serial = one_at_a_time();
@@ -213,6 +213,32 @@ fn killing_one_master_under_load_fails_no_get_and_only_posts_running_there() {
         let killed = &svc.backend_stats()[1];
         assert!(killed.ejections >= 1, "the killed backend was never ejected: {killed:?}");
         assert!(!killed.in_rotation);
+
+        // Restarted on the same port, it is readmitted by a trial request once its
+        // backoff (at most a few seconds after two ejections) is over, and serves again.
+        b.restart().expect("php-fpm restarts");
+        let answered_before = answered(&svc.backend_stats()[1]);
+        let restarted = Instant::now();
+        while !svc.backend_stats()[1].in_rotation {
+            assert!(
+                restarted.elapsed() < Duration::from_secs(40),
+                "not readmitted: {:?}",
+                svc.backend_stats()[1]
+            );
+            assert_eq!(call(&svc, get("/hello.php")).await.0, StatusCode::OK);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        eprintln!("readmitted {:?} after the restart", restarted.elapsed());
+        let failures = run_gets(300, 6, {
+            let svc = svc.clone();
+            move || {
+                let svc = svc.clone();
+                async move { call(&svc, get("/hello.php")).await }
+            }
+        })
+        .await;
+        assert!(failures.is_empty(), "{failures:?}");
+        assert!(answered(&svc.backend_stats()[1]) > answered_before);
     });
 }
 

@@ -263,6 +263,22 @@ impl RunningBackend {
         self.group = None;
     }
 
+    /// Starts the program again on the same address (after [`RunningBackend::kill`] or
+    /// [`RunningBackend::stop`]), and waits until it accepts connections.
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.stop();
+        let program = programs::locate(self.kind.program())?;
+        let mut command = self.command(&program)?;
+        match self.attempt(&mut command) {
+            Attempt::Ready(group) => {
+                self.group = Some(group);
+                Ok(())
+            }
+            Attempt::PortTaken => Err(format!("{}: {} was taken meanwhile", self.kind, self.addr)),
+            Attempt::Failed(why) => Err(format!("{}: {why}\n{}", self.kind, self.log_report())),
+        }
+    }
+
     /// The log, framed for a panic message.
     pub fn log_report(&self) -> String {
         let log = self.log();
