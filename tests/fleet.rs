@@ -284,6 +284,49 @@ fn a_six_worker_pool_answers_at_least_twice_what_a_one_worker_pool_does() {
     });
 }
 
+/// The same pools with keep-alive on, each capped at its own worker count
+/// (`backend_max_connections`): the way to run uneven php-fpm pools in production.
+#[test]
+fn uneven_pools_with_their_own_caps_keep_alive_and_split_by_capacity() {
+    let _serial = one_at_a_time();
+    let root = shared_root();
+    let Some(small) = php_fpm(root.path(), 1) else {
+        return;
+    };
+    let Some(big) = php_fpm(root.path(), 6) else {
+        return;
+    };
+    runtime().block_on(async {
+        let svc = FcgiService::builder()
+            .backends([small.fcgi_backend(), big.fcgi_backend()])
+            .document_root(root.path())
+            .max_connections(6)
+            .backend_max_connections(&small.fcgi_backend(), 1)
+            .build();
+        let failures = run_gets(400, 8, {
+            let svc = svc.clone();
+            move || {
+                let svc = svc.clone();
+                async move { call(&svc, get("/sleep.php?ms=20")).await }
+            }
+        })
+        .await;
+        report("1 worker (cap 1) vs 6 (cap 6), keep-alive", &svc);
+        assert!(failures.is_empty(), "{failures:?}");
+        let stats = svc.backend_stats();
+        let (small_n, big_n) = (answered(&stats[0]), answered(&stats[1]));
+        assert!(
+            big_n >= 2 * small_n,
+            "6 workers answered {big_n}, 1 worker {small_n}"
+        );
+        assert!(
+            stats[0].stats.pool.connections_opened <= 1,
+            "{:?}",
+            stats[0]
+        );
+    });
+}
+
 /// One backend of two was never up: every request succeeds on the other, and the dead
 /// one leaves the rotation after its first failures.
 #[test]

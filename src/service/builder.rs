@@ -60,6 +60,7 @@ use crate::service::stats::Counters;
 /// | [`on_error`](FcgiServiceBuilder::on_error) | none (default error responses) |
 /// | [`intercept_errors`](FcgiServiceBuilder::intercept_errors) | off (backend error pages pass through) |
 /// | [`intercept_not_found`](FcgiServiceBuilder::intercept_not_found) | off |
+/// | [`backend_max_connections`](FcgiServiceBuilder::backend_max_connections) | = `max_connections` |
 /// | [`eject_after_failures`](FcgiServiceBuilder::eject_after_failures) | 3 consecutive failures (with two or more backends) |
 /// | [`ejection_backoff`](FcgiServiceBuilder::ejection_backoff) | 1 s, doubling up to 30 s, jittered |
 /// | [`retry_budget`](FcgiServiceBuilder::retry_budget) | 20% of successful requests + 10/s |
@@ -115,6 +116,8 @@ pub struct FcgiServiceBuilder {
     health: HealthConfig,
     budget: BudgetConfig,
     retry_non_idempotent: bool,
+    /// `max_connections` overrides for some backends, in the order set.
+    backend_caps: Vec<(Backend, usize)>,
     cgi: CgiConfig,
     body: BodyConfig,
     script: ScriptSettings,
@@ -178,6 +181,7 @@ impl FcgiServiceBuilder {
                 min_per_sec: defaults::RETRY_BUDGET_MIN_PER_SEC,
             },
             retry_non_idempotent: defaults::RETRY_NON_IDEMPOTENT,
+            backend_caps: Vec::new(),
             cgi: CgiConfig::default(),
             body: BodyConfig {
                 unknown_length: UnknownLengthBody::default(),
@@ -411,14 +415,31 @@ impl FcgiServiceBuilder {
                 return Err(BuildError(format!("parameter {name:?} cannot be encoded")));
             }
         }
-        let pool = self.pool_config();
+        if let Some((backend, _)) = self
+            .backend_caps
+            .iter()
+            .find(|(b, _)| !self.backends.contains(b))
+        {
+            return Err(BuildError(format!(
+                "backend_max_connections names {backend}, which is not a backend of this service"
+            )));
+        }
         self.cgi.mode = std::mem::take(&mut self.script).into_mode()?;
+        let pools: Vec<PoolConfig> = self
+            .backends
+            .iter()
+            .map(|backend| {
+                let cap = self.backend_caps.iter().rev().find(|(b, _)| b == backend);
+                self.pool_config_capped(cap.map_or(self.max_connections, |(_, n)| *n))
+            })
+            .collect();
         let members = std::mem::take(&mut self.backends)
             .into_iter()
-            .map(|backend| {
+            .zip(pools)
+            .map(|(backend, pool)| {
                 let service = BackendPool {
-                    pool: Pool::new(pool.clone()),
                     cap: pool.max_open,
+                    pool: Pool::new(pool),
                     counters: Counters::default(),
                 };
                 (backend, service)
@@ -447,12 +468,15 @@ impl FcgiServiceBuilder {
     }
 
     fn pool_config(&self) -> PoolConfig {
+        self.pool_config_capped(self.max_connections)
+    }
+
+    /// The pool of a backend allowed `max_open` connections (`max_idle` follows it
+    /// unless set, and never exceeds it).
+    fn pool_config_capped(&self, max_open: usize) -> PoolConfig {
         PoolConfig {
-            max_open: self.max_connections,
-            max_idle: self
-                .max_idle
-                .unwrap_or(self.max_connections)
-                .min(self.max_connections),
+            max_open,
+            max_idle: self.max_idle.unwrap_or(max_open).min(max_open),
             idle_timeout: self.idle_timeout,
             max_uses: self.max_requests_per_connection,
             queue_timeout: self.queue_timeout,

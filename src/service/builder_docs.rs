@@ -92,6 +92,7 @@ fn expected() -> BTreeMap<&'static str, String> {
         ),
         ("document_root", "off".to_owned()),
         ("backends", "one backend".to_owned()),
+        ("backend_max_connections", "= `max_connections`".to_owned()),
         (
             "eject_after_failures",
             defaults::EJECT_AFTER_FAILURES.to_string(),

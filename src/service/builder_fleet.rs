@@ -29,6 +29,17 @@ impl FcgiServiceBuilder {
         self
     }
 
+    /// Most connections open to `backend` (one of this service's), instead of
+    /// [`max_connections`](FcgiServiceBuilder::max_connections): a fleet whose php-fpm
+    /// pools differ in size needs each cap at or below that pool's `pm.max_children`,
+    /// since php-fpm pins a worker to every kept-alive connection and a connection
+    /// beyond its workers waits for one that never comes. Naming a backend the service
+    /// does not have is a [`BuildError`](super::BuildError). Default: = `max_connections`.
+    pub fn backend_max_connections(mut self, backend: &Backend, n: usize) -> FcgiServiceBuilder {
+        self.backend_caps.push((backend.clone(), n.max(1)));
+        self
+    }
+
     /// Passive health: after this many failures in a row (connection refused, connect,
     /// response-head and read timeouts, protocol errors, broken connections,
     /// FCGI_OVERLOADED), a backend leaves the rotation for an
@@ -78,5 +89,57 @@ impl FcgiServiceBuilder {
     pub fn retry_non_idempotent(mut self, on: bool) -> FcgiServiceBuilder {
         self.retry_non_idempotent = on;
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps(b: FcgiServiceBuilder) -> Vec<usize> {
+        let svc = b.try_build().expect("a valid configuration");
+        let members = svc.inner.fleet.members();
+        members.iter().map(|m| m.service.cap).collect()
+    }
+
+    #[test]
+    fn each_backend_gets_max_connections_unless_capped_itself() {
+        let small = Backend::tcp("127.0.0.1:9001");
+        let b = FcgiServiceBuilder::new()
+            .tcp("127.0.0.1:9000")
+            .add_backend(small.clone())
+            .add_backend(Backend::unix("/run/c.sock"))
+            .max_connections(6)
+            .backend_max_connections(&small, 1);
+        assert_eq!(caps(b), [6, 1, 6]);
+    }
+
+    #[test]
+    fn a_backend_listed_twice_or_a_cap_for_a_stranger_is_a_build_error() {
+        let twice = FcgiServiceBuilder::new()
+            .tcp("127.0.0.1:9000")
+            .add_backend(Backend::tcp("127.0.0.1:9000"))
+            .try_build()
+            .unwrap_err();
+        assert!(twice.to_string().contains("listed twice"), "{twice}");
+        let stranger = FcgiServiceBuilder::new()
+            .tcp("127.0.0.1:9000")
+            .backend_max_connections(&Backend::tcp("127.0.0.1:9001"), 2)
+            .try_build()
+            .unwrap_err();
+        assert!(stranger.to_string().contains("not a backend"), "{stranger}");
+    }
+
+    #[test]
+    fn backends_replaces_and_add_backend_appends() {
+        let b = FcgiServiceBuilder::new()
+            .tcp("127.0.0.1:1")
+            .backends([Backend::tcp("127.0.0.1:2"), Backend::tcp("127.0.0.1:3")])
+            .add_backend(Backend::tcp("127.0.0.1:4"));
+        assert_eq!(caps(b).len(), 3);
+        let one = FcgiServiceBuilder::new()
+            .backends([Backend::tcp("127.0.0.1:2"), Backend::tcp("127.0.0.1:3")])
+            .tcp("127.0.0.1:1");
+        assert_eq!(caps(one).len(), 1, ".tcp() still means the one backend");
     }
 }
