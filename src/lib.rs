@@ -163,7 +163,8 @@
 //!
 //! [`add_backend`](FcgiServiceBuilder::add_backend) or
 //! [`backends`](FcgiServiceBuilder::backends) turn a service into a fleet (the nginx
-//! `upstream` block): each backend has its own pool of `max_connections`, requests go to
+//! `upstream` block): each backend has its own pool of `max_connections` (or its own
+//! [`backend_max_connections`](FcgiServiceBuilder::backend_max_connections)), requests go to
 //! the less loaded of two backends drawn at random (requests in flight until their
 //! response body ends), a backend failing three times in a row is ejected for a
 //! growing, jittered backoff and readmitted by one trial request, and a request no

@@ -88,9 +88,10 @@ use crate::service::stats::Counters;
 ///
 /// [`add_backend`](FcgiServiceBuilder::add_backend) (or
 /// [`backends`](FcgiServiceBuilder::backends)) makes the service a fleet: each backend
-/// gets its own pool of `max_connections`, requests go to the less loaded of two
-/// backends drawn at random (load = requests holding a connection until their
-/// response body ends, plus those queued), a backend that fails
+/// gets its own pool of `max_connections` (or of its own
+/// [`backend_max_connections`](FcgiServiceBuilder::backend_max_connections)), requests
+/// go to the less loaded of two backends drawn at random (load = requests holding a
+/// connection until their response body ends, plus those queued), a backend that fails
 /// [`eject_after_failures`](FcgiServiceBuilder::eject_after_failures) times in a row
 /// leaves the rotation for a growing [`ejection_backoff`](FcgiServiceBuilder::ejection_backoff),
 /// and a request that no backend processed moves to another within the
