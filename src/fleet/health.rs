@@ -1,8 +1,9 @@
 //! Passive health: a backend that fails several requests in a row leaves the rotation
 //! for a while, and comes back when one trial request succeeds.
 //!
-//! What counts ([`Verdict`]) is decided by the caller from the attempt's outcome; this
-//! module only keeps score. The rules, and why:
+//! What counts ([`Verdict`]) is decided by the caller from the attempt's outcome, at the
+//! response head (a body that breaks later is not counted); this module only keeps
+//! score. The rules, and why:
 //! - `eject_after` *consecutive* failures eject (nginx counts `max_fails` within
 //!   `fail_timeout`; consecutive is simpler and does not eject a busy backend for a
 //!   scattering of errors among thousands of answers);
