@@ -26,16 +26,20 @@ enum Value {
 }
 
 type Labels = BTreeMap<String, String>;
+/// A series as the recorder saw it: name and sorted labels.
+type SeriesKey = (String, Vec<(String, String)>);
+type Cells = Mutex<BTreeMap<SeriesKey, Arc<AtomicU64>>>;
 
 /// Keeps every counter and gauge it hands out, by name and labels.
 #[derive(Default)]
 struct Capture {
-    counters: Mutex<BTreeMap<(String, Vec<(String, String)>), Arc<AtomicU64>>>,
-    gauges: Mutex<BTreeMap<(String, Vec<(String, String)>), Arc<AtomicU64>>>,
+    counters: Cells,
+    /// f64 bits, as `metrics`' `GaugeFn for AtomicU64` keeps them.
+    gauges: Cells,
     described: Mutex<BTreeMap<String, (Option<Unit>, String)>>,
 }
 
-fn parts(key: &Key) -> (String, Vec<(String, String)>) {
+fn parts(key: &Key) -> SeriesKey {
     let mut labels: Vec<_> = key
         .labels()
         .map(|l| (l.key().to_owned(), l.value().to_owned()))
