@@ -253,6 +253,10 @@
 //!   extensions; `Connected` for [`ConnectionInfo`] on `TcpListener`, `UnixListener` and
 //!   [`ConnectionInfoListener`] (any other listener, `tap_io`'s included).
 //! - `php` (default): [`PhpSite`].
+//! - `metrics`: `metrics::Reporter` publishes [`FcgiService::stats`] and
+//!   [`FcgiService::backend_stats`] through the `metrics` crate facade (Prometheus,
+//!   StatsD, ...) as `fastcgi_*` counters and gauges, from the snapshot and off the
+//!   request path; `examples/prometheus.rs` serves them on `/metrics`.
 //! - `unstable`: the byte-level record helpers in [`proto`] (see its "Unstable helpers")
 //!   and hidden benchmark hooks. No semver promise: they may change in any release.
 #![deny(unsafe_code)]
@@ -280,6 +284,9 @@ mod cgi;
 mod client;
 mod error;
 mod fleet;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod pool;
 mod service;
 #[cfg(feature = "php")]
