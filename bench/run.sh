@@ -23,6 +23,7 @@ QUICK=0
 BACKENDS=responder,php
 SCENARIOS=tiny,64k,10m,post1m
 CONC=""
+FLEET_CONC=64
 PHP_CHILDREN=8
 PHP_CONC=""
 RESPONDER_CONNS=256
@@ -39,7 +40,10 @@ usage: bench/run.sh [options]
   --reps N              repetitions of the whole matrix (default 2)
   --duration S          seconds per measured wrk run (whole seconds, default 3)
   --warmup S            seconds of wrk warm-up before each measured run (default 1, 0 = none)
-  --backends LIST       responder,php (default both)
+  --backends LIST       responder,php,fleet (default responder,php; fleet = three
+                        responders behind one mount, our backend= fleet against an
+                        nginx upstream of the same three, c from --fleet-conc)
+  --fleet-conc LIST     concurrencies for the fleet backend (default 64)
   --scenarios LIST      tiny,64k,10m,post1m (default all)
   --conc LIST           concurrencies for the responder backend (default 1,16,64,256)
   --php-children N      php-fpm children per pool (pm=static, default 8)
@@ -61,6 +65,7 @@ while [[ $# -gt 0 ]]; do
         --backends) BACKENDS=$2; shift ;;
         --scenarios) SCENARIOS=$2; shift ;;
         --conc) CONC=$2; shift ;;
+        --fleet-conc) FLEET_CONC=$2; shift ;;
         --php-children) PHP_CHILDREN=$2; shift ;;
         --php-conc) PHP_CONC=$2; shift ;;
         --gw-threads) GW_THREADS=$2; shift ;;
@@ -154,10 +159,11 @@ mkdir -p "$TMP/logs" "$TMP/www" "$TMP/php" "$TMP/nginx"
 cp "$BENCH_DIR"/php/*.php "$TMP/www/"
 DOCROOT=$TMP/www
 
-# Three distinct free ports on 127.0.0.1 (nginx, ours, responder).
-read -r NGINX_PORT OURS_PORT RESPONDER_PORT < <(python3 - <<'EOF'
+# Five distinct free ports on 127.0.0.1 (nginx, ours, the responder, and two more
+# responders that form the fleet with the first).
+read -r NGINX_PORT OURS_PORT RESPONDER_PORT FLEET2_PORT FLEET3_PORT < <(python3 - <<'EOF'
 import socket
-socks = [socket.socket() for _ in range(3)]
+socks = [socket.socket() for _ in range(5)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in socks])
@@ -186,6 +192,17 @@ log "starting bench_responder on 127.0.0.1:$RESPONDER_PORT (1 thread)"
     >"$TMP/logs/responder.log" 2>&1 &
 RESPONDER_PID=$!
 PIDS+=("$RESPONDER_PID")
+# The fleet: the responder above plus two more, each its own process (one thread).
+FLEET_PIDS=("$RESPONDER_PID")
+for port in "$FLEET2_PORT" "$FLEET3_PORT"; do
+    "$EX/bench_responder" --tcp "127.0.0.1:$port" --threads 1 \
+        >"$TMP/logs/responder-$port.log" 2>&1 &
+    FLEET_PIDS+=("$!")
+    PIDS+=("$!")
+done
+# Each fleet member gets a third of the single responder's connection budget, so both
+# gateways hold the same number of upstream connections in total.
+FLEET_CONNS=$(( (RESPONDER_CONNS + 2) / 3 ))
 
 # One php-fpm master, three pools on three sockets: nginx, ours, direct. A keep-alive
 # connection pins a child, so a shared pool would let one system's idle connections starve
@@ -226,6 +243,8 @@ sed -e "s#@PREFIX@#$TMP/nginx#g" \
     -e "s#@DOCROOT@#$DOCROOT#g" \
     -e "s#@RESPONDER_ADDR@#127.0.0.1:$RESPONDER_PORT#g" \
     -e "s#@RESPONDER_KEEPALIVE@#$RESPONDER_CONNS#g" \
+    -e "s#@FLEET2_ADDR@#127.0.0.1:$FLEET2_PORT#g" \
+    -e "s#@FLEET3_ADDR@#127.0.0.1:$FLEET3_PORT#g" \
     -e "s#@PHP_SOCKET@#$TMP/php/nginx.sock#g" \
     -e "s#@PHP_KEEPALIVE@#$PHP_CHILDREN#g" \
     -e "s#@PHP_CHILDREN@#$PHP_CHILDREN#g" \
@@ -242,12 +261,15 @@ log "starting our gateway on 127.0.0.1:$OURS_PORT (--threads $GW_THREADS)"
 "$EX/gateway" --threads "$GW_THREADS" \
     --listen "127.0.0.1:$OURS_PORT" --quiet \
     --app "/r=tcp://127.0.0.1:$RESPONDER_PORT,conns=$RESPONDER_CONNS" \
+    --app "/f=tcp://127.0.0.1:$RESPONDER_PORT,backend=tcp://127.0.0.1:$FLEET2_PORT,backend=tcp://127.0.0.1:$FLEET3_PORT,conns=$FLEET_CONNS" \
     --php "/=unix:$TMP/php/ours.sock,root=$DOCROOT,conns=$PHP_CHILDREN" \
     >"$TMP/logs/gateway.log" 2>&1 &
 OURS_PID=$!
 PIDS+=("$OURS_PID")
 
 wait_tcp "127.0.0.1:$RESPONDER_PORT" 10
+wait_tcp "127.0.0.1:$FLEET2_PORT" 10
+wait_tcp "127.0.0.1:$FLEET3_PORT" 10
 for pool in nginx ours direct; do wait_unix "$TMP/php/$pool.sock" 10; done
 wait_tcp "127.0.0.1:$NGINX_PORT" 10
 wait_tcp "127.0.0.1:$OURS_PORT" 10
@@ -268,6 +290,7 @@ for sys in nginx ours; do
     base=$NGINX_URL
     [[ $sys == ours ]] && base=$OURS_URL
     check "$sys" "$base/r/hello" 13
+    check "$sys" "$base/f/hello" 13
     check "$sys" "$base/r/bytes?65536" 65536
     check "$sys" "$base/r/upload" 13 --data-binary "@$TMP/post.bin" -H 'Content-Type: application/octet-stream'
     check "$sys" "$base/hello.php" 13
@@ -291,7 +314,7 @@ PHP_V=$( (php-fpm8.2 -v 2>/dev/null || true) | head -1 | awk '{print "php-fpm " 
 WRK_V=$( (wrk -v 2>&1 || true) | head -1 | awk '{print "wrk " $2}')
 RUSTC_V=$( (rustc -V 2>/dev/null || true) | awk '{print "rustc " $2}')
 GIT_V=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
-SETTINGS="reps=$REPS duration=${DURATION}s warmup=${WARMUP}s wrk -t1 --timeout 10s; responder c=$CONC (pool $RESPONDER_CONNS / nginx keepalive $RESPONDER_CONNS); php c=$PHP_CONC ($PHP_CHILDREN static children per pool, pool/keepalive $PHP_CHILDREN); 10m up to c=$MAX_CONC_10M; gateway runtime threads $GW_THREADS"
+SETTINGS="reps=$REPS duration=${DURATION}s warmup=${WARMUP}s wrk -t1 --timeout 10s; responder c=$CONC (pool $RESPONDER_CONNS / nginx keepalive $RESPONDER_CONNS); fleet of 3 responders c=$FLEET_CONC (pool $FLEET_CONNS each / nginx keepalive $RESPONDER_CONNS); php c=$PHP_CONC ($PHP_CHILDREN static children per pool, pool/keepalive $PHP_CHILDREN); 10m up to c=$MAX_CONC_10M; gateway runtime threads $GW_THREADS"
 MACHINE="$(nproc) cores ($CPU_MODEL), $MEM_GIB GiB, Linux $(uname -r)"
 python3 - "$OUT/env.json" <<EOF
 import json, sys
@@ -325,6 +348,8 @@ cat >"$TMP/config.json" <<EOF
   "backends": $(csv_json "$BACKENDS"),
   "scenarios": $(csv_json "$SCENARIOS"),
   "responder_conc": $(int_json "$CONC"),
+  "fleet_conc": $(int_json "$FLEET_CONC"),
+  "fleet_pids": [$(IFS=,; echo "${FLEET_PIDS[*]}")],
   "php_conc": $(int_json "$PHP_CONC"),
   "max_conc_10m": $MAX_CONC_10M,
   "nginx_url": "$NGINX_URL",

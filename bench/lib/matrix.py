@@ -107,7 +107,7 @@ class Processes:
     """The PIDs behind one system, looked up afresh for every run."""
 
     def __init__(self, kind, pid, pool=None):
-        self.kind = kind  # "nginx", "single" or "php-pool"
+        self.kind = kind  # "nginx", "single", "multi" (pid is a list) or "php-pool"
         self.pid = pid
         self.pool = pool
 
@@ -120,6 +120,8 @@ class Processes:
                 for p in children_of(self.pid)
                 if cmdline(p).startswith(f"php-fpm: pool {self.pool}")
             ]
+        if self.kind == "multi":
+            return list(self.pid)
         return [self.pid]
 
     def cpu(self, pids):
@@ -146,6 +148,12 @@ class Matrix:
             "php": {
                 name: Processes("php-pool", cfg["php_pid"], pool=name)
                 for name in ("nginx", "ours", "direct")
+            },
+            # The direct ceiling of the fleet is measured on its first member alone.
+            "fleet": {
+                "nginx": Processes("multi", cfg["fleet_pids"]),
+                "ours": Processes("multi", cfg["fleet_pids"]),
+                "direct": Processes("single", cfg["responder_pid"]),
             },
         }
 
@@ -180,7 +188,10 @@ class Matrix:
     def measure_http(self, rep, backend, scenario, conns, system, order, warm):
         cfg = self.cfg
         path_r, path_php, script, _ = SCENARIOS[scenario]
-        url = self.urls[system] + (path_r if backend == "responder" else path_php)
+        path = {"responder": path_r, "fleet": path_r.replace("/r/", "/f/", 1)}.get(
+            backend, path_php
+        )
+        url = self.urls[system] + path
         timeout = cfg["wrk_timeout"]
         if cfg["warmup"] > 0 and not warm:
             self.wrk(url, conns, cfg["warmup"], script, timeout)
@@ -266,7 +277,7 @@ class Matrix:
         query = {"64k": "65536", "10m": "10485760"}.get(scenario, "")
         cmd = [cfg["fcgi_load"], "-c", str(conns), "-d", str(cfg["direct_duration"])]
         cmd += ["--warmup", str(cfg["direct_warmup"])]
-        if backend == "responder":
+        if backend in ("responder", "fleet"):
             cmd += ["--tcp", cfg["responder_addr"], "--script", "/srv/responder/bench"]
         else:
             script = {"tiny": "hello.php", "64k": "bytes.php", "10m": "bytes.php"}.get(
@@ -335,7 +346,9 @@ class Matrix:
     def cells(self):
         cfg = self.cfg
         for backend in cfg["backends"]:
-            conc = cfg["php_conc"] if backend == "php" else cfg["responder_conc"]
+            conc = {"php": cfg["php_conc"], "fleet": cfg["fleet_conc"]}.get(
+                backend, cfg["responder_conc"]
+            )
             for scenario in cfg["scenarios"]:
                 for c in conc:
                     if scenario == "10m" and c > cfg["max_conc_10m"]:

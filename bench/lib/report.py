@@ -15,7 +15,7 @@ import sys
 from collections import defaultdict
 
 SCEN_ORDER = {"tiny": 0, "64k": 1, "10m": 2, "post1m": 3}
-BACKEND_ORDER = {"responder": 0, "php": 1}
+BACKEND_ORDER = {"responder": 0, "php": 1, "fleet": 2}
 
 
 def load(path):
