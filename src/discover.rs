@@ -12,9 +12,9 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 
-use crate::client::Backend;
 #[cfg(doc)]
 use crate::FcgiServiceBuilder;
+use crate::client::Backend;
 
 /// A change to the set of backends of a service, sent by a discovery stream
 /// ([`FcgiServiceBuilder::discover`]): Kubernetes endpoints, Consul, a config reload.
@@ -137,7 +137,11 @@ mod tests {
         let one: IpAddr = "10.0.0.1".parse().unwrap();
         assert_eq!(
             backends_for(&[v6, v4, one, v4], 9000),
-            [tcp("10.0.0.1:9000"), tcp("10.0.0.2:9000"), tcp("[fd00::1]:9000")]
+            [
+                tcp("10.0.0.1:9000"),
+                tcp("10.0.0.2:9000"),
+                tcp("[fd00::1]:9000")
+            ]
         );
     }
 

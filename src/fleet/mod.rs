@@ -200,9 +200,8 @@ impl<S: Load> Fleet<S> {
     /// those in rotation, preferring any with a free connection.
     pub(crate) fn pick(&self, tried: &[Arc<Endpoint<S>>]) -> Option<Pick<'_, S>> {
         let members = self.members();
-        let untried = |e: &&Arc<Endpoint<S>>| {
-            !e.is_removed() && !tried.iter().any(|t| Arc::ptr_eq(t, e))
-        };
+        let untried =
+            |e: &&Arc<Endpoint<S>>| !e.is_removed() && !tried.iter().any(|t| Arc::ptr_eq(t, e));
         if let [only] = &members[..] {
             return untried(&only).then(|| Pick::new(self, Arc::clone(only), false, true));
         }
@@ -284,7 +283,12 @@ pub(crate) struct Pick<'a, S> {
 }
 
 impl<'a, S> Pick<'a, S> {
-    fn new(fleet: &'a Fleet<S>, endpoint: Arc<Endpoint<S>>, trial: bool, lone: bool) -> Pick<'a, S> {
+    fn new(
+        fleet: &'a Fleet<S>,
+        endpoint: Arc<Endpoint<S>>,
+        trial: bool,
+        lone: bool,
+    ) -> Pick<'a, S> {
         Pick {
             fleet,
             endpoint,

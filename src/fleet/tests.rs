@@ -202,7 +202,11 @@ fn inserting_a_member_again_keeps_its_pool_and_health() {
     let key = f.members()[0].key().clone();
     assert!(f.apply(Change::Insert(key, FakeLoad::default())).is_none());
     assert_eq!(f.members().len(), 2);
-    assert_eq!(f.members()[0].service.load().pending, 3, "the same endpoint");
+    assert_eq!(
+        f.members()[0].service.load().pending,
+        3,
+        "the same endpoint"
+    );
 }
 
 #[test]
@@ -213,13 +217,20 @@ fn a_removed_endpoint_is_never_picked_even_from_an_old_snapshot() {
         .apply(Change::Remove(before[1].key().clone()))
         .expect("a member was removed");
     assert!(gone.is_removed() && Arc::ptr_eq(&gone, &before[1]));
-    assert_eq!(before.len(), 3, "a snapshot does not change under its reader");
+    assert_eq!(
+        before.len(),
+        3,
+        "a snapshot does not change under its reader"
+    );
     for _ in 0..200 {
         let pick = f.pick(&[]).unwrap();
         assert!(!Arc::ptr_eq(pick.endpoint(), &gone));
         pick.settle(Verdict::Healthy);
     }
-    assert!(f.apply(Change::Remove(gone.key().clone())).is_none(), "already gone");
+    assert!(
+        f.apply(Change::Remove(gone.key().clone())).is_none(),
+        "already gone"
+    );
 }
 
 #[test]

@@ -342,7 +342,10 @@ async fn a_retired_pool_closes_idle_items_now_and_busy_ones_when_returned() {
     h.pool.retire();
     assert_eq!(h.live(), 1, "the idle item closed at once");
     assert_eq!(h.pool.stats().open, 1);
-    assert!(busy.is_last_use(), "the busy one is told it will not be kept");
+    assert!(
+        busy.is_last_use(),
+        "the busy one is told it will not be kept"
+    );
     drop(busy);
     assert_eq!((h.live(), h.pool.stats().open), (0, 0));
     // A checkout still works (a request queued here before the removal), but its item
@@ -350,5 +353,8 @@ async fn a_retired_pool_closes_idle_items_now_and_busy_ones_when_returned() {
     let (late, reused) = h.get(ANY).await.unwrap();
     assert!(!reused);
     drop(late);
-    assert_eq!((h.live(), h.pool.stats().open, h.pool.stats().idle), (0, 0, 0));
+    assert_eq!(
+        (h.live(), h.pool.stats().open, h.pool.stats().idle),
+        (0, 0, 0)
+    );
 }

@@ -61,7 +61,9 @@ impl FcgiServiceBuilder {
         D: Stream<Item = Result<Change, E>> + Send + 'static,
         E: Into<BoxError>,
     {
-        self.discovery.streams.push(Box::pin(ErrInto(Box::pin(changes))));
+        self.discovery
+            .streams
+            .push(Box::pin(ErrInto(Box::pin(changes))));
         self
     }
 
@@ -98,9 +100,12 @@ impl FcgiServiceBuilder {
             caps: std::mem::take(&mut self.backend_caps),
         };
         let backends = std::mem::take(&mut self.backends);
-        let mut watchers: Vec<Watcher> = settings.streams.into_iter().map(Watcher::Stream).collect();
+        let mut watchers: Vec<Watcher> =
+            settings.streams.into_iter().map(Watcher::Stream).collect();
         if let Some(every) = settings.resolve_every {
-            let resolver = settings.resolver.unwrap_or_else(|| Arc::new(SystemResolver));
+            let resolver = settings
+                .resolver
+                .unwrap_or_else(|| Arc::new(SystemResolver));
             for name in &backends {
                 if let Some((host, port)) = named_host(name) {
                     watchers.push(Watcher::Dns {

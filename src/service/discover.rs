@@ -41,7 +41,13 @@ pub(crate) struct Factory {
 
 impl Factory {
     pub(crate) fn pool(&self, backend: &Backend, origin: Option<&Backend>) -> BackendPool {
-        let cap = |b: &Backend| self.caps.iter().rev().find(|(c, _)| c == b).map(|(_, n)| *n);
+        let cap = |b: &Backend| {
+            self.caps
+                .iter()
+                .rev()
+                .find(|(c, _)| c == b)
+                .map(|(_, n)| *n)
+        };
         let mut cfg = self.base.clone();
         if let Some(n) = cap(backend).or_else(|| origin.and_then(cap)) {
             cfg.max_open = n;
@@ -103,7 +109,9 @@ impl Discovery {
             };
             let stop = self.stop.subscribe();
             match watcher {
-                Watcher::Stream(changes) => runtime.spawn(until_stopped(stop, task.follow(changes))),
+                Watcher::Stream(changes) => {
+                    runtime.spawn(until_stopped(stop, task.follow(changes)))
+                }
                 Watcher::Dns {
                     name,
                     host,
@@ -143,7 +151,9 @@ impl Task {
             match item {
                 Ok(change) => apply(&self.fleet, &self.factory, change, None),
                 // The stream decides whether an error ends it; the set stays as it is.
-                Err(err) => tracing::warn!(error = %err, "FastCGI discovery stream error; backends unchanged"),
+                Err(err) => {
+                    tracing::warn!(error = %err, "FastCGI discovery stream error; backends unchanged")
+                }
             }
         }
         tracing::info!(backends = %self.fleet, "FastCGI discovery stream ended; keeping the current backends");
@@ -171,8 +181,12 @@ impl Task {
                 }
                 // A failed or empty lookup keeps the last set (as nginx does): draining
                 // every backend on a DNS hiccup would turn it into an outage.
-                Ok(_) => tracing::warn!(backend = %name, "DNS answer is empty; keeping the current addresses"),
-                Err(err) => tracing::warn!(backend = %name, error = %err, "DNS lookup failed; keeping the current addresses"),
+                Ok(_) => {
+                    tracing::warn!(backend = %name, "DNS answer is empty; keeping the current addresses")
+                }
+                Err(err) => {
+                    tracing::warn!(backend = %name, error = %err, "DNS lookup failed; keeping the current addresses")
+                }
             }
             tokio::time::sleep(every).await;
         }
@@ -206,3 +220,7 @@ pub(crate) fn apply(
     // Forget those that finished draining, so the list stays as short as it is true.
     fleet.draining(BackendPool::drained);
 }
+
+#[cfg(test)]
+#[path = "discover_tests.rs"]
+mod tests;
