@@ -25,8 +25,8 @@ use tower::ServiceExt;
 use tower_fastcgi::discover::{Resolve, Resolving};
 use tower_fastcgi::{Backend, BackendStats, Change, FcgiService};
 
-use support::fake::responder::{self, Listen, Stats};
 use support::fake::answer;
+use support::fake::responder::{self, Listen, Stats};
 use support::{Addr, Kind, Options, RunningBackend};
 
 const SLEEP_PHP: &str = "<?php\nusleep((int) ($_GET['ms'] ?? 0) * 1000);\nheader('Content-Type: text/plain');\necho 'hello';\n";
@@ -60,13 +60,18 @@ async fn call(svc: &FcgiService, target: &str) -> (StatusCode, String) {
     };
     let status = res.status();
     match res.into_body().collect().await {
-        Ok(body) => (status, String::from_utf8_lossy(&body.to_bytes()).into_owned()),
+        Ok(body) => (
+            status,
+            String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+        ),
         Err(err) => (status, format!("body error: {err}")),
     }
 }
 
 fn stats_of(svc: &FcgiService, backend: &Backend) -> Option<BackendStats> {
-    svc.backend_stats().into_iter().find(|b| &b.backend == backend)
+    svc.backend_stats()
+        .into_iter()
+        .find(|b| &b.backend == backend)
 }
 
 /// Waits (up to 10 s) until `cond` holds.
@@ -155,16 +160,26 @@ fn a_backend_added_under_load_serves_and_one_removed_drains_without_a_failure() 
         })
         .await;
 
-        tx.send(Change::Insert(b.clone())).await.expect("the stream is read");
+        tx.send(Change::Insert(b.clone()))
+            .await
+            .expect("the stream is read");
         eventually("the second backend answers", || {
             stats_of(&svc, &b).is_some_and(|s| s.stats.responses_by_class[1] > 20)
         })
         .await;
         let before = stats_of(&svc, &a).expect("still a member");
-        assert!(before.stats.responses_by_class[1] > 0, "both serve: {before:?}");
-        assert!(before.stats.pool.busy >= 3, "the slow requests still run: {before:?}");
+        assert!(
+            before.stats.responses_by_class[1] > 0,
+            "both serve: {before:?}"
+        );
+        assert!(
+            before.stats.pool.busy >= 3,
+            "the slow requests still run: {before:?}"
+        );
 
-        tx.send(Change::Remove(a.clone())).await.expect("the stream is read");
+        tx.send(Change::Remove(a.clone()))
+            .await
+            .expect("the stream is read");
         eventually("the first backend is draining", || {
             stats_of(&svc, &a).is_some_and(|s| s.draining)
         })
@@ -187,11 +202,21 @@ fn a_backend_added_under_load_serves_and_one_removed_drains_without_a_failure() 
             worker.await.expect("a load worker ran");
         }
         let failures = failures.lock().unwrap().clone();
-        assert!(failures.is_empty(), "{} failed: {failures:?}", failures.len());
+        assert!(
+            failures.is_empty(),
+            "{} failed: {failures:?}",
+            failures.len()
+        );
 
-        eventually("the drained backend is no longer listed", || stats_of(&svc, &a).is_none()).await;
+        eventually("the drained backend is no longer listed", || {
+            stats_of(&svc, &a).is_none()
+        })
+        .await;
         let port = tcp_port(&first);
-        eventually("php-fpm sees no connection from us", || established_to(port) == 0).await;
+        eventually("php-fpm sees no connection from us", || {
+            established_to(port) == 0
+        })
+        .await;
         assert_eq!(svc.backend_stats().len(), 1);
         assert_eq!(call(&svc, "/sleep.php").await.0, StatusCode::OK);
         eprintln!("after the drain: {:?}", svc.backend_stats());
@@ -246,7 +271,11 @@ fn a_name_whose_addresses_change_is_followed() {
         let a = Backend::tcp(format!("127.0.0.1:{port}"));
         let b = Backend::tcp(format!("127.0.0.2:{port}"));
         let members = |svc: &FcgiService| -> Vec<Backend> {
-            svc.backend_stats().into_iter().filter(|s| !s.draining).map(|s| s.backend).collect()
+            svc.backend_stats()
+                .into_iter()
+                .filter(|s| !s.draining)
+                .map(|s| s.backend)
+                .collect()
         };
         eventually("the name resolves to A", || members(&svc) == [a.clone()]).await;
         for _ in 0..20 {
