@@ -32,13 +32,15 @@ pub enum Change {
     /// [`backend_max_connections`](FcgiServiceBuilder::backend_max_connections) if one
     /// names it, else `max_connections`) and takes requests at once. Inserting a
     /// backend the service already has changes nothing (its pool and health are kept),
-    /// so a source may repeat its whole set.
+    /// so a source may repeat its whole set. A backend inserted again while it still
+    /// drains from an earlier removal gets a fresh pool; the old one finishes draining.
     Insert(Backend),
     /// The backend drains: it takes no new requests, the requests it is serving
     /// complete, and its connections close (idle ones at once, busy ones when their
     /// response ends). It is listed by `backend_stats()` with `draining: true` until
     /// its last connection has closed. Removing a backend the service does not have
-    /// changes nothing.
+    /// changes nothing; removing the last one leaves a service that answers 503 (with
+    /// `Retry-After`) until a backend is inserted.
     Remove(Backend),
 }
 

@@ -100,6 +100,13 @@ use crate::service::stats::Counters;
 /// [`retry_budget`](FcgiServiceBuilder::retry_budget). With every backend ejected,
 /// requests get 503 with `Retry-After` at once.
 ///
+/// The set can change while the service runs: [`discover`](FcgiServiceBuilder::discover)
+/// takes a stream of [`Change`](crate::Change)s (Kubernetes endpoints, Consul, a config
+/// reload), and [`resolve_every`](FcgiServiceBuilder::resolve_every) makes each address
+/// of a `tcp://name:port` a backend, re-resolved periodically. A backend that joins gets
+/// a pool like the others; one that leaves drains: no new requests, those in flight
+/// complete, its connections close (see `examples/discovery.rs`).
+///
 /// ```
 /// use tower_fastcgi::{Backend, FcgiService};
 ///

@@ -89,6 +89,13 @@ impl Discovery {
         }
     }
 
+    /// Whether nothing is left to start (no watchers, or all spawned).
+    #[cfg(test)]
+    pub(crate) fn is_idle(&self) -> bool {
+        self.started.load(Ordering::Acquire)
+            && self.pending.lock().map(|p| p.is_empty()).unwrap_or(false)
+    }
+
     /// Spawns the watchers if that has not happened yet and a runtime is current. On
     /// the request path this is one atomic load.
     pub(crate) fn start(&self, fleet: &Arc<Fleet<BackendPool>>) {

@@ -200,3 +200,12 @@ fn resolve_every_zero_is_a_build_error() {
         .unwrap_err();
     assert!(err.to_string().contains("resolve_every"), "{err}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn without_resolve_every_a_name_stays_one_backend() {
+    // What the gateway and every existing configuration get: no watcher at all.
+    let svc = FcgiService::builder().tcp("localhost:9000").build();
+    settle().await;
+    assert_eq!(keys(&svc), ["tcp://localhost:9000"]);
+    assert!(svc.inner.discovery.is_idle());
+}
