@@ -89,11 +89,10 @@ impl Discovery {
         }
     }
 
-    /// Whether nothing is left to start (no watchers, or all spawned).
+    /// Discovery tasks running (each holds a receiver of `stop`).
     #[cfg(test)]
-    pub(crate) fn is_idle(&self) -> bool {
-        self.started.load(Ordering::Acquire)
-            && self.pending.lock().map(|p| p.is_empty()).unwrap_or(false)
+    pub(crate) fn tasks(&self) -> usize {
+        self.stop.receiver_count()
     }
 
     /// Spawns the watchers if that has not happened yet and a runtime is current. On

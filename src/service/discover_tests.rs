@@ -73,6 +73,11 @@ async fn dns_answers_become_members_that_join_and_drain() {
         .backend_max_connections(&Backend::tcp("php.test:9000"), 2)
         .build();
     settle().await;
+    assert_eq!(
+        svc.inner.discovery.tasks(),
+        1,
+        "one watcher: the name, not the IP"
+    );
     assert_eq!(keys(&svc), ["tcp://127.0.0.1:9001", "tcp://10.0.0.1:9000"]);
     let caps: Vec<usize> = svc
         .inner
@@ -207,5 +212,5 @@ async fn without_resolve_every_a_name_stays_one_backend() {
     let svc = FcgiService::builder().tcp("localhost:9000").build();
     settle().await;
     assert_eq!(keys(&svc), ["tcp://localhost:9000"]);
-    assert!(svc.inner.discovery.is_idle());
+    assert_eq!(svc.inner.discovery.tasks(), 0);
 }
