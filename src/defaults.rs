@@ -108,6 +108,10 @@ pub const RETRY_BUDGET_MIN_PER_SEC: u32 = 10;
 /// POST that may have run is not replayed (nginx's default).
 pub const RETRY_NON_IDEMPOTENT: bool = false;
 
+/// [`resolve_every`](crate::FcgiServiceBuilder::resolve_every): off, a `tcp://` name is
+/// one backend resolved by the system at each connect (see the setter for why).
+pub const RESOLVE_EVERY: Option<Duration> = None;
+
 /// [`server_software`](crate::FcgiServiceBuilder::server_software): SERVER_SOFTWARE.
 pub const SERVER_SOFTWARE: &str = concat!("tower-fastcgi/", env!("CARGO_PKG_VERSION"));
 

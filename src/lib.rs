@@ -282,6 +282,7 @@ pub mod bench_hooks;
 mod body;
 mod cgi;
 mod client;
+pub mod discover;
 mod error;
 mod fleet;
 #[cfg(feature = "metrics")]
@@ -298,6 +299,7 @@ pub use cgi::{ConnectionInfo, RequestParams};
 pub use cgi::{ConnectionInfoListener, ListenerAddr, ListenerIo};
 pub use client::upload::UnknownLengthBody;
 pub use client::{Backend, ParseBackendError};
+pub use discover::Change;
 pub use error::{BoxError, Error, ErrorKind, Timeout};
 pub use service::{
     BackendStats, BuildError, Cause, ErrorHandler, Failure, Failures, Fallible, FallibleFuture,

@@ -23,8 +23,8 @@ mod health;
 mod retry;
 
 use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::time::Instant;
 
@@ -52,16 +52,16 @@ pub(crate) struct Loaded {
     pub(crate) pending: usize,
 }
 
-/// A change to the set of endpoints, as tower's `discover::Change`. Only the builder's
-/// static list exists today; DNS re-resolution and a user's discovery stream will feed
-/// these to [`Fleet::apply`].
+/// A change to the set of endpoints, as tower's `discover::Change`: the builder's static
+/// list, DNS re-resolution and a user's discovery stream all feed these to
+/// [`Fleet::apply`].
 #[derive(Debug)]
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) enum Change<S> {
-    /// Add (or replace) the endpoint for this address.
+    /// Add the endpoint for this address (nothing changes if it is already a member:
+    /// discovery sources repeat themselves, and a member's pool and health are kept).
     Insert(Backend, S),
-    /// Remove it: it takes no new requests; those in flight keep their connections,
-    /// which close when they end because nothing holds the pool any more.
+    /// Remove it: it takes no new requests; those in flight keep their connections.
+    /// [`Fleet::apply`] hands the endpoint back so the caller can drain it.
     Remove(Backend),
 }
 
@@ -71,11 +71,18 @@ pub(crate) struct Endpoint<S> {
     key: Backend,
     pub(crate) service: S,
     health: Health,
+    /// Set when it leaves the fleet: a request that read the member list just before
+    /// the removal must not pick it either.
+    removed: AtomicBool,
 }
 
 impl<S> Endpoint<S> {
     pub(crate) fn key(&self) -> &Backend {
         &self.key
+    }
+
+    pub(crate) fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Acquire)
     }
 
     pub(crate) fn in_rotation(&self) -> bool {
@@ -87,15 +94,36 @@ impl<S> Endpoint<S> {
     }
 }
 
+/// The members at one moment. Requests work on such a snapshot, so a change never
+/// waits for them nor they for it.
+pub(crate) type Members<S> = Arc<[Arc<Endpoint<S>>]>;
+
 /// The set of backends of one service.
 #[derive(Debug)]
 pub(crate) struct Fleet<S> {
-    members: Vec<Arc<Endpoint<S>>>,
+    /// Swapped whole on every change. The read lock is held only to clone the `Arc`
+    /// (one atomic increment), and the write lock only to store the new one, which is
+    /// built outside it: the request path never waits behind a change being computed.
+    members: RwLock<Members<S>>,
+    /// Serializes changes (DNS and a discovery stream may both apply them), so that
+    /// two read-modify-write cycles cannot lose each other's update.
+    changing: Mutex<()>,
+    /// Removed endpoints whose requests may still be running, for their owner to
+    /// drain and report (see [`Fleet::draining`]).
+    draining: Mutex<Vec<Arc<Endpoint<S>>>>,
     health: HealthConfig,
     pub(crate) budget: Budget,
     rng: Rng,
     /// Retries refused because the budget was empty.
     over_budget: AtomicU64,
+}
+
+impl<S> Fleet<S> {
+    /// The members now (a snapshot: later changes do not show in it).
+    pub(crate) fn members(&self) -> Members<S> {
+        // Nothing panics while holding the lock; a poisoned one still holds a valid set.
+        Arc::clone(&self.members.read().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 impl<S: Load> Fleet<S> {
@@ -104,8 +132,10 @@ impl<S: Load> Fleet<S> {
         health: HealthConfig,
         budget: BudgetConfig,
     ) -> Fleet<S> {
-        let mut fleet = Fleet {
-            members: Vec::new(),
+        let fleet = Fleet {
+            members: RwLock::new(Arc::from(Vec::new())),
+            changing: Mutex::new(()),
+            draining: Mutex::new(Vec::new()),
             health,
             budget: Budget::new(budget),
             rng: Rng::from_entropy(),
@@ -117,22 +147,49 @@ impl<S: Load> Fleet<S> {
         fleet
     }
 
-    pub(crate) fn members(&self) -> &[Arc<Endpoint<S>>] {
-        &self.members
-    }
-
-    pub(crate) fn apply(&mut self, change: Change<S>) {
-        match change {
+    /// Applies a change; returns the endpoint a `Remove` took out (it is also kept in
+    /// the draining list), `None` if nothing changed.
+    pub(crate) fn apply(&self, change: Change<S>) -> Option<Arc<Endpoint<S>>> {
+        let _one_at_a_time = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.members();
+        let (next, removed): (Vec<_>, _) = match change {
             Change::Insert(key, service) => {
-                self.members.retain(|e| e.key != key);
-                self.members.push(Arc::new(Endpoint {
+                if current.iter().any(|e| e.key == key) {
+                    return None;
+                }
+                let endpoint = Arc::new(Endpoint {
                     key,
                     service,
                     health: Health::new(self.health),
-                }));
+                    removed: AtomicBool::new(false),
+                });
+                let next = current.iter().cloned().chain([endpoint]).collect();
+                (next, None)
             }
-            Change::Remove(key) => self.members.retain(|e| e.key != key),
+            Change::Remove(key) => {
+                let gone = current.iter().find(|e| e.key == key).cloned()?;
+                gone.removed.store(true, Ordering::Release);
+                let next = current.iter().filter(|e| e.key != key).cloned().collect();
+                (next, Some(gone))
+            }
+        };
+        *self.members.write().unwrap_or_else(|p| p.into_inner()) = Arc::from(next);
+        if let Some(gone) = &removed {
+            self.lock_draining().push(Arc::clone(gone));
         }
+        removed
+    }
+
+    fn lock_draining(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Endpoint<S>>>> {
+        self.draining.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Removed endpoints not yet drained: those for which `drained` is false are kept
+    /// and returned, the others are forgotten (dropping the fleet's last hold on them).
+    pub(crate) fn draining(&self, drained: impl Fn(&S) -> bool) -> Vec<Arc<Endpoint<S>>> {
+        let mut list = self.lock_draining();
+        list.retain(|e| !drained(&e.service));
+        list.clone()
     }
 
     /// The endpoint for the next attempt, skipping those in `tried`; `None` when no
@@ -142,17 +199,19 @@ impl<S: Load> Fleet<S> {
     /// ejected backend the request that readmits it); then power of two choices among
     /// those in rotation, preferring any with a free connection.
     pub(crate) fn pick(&self, tried: &[Arc<Endpoint<S>>]) -> Option<Pick<'_, S>> {
-        let untried = |e: &&Arc<Endpoint<S>>| !tried.iter().any(|t| Arc::ptr_eq(t, e));
-        if let [only] = self.members.as_slice() {
-            return untried(&only).then(|| Pick::new(self, Arc::clone(only), false));
+        let members = self.members();
+        let untried =
+            |e: &&Arc<Endpoint<S>>| !e.is_removed() && !tried.iter().any(|t| Arc::ptr_eq(t, e));
+        if let [only] = &members[..] {
+            return untried(&only).then(|| Pick::new(self, Arc::clone(only), false, true));
         }
         let now = Instant::now();
         let mut candidates = 0;
-        for endpoint in self.members.iter().filter(untried) {
+        for endpoint in members.iter().filter(untried) {
             match endpoint.health.standing(now) {
                 Standing::InRotation => candidates += 1,
                 Standing::TrialDue if endpoint.health.begin_trial(now) => {
-                    return Some(Pick::new(self, Arc::clone(endpoint), true));
+                    return Some(Pick::new(self, Arc::clone(endpoint), true, false));
                 }
                 Standing::TrialDue | Standing::Out => {}
             }
@@ -161,7 +220,7 @@ impl<S: Load> Fleet<S> {
         // small, and this keeps the request path free of allocations. (A standing that
         // changed since the count only makes `nth` come up short, which is handled.)
         let nth = |k: usize| {
-            self.members
+            members
                 .iter()
                 .filter(untried)
                 .filter(|e| e.health.standing(now) == Standing::InRotation)
@@ -185,7 +244,7 @@ impl<S: Load> Fleet<S> {
             }
         }
         let endpoint = nth(chosen)?;
-        Some(Pick::new(self, Arc::clone(endpoint), false))
+        Some(Pick::new(self, Arc::clone(endpoint), false, false))
     }
 
     /// Counts a retry the budget refused.
@@ -200,7 +259,7 @@ impl<S: Load> Fleet<S> {
 
 impl<S> fmt::Display for Fleet<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.members.iter().enumerate() {
+        for (i, e) in self.members().iter().enumerate() {
             if i > 0 {
                 f.write_str(", ")?;
             }
@@ -218,15 +277,23 @@ pub(crate) struct Pick<'a, S> {
     fleet: &'a Fleet<S>,
     endpoint: Arc<Endpoint<S>>,
     trial: bool,
+    /// It was the only member when picked: a lone backend is never ejected.
+    lone: bool,
     settled: bool,
 }
 
 impl<'a, S> Pick<'a, S> {
-    fn new(fleet: &'a Fleet<S>, endpoint: Arc<Endpoint<S>>, trial: bool) -> Pick<'a, S> {
+    fn new(
+        fleet: &'a Fleet<S>,
+        endpoint: Arc<Endpoint<S>>,
+        trial: bool,
+        lone: bool,
+    ) -> Pick<'a, S> {
         Pick {
             fleet,
             endpoint,
             trial,
+            lone,
             settled: false,
         }
     }
@@ -247,7 +314,7 @@ impl<'a, S> Pick<'a, S> {
     }
 
     fn record(&self, verdict: Verdict) {
-        if self.fleet.members.len() < 2 {
+        if self.lone {
             return;
         }
         let key = &self.endpoint.key;

@@ -74,7 +74,7 @@ fn spread(fleet: &Fleet<FakeLoad>, n: usize) -> Vec<usize> {
 
 fn eject(fleet: &Fleet<FakeLoad>, i: usize) {
     for _ in 0..HEALTH.eject_after {
-        let pick = Pick::new(fleet, Arc::clone(&fleet.members()[i]), false);
+        let pick = Pick::new(fleet, Arc::clone(&fleet.members()[i]), false, false);
         pick.settle(Verdict::Failed);
     }
     assert!(!fleet.members()[i].in_rotation());
@@ -177,8 +177,8 @@ fn a_lone_endpoint_is_never_ejected() {
 }
 
 #[test]
-fn changes_insert_replace_and_remove_endpoints() {
-    let mut f = fleet(2, 4);
+fn changes_insert_and_remove_endpoints() {
+    let f = fleet(2, 4);
     let removed = Arc::clone(&f.members()[0]);
     f.apply(Change::Remove(removed.key().clone()));
     assert_eq!(f.members().len(), 1);
@@ -193,4 +193,72 @@ fn changes_insert_replace_and_remove_endpoints() {
         FakeLoad::default(),
     ));
     assert_eq!(f.to_string(), "tcp://127.0.0.1:9001, unix:/run/a.sock");
+}
+
+#[test]
+fn inserting_a_member_again_keeps_its_pool_and_health() {
+    let f = fleet(2, 4);
+    set(&f, 0, 3);
+    let key = f.members()[0].key().clone();
+    assert!(f.apply(Change::Insert(key, FakeLoad::default())).is_none());
+    assert_eq!(f.members().len(), 2);
+    assert_eq!(
+        f.members()[0].service.load().pending,
+        3,
+        "the same endpoint"
+    );
+}
+
+#[test]
+fn a_removed_endpoint_is_never_picked_even_from_an_old_snapshot() {
+    let f = fleet(3, 4);
+    let before = f.members();
+    let gone = f
+        .apply(Change::Remove(before[1].key().clone()))
+        .expect("a member was removed");
+    assert!(gone.is_removed() && Arc::ptr_eq(&gone, &before[1]));
+    assert_eq!(
+        before.len(),
+        3,
+        "a snapshot does not change under its reader"
+    );
+    for _ in 0..200 {
+        let pick = f.pick(&[]).unwrap();
+        assert!(!Arc::ptr_eq(pick.endpoint(), &gone));
+        pick.settle(Verdict::Healthy);
+    }
+    assert!(
+        f.apply(Change::Remove(gone.key().clone())).is_none(),
+        "already gone"
+    );
+}
+
+#[test]
+fn removed_endpoints_stay_in_the_draining_list_until_drained() {
+    let f = fleet(2, 4);
+    set(&f, 0, 1);
+    let key = f.members()[0].key().clone();
+    f.apply(Change::Remove(key.clone()));
+    let busy = |s: &FakeLoad| s.load().pending == 0;
+    let draining = f.draining(busy);
+    assert_eq!(draining.len(), 1);
+    assert_eq!(draining[0].key(), &key);
+    draining[0].service.pending.store(0, Ordering::SeqCst);
+    assert!(f.draining(busy).is_empty(), "drained: forgotten");
+    // The last member removed leaves an empty fleet, which picks nothing.
+    f.apply(Change::Remove(f.members()[0].key().clone()));
+    assert!(f.pick(&[]).is_none());
+}
+
+#[test]
+fn a_fleet_grown_from_one_member_starts_ejecting() {
+    let f = fleet(1, 4);
+    f.apply(Change::Insert(
+        Backend::tcp("127.0.0.1:9100"),
+        FakeLoad {
+            pending: AtomicUsize::new(0),
+            cap: 4,
+        },
+    ));
+    eject(&f, 0);
 }

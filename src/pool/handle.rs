@@ -80,13 +80,14 @@ impl<T: Poolable> Pooled<T> {
 
     /// Whether the pool will close the item after this use whatever happens (reuse
     /// off, no idle room, or `max_uses` reached), so the peer can be told up front
-    /// (FastCGI: BEGIN_REQUEST without KEEP_CONN).
+    /// (FastCGI: BEGIN_REQUEST without KEEP_CONN), or the pool was retired.
     pub(crate) fn is_last_use(&self) -> bool {
         let Some(shared) = &self.slot.shared else {
             return true;
         };
         let cfg = &shared.cfg;
-        !cfg.reuse
+        shared.retired.load(Ordering::Acquire)
+            || !cfg.reuse
             || cfg.max_idle == 0
             || cfg
                 .max_uses

@@ -30,7 +30,7 @@ mod handle;
 mod tests;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -121,6 +121,8 @@ struct Shared<T: Poolable> {
     state: Mutex<State<T>>,
     opened: AtomicU64,
     reused: AtomicU64,
+    /// Set by [`Pool::retire`]: no item is kept idle any more.
+    retired: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -177,6 +179,7 @@ impl<T: Poolable> Pool<T> {
                 }),
                 opened: AtomicU64::new(0),
                 reused: AtomicU64::new(0),
+                retired: AtomicBool::new(false),
             }),
         }
     }
@@ -191,6 +194,22 @@ impl<T: Poolable> Pool<T> {
             opened: self.shared.opened.load(Ordering::Relaxed),
             reused: self.shared.reused.load(Ordering::Relaxed),
         }
+    }
+
+    /// Drains the pool (its backend left the fleet): idle items close now, and every
+    /// item still checked out closes when its use ends instead of going idle (and is
+    /// told so up front, [`Pooled::is_last_use`]). Checkouts still work, so requests
+    /// already queued here are served; nothing new should be sent.
+    pub(crate) fn retire(&self) {
+        self.shared.retired.store(true, Ordering::Release);
+        let idle = {
+            let mut st = self.shared.lock();
+            let idle = std::mem::take(&mut st.idle);
+            st.open = st.open.saturating_sub(idle.len());
+            idle
+        };
+        // Closed outside the lock.
+        drop(idle);
     }
 
     /// An idle item (LIFO), capacity for a new one if under the cap, or whatever is

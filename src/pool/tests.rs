@@ -331,3 +331,30 @@ async fn a_busy_item_outlives_the_pool_handle() {
     drop(a); // returns to a pool nobody can reach; freed with it
     assert_eq!(live.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn a_retired_pool_closes_idle_items_now_and_busy_ones_when_returned() {
+    let h = Harness::new(config(2));
+    let (idle, _) = h.get(ANY).await.unwrap();
+    let (busy, _) = h.get(ANY).await.unwrap();
+    drop(idle);
+    assert_eq!((h.live(), h.pool.stats().idle), (2, 1));
+    h.pool.retire();
+    assert_eq!(h.live(), 1, "the idle item closed at once");
+    assert_eq!(h.pool.stats().open, 1);
+    assert!(
+        busy.is_last_use(),
+        "the busy one is told it will not be kept"
+    );
+    drop(busy);
+    assert_eq!((h.live(), h.pool.stats().open), (0, 0));
+    // A checkout still works (a request queued here before the removal), but its item
+    // closes after the use too.
+    let (late, reused) = h.get(ANY).await.unwrap();
+    assert!(!reused);
+    drop(late);
+    assert_eq!(
+        (h.live(), h.pool.stats().open, h.pool.stats().idle),
+        (0, 0, 0)
+    );
+}

@@ -3,7 +3,7 @@
 
 use crate::client::conn::Connection;
 use crate::fleet::{Endpoint, Load, Loaded};
-use crate::pool::{Pool, Snapshot};
+use crate::pool::{Pool, PoolConfig, Snapshot};
 
 use super::stats::{BackendStats, Counters, Stats};
 use super::{FcgiService, Inner};
@@ -22,6 +22,23 @@ pub(crate) struct BackendPool {
     pub(crate) counters: Counters,
 }
 
+impl BackendPool {
+    pub(crate) fn new(cfg: PoolConfig) -> BackendPool {
+        BackendPool {
+            cap: cfg.max_open,
+            pool: Pool::new(cfg),
+            counters: Counters::default(),
+        }
+    }
+
+    /// A removed backend is drained once no connection to it is open and no request
+    /// waits for one.
+    pub(crate) fn drained(&self) -> bool {
+        let pool = self.pool.stats();
+        pool.open == 0 && pool.waiting == 0
+    }
+}
+
 impl Load for BackendPool {
     /// Connections held by requests (from checkout until the response body ends, which
     /// is when a FastCGI worker is free again) plus requests queued for one.
@@ -34,10 +51,13 @@ impl Load for BackendPool {
     }
 }
 
-/// The pools of all backends, added up.
+/// The pools of all backends, added up (those draining too: their connections are
+/// still open).
 fn total(inner: &Inner) -> Snapshot {
     let mut sum = Snapshot::default();
-    for member in inner.fleet.members() {
+    let members = inner.fleet.members();
+    let draining = inner.fleet.draining(BackendPool::drained);
+    for member in members.iter().chain(&draining) {
         let s = member.service.pool.stats();
         sum.open += s.open;
         sum.busy += s.busy;
@@ -65,19 +85,23 @@ impl FcgiService {
         stats
     }
 
-    /// The same counters for each backend, in the order they were configured: every
-    /// attempt on a backend counts there (a request retried elsewhere counts on both),
-    /// plus whether it is in the rotation and how often it was ejected.
+    /// The same counters for each backend, in the order they joined (configured ones
+    /// first): every attempt on a backend counts there (a request retried elsewhere
+    /// counts on both), plus whether it is in the rotation and how often it was
+    /// ejected. Backends removed by discovery follow, marked `draining`, until their
+    /// last connection has closed; then they are no longer listed.
     pub fn backend_stats(&self) -> Vec<BackendStats> {
-        self.inner
-            .fleet
-            .members()
+        let members = self.inner.fleet.members();
+        let draining = self.inner.fleet.draining(BackendPool::drained);
+        members
             .iter()
+            .chain(&draining)
             .map(|member| BackendStats {
                 backend: member.key().clone(),
                 stats: member.service.counters.stats(member.service.pool.stats()),
-                in_rotation: member.in_rotation(),
+                in_rotation: member.in_rotation() && !member.is_removed(),
                 ejections: member.ejections(),
+                draining: member.is_removed(),
             })
             .collect()
     }

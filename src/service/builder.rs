@@ -17,9 +17,8 @@ use crate::client::upload::{BodyConfig, UnknownLengthBody};
 use crate::defaults;
 #[cfg(doc)]
 use crate::error::Error;
-use crate::fleet::{BudgetConfig, Fleet, HealthConfig};
-use crate::pool::{Pool, PoolConfig};
-use crate::service::backend::BackendPool;
+use crate::fleet::{BudgetConfig, HealthConfig};
+use crate::pool::PoolConfig;
 use crate::service::stats::Counters;
 
 /// Builds an [`FcgiService`].
@@ -65,6 +64,9 @@ use crate::service::stats::Counters;
 /// | [`ejection_backoff`](FcgiServiceBuilder::ejection_backoff) | 1 s, doubling up to 30 s, jittered |
 /// | [`retry_budget`](FcgiServiceBuilder::retry_budget) | 20% of successful requests + 10/s |
 /// | [`retry_non_idempotent`](FcgiServiceBuilder::retry_non_idempotent) | off (only GET, HEAD, OPTIONS, PUT, DELETE, TRACE) |
+/// | [`discover`](FcgiServiceBuilder::discover) | none (the backends set at build) |
+/// | [`resolve_every`](FcgiServiceBuilder::resolve_every) | off (a `tcp://` name is one backend, resolved at each connect) |
+/// | [`resolver`](FcgiServiceBuilder::resolver) | the system resolver |
 ///
 /// The script mode is chosen explicitly: [`document_root`](FcgiServiceBuilder::document_root)
 /// selects document-root mode, and settings of the other mode are a [`BuildError`]
@@ -98,6 +100,13 @@ use crate::service::stats::Counters;
 /// [`retry_budget`](FcgiServiceBuilder::retry_budget). With every backend ejected,
 /// requests get 503 with `Retry-After` at once.
 ///
+/// The set can change while the service runs: [`discover`](FcgiServiceBuilder::discover)
+/// takes a stream of [`Change`](crate::Change)s (Kubernetes endpoints, Consul, a config
+/// reload), and [`resolve_every`](FcgiServiceBuilder::resolve_every) makes each address
+/// of a `tcp://name:port` a backend, re-resolved periodically. A backend that joins gets
+/// a pool like the others; one that leaves drains: no new requests, those in flight
+/// complete, its connections close (see `examples/discovery.rs`).
+///
 /// ```
 /// use tower_fastcgi::{Backend, FcgiService};
 ///
@@ -119,6 +128,7 @@ pub struct FcgiServiceBuilder {
     retry_non_idempotent: bool,
     /// `max_connections` overrides for some backends, in the order set.
     backend_caps: Vec<(Backend, usize)>,
+    discovery: discover::DiscoverySettings,
     cgi: CgiConfig,
     body: BodyConfig,
     script: ScriptSettings,
@@ -183,6 +193,7 @@ impl FcgiServiceBuilder {
             },
             retry_non_idempotent: defaults::RETRY_NON_IDEMPOTENT,
             backend_caps: Vec::new(),
+            discovery: discover::DiscoverySettings::default(),
             cgi: CgiConfig::default(),
             body: BodyConfig {
                 unknown_length: UnknownLengthBody::default(),
@@ -401,7 +412,7 @@ impl FcgiServiceBuilder {
     /// Builds the service, or explains what is wrong with the configuration: no backend,
     /// a parameter that cannot be encoded, or settings of both script modes.
     pub fn try_build(mut self) -> Result<FcgiService, BuildError> {
-        if self.backends.is_empty() {
+        if self.backends.is_empty() && !self.discovery.is_dynamic() {
             return Err(BuildError(
                 "no backend: call .tcp(\"host:port\") or .unix(path)".into(),
             ));
@@ -419,35 +430,18 @@ impl FcgiServiceBuilder {
         if let Some((backend, _)) = self
             .backend_caps
             .iter()
-            .find(|(b, _)| !self.backends.contains(b))
+            .find(|(b, _)| !self.backends.contains(b) && !self.discovery.is_dynamic())
         {
             return Err(BuildError(format!(
                 "backend_max_connections names {backend}, which is not a backend of this service"
             )));
         }
         self.cgi.mode = std::mem::take(&mut self.script).into_mode()?;
-        let pools: Vec<PoolConfig> = self
-            .backends
-            .iter()
-            .map(|backend| {
-                let cap = self.backend_caps.iter().rev().find(|(b, _)| b == backend);
-                self.pool_config_capped(cap.map_or(self.max_connections, |(_, n)| *n))
-            })
-            .collect();
-        let members = std::mem::take(&mut self.backends)
-            .into_iter()
-            .zip(pools)
-            .map(|(backend, pool)| {
-                let service = BackendPool {
-                    cap: pool.max_open,
-                    pool: Pool::new(pool),
-                    counters: Counters::default(),
-                };
-                (backend, service)
-            });
-        Ok(FcgiService {
+        let (fleet, discovery) = self.assemble()?;
+        let service = FcgiService {
             inner: Arc::new(Inner {
-                fleet: Fleet::new(members, self.health, self.budget),
+                fleet,
+                discovery,
                 retry_non_idempotent: self.retry_non_idempotent,
                 cgi: self.cgi,
                 body: self.body,
@@ -465,7 +459,9 @@ impl FcgiServiceBuilder {
                 intercept_errors: self.intercept_errors,
                 intercept_not_found: self.intercept_not_found,
             }),
-        })
+        };
+        service.inner.discovery.start(&service.inner.fleet);
+        Ok(service)
     }
 
     fn pool_config(&self) -> PoolConfig {
@@ -496,6 +492,8 @@ impl fmt::Debug for FcgiServiceBuilder {
     }
 }
 
+#[path = "builder_discover.rs"]
+mod discover;
 #[path = "builder_fleet.rs"]
 mod fleet;
 #[path = "builder_limits.rs"]

@@ -17,7 +17,8 @@ use crate::defaults::{self, render_size, render_switch, render_timeout};
 const SOURCE: &str = concat!(
     include_str!("builder.rs"),
     include_str!("builder_limits.rs"),
-    include_str!("builder_fleet.rs")
+    include_str!("builder_fleet.rs"),
+    include_str!("builder_discover.rs")
 );
 
 /// How the docs must state each setting's default, rendered from the constants.
@@ -117,6 +118,12 @@ fn expected() -> BTreeMap<&'static str, String> {
             "retry_non_idempotent",
             render_switch(defaults::RETRY_NON_IDEMPOTENT),
         ),
+        ("discover", "none".to_owned()),
+        (
+            "resolve_every",
+            defaults::RESOLVE_EVERY.map_or("off".to_owned(), |d| render_timeout(Some(d))),
+        ),
+        ("resolver", "the system resolver".to_owned()),
         ("script_extensions", list(defaults::SCRIPT_EXTENSIONS)),
         ("index_files", list(defaults::INDEX_FILES)),
         (

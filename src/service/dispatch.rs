@@ -27,6 +27,9 @@ pub(crate) async fn send_request(
     started: Instant,
 ) -> Result<Head, Error> {
     inner.counters.count_request();
+    // A service built outside a runtime starts its discovery here (one atomic load
+    // once started).
+    inner.discovery.start(&inner.fleet);
     let result = dispatch(inner, request, started).await;
     match &result {
         Ok(head) => inner
@@ -42,10 +45,12 @@ async fn dispatch(inner: &Inner, mut request: Encoded, started: Instant) -> Resu
     // Allocates only when a retry happens.
     let mut tried: Vec<Arc<Member>> = Vec::new();
     let mut pick = fleet.pick(&tried).ok_or_else(|| {
-        Error::msg(
-            ErrorKind::NoBackend,
-            format!("every backend is ejected: {fleet}"),
-        )
+        let why = if fleet.members().is_empty() {
+            "the service has no backends (discovery removed them all or added none yet)".to_owned()
+        } else {
+            format!("every backend is ejected: {fleet}")
+        };
+        Error::msg(ErrorKind::NoBackend, why)
     })?;
     loop {
         let endpoint = Arc::clone(pick.endpoint());

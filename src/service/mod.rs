@@ -4,6 +4,7 @@ mod backend;
 mod builder;
 #[cfg(test)]
 mod builder_docs;
+mod discover;
 mod dispatch;
 mod future;
 mod hook;
@@ -88,8 +89,11 @@ pub struct FcgiService {
 pub(crate) struct Inner {
     pub(crate) cgi: CgiConfig,
     pub(crate) body: BodyConfig,
-    /// The backends, each with its own pool and counters.
-    pub(crate) fleet: Fleet<backend::BackendPool>,
+    /// The backends, each with its own pool and counters. Shared with the discovery
+    /// tasks that change it.
+    pub(crate) fleet: Arc<Fleet<backend::BackendPool>>,
+    /// What changes the fleet at run time (a discovery stream, DNS).
+    pub(crate) discovery: discover::Discovery,
     /// The whole service's counters (each request once, however many backends it tried).
     pub(crate) counters: stats::Counters,
     /// Replay requests that may have run (EOF before the head) on another backend even

@@ -77,6 +77,10 @@ pub struct BackendStats {
     pub in_rotation: bool,
     /// How often passive health ejected it.
     pub ejections: u64,
+    /// It was removed (by a discovery stream or DNS) and takes no new requests; the
+    /// requests it was serving finish, then its connections close and it is no
+    /// longer listed.
+    pub draining: bool,
 }
 
 /// Failures before a response head, by cause.
