@@ -175,6 +175,43 @@
 //! backend ejected, requests get 503 with `Retry-After` at once.
 //! [`FcgiService::backend_stats`] reports each backend (`tests/fleet.rs`).
 //!
+//! ## Scaling out
+//!
+//! A gateway built on this crate keeps no state between requests (no sessions, no
+//! caches), so many copies of it run side by side behind any L4 load balancer or DNS
+//! round robin; each copy balances over the backends itself. The backends can come from
+//! a static list, from DNS ([`resolve_every`](FcgiServiceBuilder::resolve_every): every
+//! A/AAAA address of a name is a backend, re-resolved periodically, e.g. a Kubernetes
+//! headless Service), or from your own stream of [`Change`]s
+//! ([`discover`](FcgiServiceBuilder::discover): Kubernetes endpoints, Consul, a config
+//! reload; `examples/discovery.rs` drives one from a channel). A removed backend drains:
+//! no new requests, in-flight ones finish, its idle connections close.
+//!
+//! The nginx `upstream` block and what replaces each line:
+//!
+//! ```text
+//! upstream php {                           FcgiService::builder()
+//!     server 10.0.0.1:9000;                    .backends(["tcp://10.0.0.1:9000".parse()?,
+//!     server 10.0.0.2:9000;                               "tcp://10.0.0.2:9000".parse()?])
+//!     server php.svc:9000 resolve;             .resolve_every(Duration::from_secs(10))  // names
+//!     max_fails=3 fail_timeout=10s;            .eject_after_failures(3)
+//!                                              .ejection_backoff(1 s, 30 s)  // grows, jittered
+//!     keepalive 8;                             .max_connections(8)           // per backend
+//!     least_conn;                              (always: two random choices, least in flight)
+//! }
+//! fastcgi_next_upstream error timeout;     (always: refused, connect timeout, overloaded,
+//!                                           stale connection; within .retry_budget(20, 10))
+//! fastcgi_next_upstream non_idempotent;    .retry_non_idempotent(true)
+//! ```
+//!
+//! Differences that matter: nginx counts a server's load by connections; this crate
+//! counts requests until their response *body* ends and never opens more connections to
+//! a backend than its cap (requests queue instead), so a php-fpm with 6 workers gets more
+//! of the load than one with 1. nginx has no retry budget; here a dying fleet is not
+//! hammered by retries. nginx retries a request that may have run only with
+//! `non_idempotent`; this crate does the same, but replays idempotent methods (GET, HEAD,
+//! PUT, DELETE, OPTIONS) by default, as nginx does.
+//!
 //! # Errors
 //!
 //! Before the response head, failures become responses: 502 (connect refused, protocol
