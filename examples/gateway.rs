@@ -18,7 +18,8 @@
 //! BACKEND is `tcp://HOST:PORT` or `unix:PATH`. OPTS (comma-separated):
 //! `backend=BACKEND` (repeatable: more backends for the mount, balanced by load, with
 //! passive health and retries on another backend), `conns=N` (pool size *per backend*,
-//! keep it ≤ that backend's workers), `keepalive=0`,
+//! keep it ≤ that backend's workers), `keepalive=0`, `resolve=SECS` (every address of a
+//! `tcp://NAME:PORT` backend is a backend, the name re-resolved every SECS seconds),
 //! `index=a.php:b.php`, `script=/path/front.php` (--app: fixed SCRIPT_FILENAME);
 //! for --php also `deny=/data:/conf` (refused path prefixes), `front=/index.php` or
 //! `front=none`, `sendfile=/protected:/srv/private` (X-Accel-Redirect prefix and directory).
@@ -79,7 +80,8 @@ fn parse_args() -> Result<Args, String> {
             "-h" | "--help" => {
                 return Err("usage: gateway --listen ADDR [--app|--php|--cgi PREFIX=BACKEND[,OPTS]]... [--threads N] [--quiet]\n\
                      OPTS: backend=BACKEND (repeatable: balance over several backends), conns=N (per backend),\n\
-                     keepalive=0, index=A:B, script=FILE (--app), root=DIR (--php, --cgi),\n\
+                     keepalive=0, resolve=SECS (re-resolve tcp:// names), index=A:B, script=FILE (--app),\n\
+                     root=DIR (--php, --cgi),\n\
                      deny=/A:/B, front=/index.php|none, sendfile=/URI:DIR (--php)".into());
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),

@@ -29,12 +29,13 @@ impl Kind {
     /// so that a misspelt `conns=` or an option of another kind is never silently ignored.
     fn options(&self) -> &'static [&'static str] {
         match self {
-            Kind::App => &["backend", "conns", "keepalive", "script"],
-            Kind::Cgi => &["backend", "conns", "keepalive", "root", "index"],
+            Kind::App => &["backend", "conns", "keepalive", "resolve", "script"],
+            Kind::Cgi => &["backend", "conns", "keepalive", "resolve", "root", "index"],
             Kind::Php => &[
                 "backend",
                 "conns",
                 "keepalive",
+                "resolve",
                 "root",
                 "index",
                 "deny",
@@ -77,6 +78,13 @@ impl Mount {
         }
         if self.option("keepalive") == Some("0") {
             b = b.keep_alive(false);
+        }
+        if let Some(secs) = self.option("resolve") {
+            let secs: u64 =
+                secs.parse().ok().filter(|&s| s > 0).ok_or_else(|| {
+                    format!("resolve={secs}: expected a positive number of seconds")
+                })?;
+            b = b.resolve_every(std::time::Duration::from_secs(secs));
         }
         Ok(b)
     }
@@ -240,7 +248,12 @@ mod tests {
         .unwrap();
         assert_eq!(m.option("conns"), Some("4"));
         assert_eq!(m.prefix, "");
-        let m = parse_mount(Kind::App, "/app/=tcp://127.0.0.1:9000,script=/srv/app.py").unwrap();
+        let m = parse_mount(
+            Kind::App,
+            "/app/=tcp://localhost:9000,script=/srv/app.py,resolve=10",
+        )
+        .unwrap();
+        assert_eq!(m.option("resolve"), Some("10"));
         assert_eq!(
             (m.prefix.as_str(), m.option("script")),
             ("/app", Some("/srv/app.py"))
