@@ -27,7 +27,7 @@ use tower_fastcgi::{Backend, BackendStats, Change, FcgiService};
 
 use support::fake::answer;
 use support::fake::responder::{self, Listen, Stats};
-use support::{Addr, Kind, Options, RunningBackend};
+use support::{Addr, Kind, Options, RunningBackend, runtime};
 
 const SLEEP_PHP: &str = "<?php\nusleep((int) ($_GET['ms'] ?? 0) * 1000);\nheader('Content-Type: text/plain');\necho 'hello';\n";
 
@@ -39,14 +39,6 @@ impl Stream for Channel {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.0.poll_recv(cx).map(|c| c.map(Ok))
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
 }
 
 async fn call(svc: &FcgiService, target: &str) -> (StatusCode, String) {

@@ -15,7 +15,7 @@ mod support;
 use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -23,26 +23,13 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::ServiceExt;
 use tower_fastcgi::proto::ProtocolStatus;
-use tower_fastcgi::{Backend, BackendStats, FcgiService};
+use tower_fastcgi::{Backend, BackendStats, FcgiService, FcgiServiceBuilder};
 
 use support::fake::{After, answer, fake};
-use support::{Kind, Options, RunningBackend};
+use support::{Kind, Options, RunningBackend, one_at_a_time, runtime};
 
 const HELLO_PHP: &str = "<?php\nheader('Content-Type: text/plain');\necho 'hello';\n";
 const SLEEP_PHP: &str = "<?php\nusleep((int) ($_GET['ms'] ?? 0) * 1000);\nheader('Content-Type: text/plain');\necho 'hello';\n";
-
-fn one_at_a_time() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
 
 /// The document root all backends of a fleet serve: the service resolves
 /// SCRIPT_FILENAME once, whichever backend then runs it.
@@ -242,6 +229,44 @@ fn killing_one_master_under_load_fails_no_get_and_only_posts_running_there() {
     });
 }
 
+/// Runs 400 GETs of a 20 ms script, 8 at a time, over a 1-worker and a 6-worker php-fpm
+/// pool configured by `configure`, and returns the per-backend stats (small, big) after
+/// checking that nothing failed and that the big pool answered at least twice as many
+/// (`None`: php-fpm is not installed and the test is skipped).
+fn uneven_split(
+    what: &str,
+    configure: impl FnOnce(FcgiServiceBuilder, &Backend) -> FcgiServiceBuilder,
+) -> Option<Vec<BackendStats>> {
+    let _serial = one_at_a_time();
+    let root = shared_root();
+    let small = php_fpm(root.path(), 1)?;
+    let big = php_fpm(root.path(), 6)?;
+    let stats = runtime().block_on(async {
+        let builder = FcgiService::builder()
+            .backends([small.fcgi_backend(), big.fcgi_backend()])
+            .document_root(root.path())
+            .max_connections(6);
+        let svc = configure(builder, &small.fcgi_backend()).build();
+        let failures = run_gets(400, 8, {
+            let svc = svc.clone();
+            move || {
+                let svc = svc.clone();
+                async move { call(&svc, get("/sleep.php?ms=20")).await }
+            }
+        })
+        .await;
+        report(what, &svc);
+        assert!(failures.is_empty(), "{failures:?}");
+        svc.backend_stats()
+    });
+    let (small_n, big_n) = (answered(&stats[0]), answered(&stats[1]));
+    assert!(
+        big_n >= 2 * small_n,
+        "6 workers answered {big_n}, 1 worker {small_n}"
+    );
+    Some(stats)
+}
+
 /// A php-fpm pool of 1 worker beside one of 6, a script that sleeps 20 ms: balancing by
 /// requests in flight sends the big pool at least twice the requests (round robin would
 /// split them evenly and queue on the small one). Keep-alive is off: php-fpm pins a
@@ -249,82 +274,26 @@ fn killing_one_master_under_load_fails_no_get_and_only_posts_running_there() {
 /// would leave five of them waiting for a worker that never comes.
 #[test]
 fn a_six_worker_pool_answers_at_least_twice_what_a_one_worker_pool_does() {
-    let _serial = one_at_a_time();
-    let root = shared_root();
-    let Some(small) = php_fpm(root.path(), 1) else {
+    let Some(stats) = uneven_split("1 worker vs 6", |b, _| b.keep_alive(false)) else {
         return;
     };
-    let Some(big) = php_fpm(root.path(), 6) else {
-        return;
-    };
-    runtime().block_on(async {
-        let svc = FcgiService::builder()
-            .backends([small.fcgi_backend(), big.fcgi_backend()])
-            .document_root(root.path())
-            .max_connections(6)
-            .keep_alive(false)
-            .build();
-        let failures = run_gets(400, 8, {
-            let svc = svc.clone();
-            move || {
-                let svc = svc.clone();
-                async move { call(&svc, get("/sleep.php?ms=20")).await }
-            }
-        })
-        .await;
-        report("1 worker vs 6", &svc);
-        assert!(failures.is_empty(), "{failures:?}");
-        let stats = svc.backend_stats();
-        let (small_n, big_n) = (answered(&stats[0]), answered(&stats[1]));
-        assert_eq!(small_n + big_n, 400);
-        assert!(
-            big_n >= 2 * small_n,
-            "6 workers answered {big_n}, 1 worker {small_n}"
-        );
-    });
+    assert_eq!(answered(&stats[0]) + answered(&stats[1]), 400);
 }
 
 /// The same pools with keep-alive on, each capped at its own worker count
 /// (`backend_max_connections`): the way to run uneven php-fpm pools in production.
 #[test]
 fn uneven_pools_with_their_own_caps_keep_alive_and_split_by_capacity() {
-    let _serial = one_at_a_time();
-    let root = shared_root();
-    let Some(small) = php_fpm(root.path(), 1) else {
+    let Some(stats) = uneven_split("1 worker (cap 1) vs 6 (cap 6), keep-alive", |b, small| {
+        b.backend_max_connections(small, 1)
+    }) else {
         return;
     };
-    let Some(big) = php_fpm(root.path(), 6) else {
-        return;
-    };
-    runtime().block_on(async {
-        let svc = FcgiService::builder()
-            .backends([small.fcgi_backend(), big.fcgi_backend()])
-            .document_root(root.path())
-            .max_connections(6)
-            .backend_max_connections(&small.fcgi_backend(), 1)
-            .build();
-        let failures = run_gets(400, 8, {
-            let svc = svc.clone();
-            move || {
-                let svc = svc.clone();
-                async move { call(&svc, get("/sleep.php?ms=20")).await }
-            }
-        })
-        .await;
-        report("1 worker (cap 1) vs 6 (cap 6), keep-alive", &svc);
-        assert!(failures.is_empty(), "{failures:?}");
-        let stats = svc.backend_stats();
-        let (small_n, big_n) = (answered(&stats[0]), answered(&stats[1]));
-        assert!(
-            big_n >= 2 * small_n,
-            "6 workers answered {big_n}, 1 worker {small_n}"
-        );
-        assert!(
-            stats[0].stats.pool.connections_opened <= 1,
-            "{:?}",
-            stats[0]
-        );
-    });
+    assert!(
+        stats[0].stats.pool.connections_opened <= 1,
+        "{:?}",
+        stats[0]
+    );
 }
 
 /// One backend of two was never up: every request succeeds on the other, and the dead

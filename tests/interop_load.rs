@@ -11,7 +11,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -22,25 +22,11 @@ use tower::ServiceExt;
 use tower_fastcgi::{FcgiService, PoolStats};
 
 use support::http::{Server, empty, request};
-use support::{Kind, Options, RunningBackend};
+use support::{Kind, Options, RunningBackend, one_at_a_time, runtime};
 
 /// The script every request runs.
 const HELLO_PHP: &str = "<?php\nheader('Content-Type: text/plain');\necho 'hello';\n";
 const HELLO: &[u8] = b"hello";
-
-/// The tests of this file run one after the other.
-fn one_at_a_time() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
 
 /// php-fpm (`Kind::PhpFpmTcp` or `Kind::PhpFpmUnix`) with `hello.php` in its document root.
 fn php_fpm(kind: Kind, options: Options) -> Option<RunningBackend> {

@@ -49,6 +49,22 @@ pub use dump::{EnvDump, sha256_hex, stream_pattern};
 pub use programs::Program;
 pub use raw_client::{Conn, Params, Response};
 
+/// Serialises the tests of one test binary that start heavy real backends (each binary
+/// has its own lock): held for the whole test.
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A two-thread tokio runtime, for tests that start real backends synchronously first.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
 /// The interop policy from `FCGI_INTEROP`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
