@@ -5,7 +5,15 @@
 //! * `service/tiny_get`: GET, 13-byte response (the "hello world" of the end-to-end
 //!   benchmark), on a kept-alive pooled connection;
 //! * `service/post_4k`: POST with a 4 KiB body (read ahead and sent in the same write as
-//!   the PARAMS).
+//!   the PARAMS);
+//! * `service/tiny_get_fleet3`: the tiny GET on a service with three backends (three
+//!   canned backends on three sockets, same process), so the difference from `tiny_get`
+//!   is the fleet's own cost per request: the pick, the per-backend pool and counters.
+//!
+//! Wall-clock times on a shared 2-core machine are noisy; for a load-independent figure,
+//! `SERVICE_BENCH_ONLY=single|fleet3 SERVICE_BENCH_REQUESTS=N` skips criterion and runs
+//! N tiny GETs on that service, so `valgrind --tool=callgrind` at two values of N gives
+//! instructions per request (the difference divided by the difference of N).
 //!
 //! A counting global allocator reports allocations per request once, outside the timed
 //! loop. The backend allocates nothing per request, so the figure is the service's (and
@@ -109,11 +117,19 @@ fn bench_service(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("canned.sock");
-    let mut svc = rt.block_on(async {
-        let listener = tokio::net::UnixListener::bind(&path).expect("bind");
-        tokio::spawn(canned_backend(listener));
-        FcgiService::builder().unix(&path).build()
+    let paths: Vec<_> = (0..3)
+        .map(|i| dir.path().join(format!("canned-{i}.sock")))
+        .collect();
+    let (mut svc, mut fleet) = rt.block_on(async {
+        for path in &paths {
+            let listener = tokio::net::UnixListener::bind(path).expect("bind");
+            tokio::spawn(canned_backend(listener));
+        }
+        let single = FcgiService::builder().unix(&paths[0]).build();
+        let fleet = FcgiService::builder()
+            .backends(paths.iter().map(tower_fastcgi::Backend::unix))
+            .build();
+        (single, fleet)
     });
     let body = Bytes::from(vec![b'x'; 4096]);
 
@@ -145,7 +161,66 @@ fn bench_service(c: &mut Criterion) {
             b.iter(|| rt.block_on(roundtrip(&mut svc, make())))
         });
     }
+
+    rt.block_on(async {
+        for _ in 0..300 {
+            roundtrip(&mut fleet, get()).await;
+        }
+    });
+    c.bench_function("service/tiny_get_fleet3", |b| {
+        b.iter(|| rt.block_on(roundtrip(&mut fleet, get())))
+    });
+    // The same request on the one-backend service right after, so the two are measured
+    // under the same machine load and can be compared.
+    c.bench_function("service/tiny_get_again", |b| {
+        b.iter(|| rt.block_on(roundtrip(&mut svc, get())))
+    });
+}
+
+/// The instruction-count mode (see the module docs): N requests on one service, no criterion.
+fn count_only(which: &str, requests: usize) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let paths: Vec<_> = (0..3)
+        .map(|i| dir.path().join(format!("canned-{i}.sock")))
+        .collect();
+    rt.block_on(async {
+        for path in &paths {
+            let listener = tokio::net::UnixListener::bind(path).expect("bind");
+            tokio::spawn(canned_backend(listener));
+        }
+        let builder = FcgiService::builder();
+        let mut svc = match which {
+            "single" => builder.unix(&paths[0]).build(),
+            "fleet3" => builder
+                .backends(paths.iter().map(tower_fastcgi::Backend::unix))
+                .build(),
+            other => panic!("SERVICE_BENCH_ONLY={other}: expected single or fleet3"),
+        };
+        // Open the connections first, so N=0 and N>0 differ only by the requests.
+        for _ in 0..30 {
+            roundtrip(&mut svc, get()).await;
+        }
+        for _ in 0..requests {
+            roundtrip(&mut svc, get()).await;
+        }
+    });
 }
 
 criterion_group!(benches, bench_service);
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(which) = std::env::var("SERVICE_BENCH_ONLY") {
+        let requests = std::env::var("SERVICE_BENCH_REQUESTS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1000);
+        count_only(&which, requests);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
