@@ -329,6 +329,9 @@ mod pool;
 mod service;
 #[cfg(feature = "php")]
 mod site;
+#[cfg(all(feature = "spawn", unix))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "spawn", unix))))]
+pub mod spawn;
 
 pub use body::FcgiBody;
 pub use cgi::{ConnectionInfo, RequestParams};
@@ -344,3 +347,5 @@ pub use service::{
 };
 #[cfg(feature = "php")]
 pub use site::{PhpSite, PhpSiteBuilder};
+#[cfg(all(feature = "spawn", unix))]
+pub use spawn::SpawnConfig;
