@@ -1,0 +1,403 @@
+//! Spawned and supervised backends (issue 14): the service starts the FastCGI program
+//! itself on Unix sockets passed as fd 0 (php-cgi, fcgiwrap, flup without a bind
+//! address, Go's `fcgi.Serve(nil, h)`), restarts what exits (a kill -9, php-cgi's
+//! `PHP_FCGI_MAX_REQUESTS`) without a client noticing, backs off and answers 503 in a
+//! crash loop, and leaves no process behind when it is dropped.
+//!
+//! Programs that are not installed skip loudly; `FCGI_INTEROP=require` fails instead.
+
+mod support;
+#[path = "support/spawn.rs"]
+mod spawn_support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use tower::ServiceExt;
+use tower_fastcgi::{FcgiService, SpawnConfig};
+
+use spawn_support::{Fixtures, group_members, program_or_skip};
+use support::{Program, one_at_a_time, runtime};
+
+/// GET `target` through the service: the status and the body (or the body's error).
+async fn get(svc: &FcgiService, target: &str) -> (StatusCode, Result<String, String>) {
+    let req = Request::get(target)
+        .header("host", "localhost")
+        .body(Empty::<Bytes>::new())
+        .expect("a request");
+    let res = match svc.clone().oneshot(req).await {
+        Ok(res) => res,
+        Err(never) => match never {},
+    };
+    let status = res.status();
+    let body = res.into_body().collect().await;
+    let body = body
+        .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+        .map_err(|e| e.to_string());
+    (status, body)
+}
+
+/// The pid a fixture answered with, or a panic naming what came instead.
+async fn pid(svc: &FcgiService, target: &str) -> u32 {
+    match get(svc, target).await {
+        (StatusCode::OK, Ok(body)) => body
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("not a pid: {body:?}")),
+        other => panic!("GET {target}: {other:?}"),
+    }
+}
+
+/// Sends GETs `concurrency` at a time until `want` distinct pids answered (or 400
+/// requests went by); the pids seen.
+async fn distinct_pids(svc: &FcgiService, target: &str, want: usize) -> BTreeSet<u32> {
+    let mut seen = BTreeSet::new();
+    for _ in 0..100 {
+        let round: Vec<_> = (0..want.max(2))
+            .map(|_| {
+                let svc = svc.clone();
+                let target = target.to_owned();
+                tokio::spawn(async move { pid(&svc, &target).await })
+            })
+            .collect();
+        for task in round {
+            seen.insert(task.await.expect("a request task"));
+        }
+        if seen.len() >= want {
+            break;
+        }
+    }
+    seen
+}
+
+fn php_cgi(fixtures: &Fixtures, php: &Path, procs: usize) -> SpawnConfig {
+    SpawnConfig::new(php).args(["-n"]).procs(procs).current_dir(fixtures.path())
+}
+
+/// Waits (up to `limit`) for `done`; whether it happened.
+async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    done()
+}
+
+#[test]
+fn php_cgi_processes_answer_with_distinct_pids_and_each_is_a_backend() {
+    let _serial = one_at_a_time();
+    let Some(php) = program_or_skip(Program::PhpCgi) else {
+        return;
+    };
+    let fixtures = Fixtures::new();
+    runtime().block_on(async {
+        let svc = FcgiService::builder()
+            .spawn(php_cgi(&fixtures, &php, 3))
+            .document_root(fixtures.path())
+            .build();
+        let pids = distinct_pids(&svc, "/pid.php", 3).await;
+        assert_eq!(pids.len(), 3, "three processes answer: {pids:?}");
+        let backends = svc.backend_stats();
+        assert_eq!(backends.len(), 3, "{backends:?}");
+        for b in &backends {
+            assert!(b.backend.to_string().starts_with("unix:"), "{}", b.backend);
+            // One connection per single-request php-cgi, never the default 4.
+            assert!(b.stats.pool.open <= 1, "{}: {:?}", b.backend, b.stats.pool);
+        }
+    });
+}
+
+#[test]
+fn fcgiwrap_serves_a_cgi_script_from_its_fd0_socket() {
+    let _serial = one_at_a_time();
+    let Some(fcgiwrap) = program_or_skip(Program::Fcgiwrap) else {
+        return;
+    };
+    let fixtures = Fixtures::new();
+    runtime().block_on(async {
+        let svc = FcgiService::builder()
+            .spawn(SpawnConfig::new(fcgiwrap).procs(2))
+            .document_root(fixtures.path())
+            .any_file_is_a_script()
+            .build();
+        let pids = distinct_pids(&svc, "/pid.cgi", 2).await;
+        assert_eq!(pids.len(), 2, "two fcgiwrap processes answer: {pids:?}");
+    });
+}
+
+#[test]
+fn flup_without_a_bind_address_serves_fd0() {
+    let _serial = one_at_a_time();
+    if program_or_skip(Program::Flup).is_none() {
+        return;
+    }
+    let flup = support::programs::flup_location().expect("flup was located");
+    let fixtures = Fixtures::new();
+    runtime().block_on(async {
+        let svc = FcgiService::builder()
+            .spawn(
+                SpawnConfig::new(&flup.python)
+                    .args([
+                        std::ffi::OsString::from("-u"),
+                        fixtures.path().join("fd0_app.py").into_os_string(),
+                    ])
+                    .env("PYTHONPATH", &flup.pythonpath)
+                    .env("PYTHONDONTWRITEBYTECODE", "1")
+                    .procs(2),
+            )
+            .build();
+        let pids = distinct_pids(&svc, "/", 2).await;
+        assert_eq!(pids.len(), 2, "two flup processes answer: {pids:?}");
+    });
+}
+
+#[test]
+fn go_fcgi_serve_nil_serves_fd0() {
+    let _serial = one_at_a_time();
+    let Some(go) = spawn_support::go_or_skip() else {
+        return;
+    };
+    let fixtures = Fixtures::new();
+    let app = fixtures.build_go_app(&go);
+    runtime().block_on(async {
+        let svc = FcgiService::builder()
+            .spawn(SpawnConfig::new(app).procs(2).connections_per_process(4))
+            .build();
+        let pids = distinct_pids(&svc, "/", 2).await;
+        assert_eq!(pids.len(), 2, "two Go processes answer: {pids:?}");
+    });
+}
+
+/// Runs `total` GETs of `target`, `concurrency` at a time, calling `during` once after
+/// `at` of them; the failures (status and body) and every pid that answered.
+async fn load(
+    svc: &FcgiService,
+    target: &'static str,
+    total: usize,
+    concurrency: usize,
+) -> (Vec<String>, BTreeSet<u32>) {
+    let next = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let pids = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (svc, next) = (svc.clone(), Arc::clone(&next));
+            let (failures, pids) = (Arc::clone(&failures), Arc::clone(&pids));
+            tokio::spawn(async move {
+                while next.fetch_add(1, Ordering::Relaxed) < total {
+                    match get(&svc, target).await {
+                        (StatusCode::OK, Ok(body)) if body.trim().parse::<u32>().is_ok() => {
+                            pids.lock().unwrap().insert(body.trim().parse().unwrap());
+                        }
+                        other => failures.lock().unwrap().push(format!("{other:?}")),
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.expect("a load worker");
+    }
+    let failures = std::mem::take(&mut *failures.lock().unwrap());
+    let pids = std::mem::take(&mut *pids.lock().unwrap());
+    (failures, pids)
+}
+
+#[test]
+fn php_fcgi_max_requests_50_under_5000_requests_fails_nothing() {
+    let _serial = one_at_a_time();
+    let Some(php) = program_or_skip(Program::PhpCgi) else {
+        return;
+    };
+    let fixtures = Fixtures::new();
+    runtime().block_on(async {
+        let svc = FcgiService::builder()
+            .spawn(php_cgi(&fixtures, &php, 4).env("PHP_FCGI_MAX_REQUESTS", "50"))
+            .document_root(fixtures.path())
+            .build();
+        let started = Instant::now();
+        let (failures, pids) = load(&svc, "/pid.php", 5000, 8).await;
+        eprintln!(
+            "5000 requests in {:.2?}: {} processes answered, {:?}",
+            started.elapsed(),
+            pids.len(),
+            svc.stats()
+        );
+        assert!(failures.is_empty(), "{} failed: {:?}", failures.len(), &failures[..failures.len().min(10)]);
+        // 5000 requests, 50 per process: about 100 processes took part.
+        assert!(pids.len() >= 80, "processes retired and were replaced: {}", pids.len());
+    });
+}
+
+#[test]
+fn killing_one_process_under_load_fails_no_get_and_a_new_pid_answers() {
+    let _serial = one_at_a_time();
+    let Some(php) = program_or_skip(Program::PhpCgi) else {
+        return;
+    };
+    let fixtures = Fixtures::new();
+    runtime().block_on(async {
+        let svc = FcgiService::builder()
+            .spawn(php_cgi(&fixtures, &php, 3))
+            .document_root(fixtures.path())
+            .build();
+        let before = distinct_pids(&svc, "/pid.php", 3).await;
+        assert_eq!(before.len(), 3, "{before:?}");
+        let victim = *before.iter().next().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let loader = {
+            let (svc, stop) = (svc.clone(), Arc::clone(&stop));
+            tokio::spawn(async move {
+                let mut failures = Vec::new();
+                let mut pids = BTreeSet::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let (f, p) = load(&svc, "/pid.php", 24, 4).await;
+                    failures.extend(f);
+                    pids.extend(p);
+                }
+                (failures, pids)
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let killed = std::process::Command::new("kill")
+            .args(["-9", &victim.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(killed.success());
+        // A replacement answers within seconds.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut fresh = None;
+        while Instant::now() < deadline && fresh.is_none() {
+            let p = pid(&svc, "/pid.php").await;
+            if !before.contains(&p) {
+                fresh = Some(p);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.store(true, Ordering::Relaxed);
+        let (failures, pids) = loader.await.expect("the loader");
+        assert!(fresh.is_some(), "no new process answered after the kill; pids seen {pids:?}");
+        assert!(failures.is_empty(), "GETs failed around the kill: {failures:?}");
+        assert!(!pids.is_empty());
+    });
+}
+
+#[test]
+fn dropping_the_service_leaves_no_process_of_its_groups() {
+    let _serial = one_at_a_time();
+    let Some(php) = program_or_skip(Program::PhpCgi) else {
+        return;
+    };
+    let fixtures = Fixtures::new();
+    runtime().block_on(async {
+        // With PHP_FCGI_CHILDREN each group holds a master and its workers.
+        let svc = FcgiService::builder()
+            .spawn(php_cgi(&fixtures, &php, 2).env("PHP_FCGI_CHILDREN", "2"))
+            .document_root(fixtures.path())
+            .build();
+        let workers = distinct_pids(&svc, "/pid.php", 2).await;
+        let groups: BTreeSet<u32> = workers
+            .iter()
+            .filter_map(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                let rest = stat.rsplit_once(')')?.1.to_owned();
+                rest.split_whitespace().nth(2)?.parse().ok()
+            })
+            .collect();
+        assert!(!groups.is_empty(), "the workers' groups: {workers:?}");
+        for g in &groups {
+            assert!(group_members(*g).len() >= 2, "a master and its workers in group {g}");
+        }
+        let copy = svc.clone();
+        drop(svc);
+        assert!(pid(&copy, "/pid.php").await > 0, "a clone keeps the processes");
+        drop(copy);
+        let gone = eventually(Duration::from_secs(10), || {
+            groups.iter().all(|g| group_members(*g).is_empty())
+        })
+        .await;
+        let left: Vec<_> = groups.iter().map(|g| (g, group_members(*g))).collect();
+        assert!(gone, "processes left after the drop: {left:?}");
+    });
+}
+
+#[test]
+fn a_crash_loop_backs_off_then_answers_503_with_the_reason_logged() {
+    let _serial = one_at_a_time();
+    spawn_support::capture_logs();
+    let fixtures = Fixtures::new();
+    let starts = fixtures.path().join("starts");
+    let program = fixtures.write_executable(
+        "crash.sh",
+        &format!(
+            "#!/bin/sh\ndate +%s%N >> '{}'\nexit 3\n",
+            starts.display()
+        ),
+    );
+    runtime().block_on(async {
+        let svc = FcgiService::builder()
+            .spawn(SpawnConfig::new(&program).procs(1))
+            .response_head_timeout(Duration::from_secs(2))
+            .build();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut last = None;
+        while Instant::now() < deadline {
+            let (status, body) = get(&svc, "/").await;
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                last = Some(body);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(last.is_some(), "no 503 within 15 s");
+        let times: Vec<u128> = std::fs::read_to_string(&starts)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        assert_eq!(times.len(), 5, "five starts before the crash loop stopped it: {times:?}");
+        let gaps: Vec<Duration> = times
+            .windows(2)
+            .map(|w| Duration::from_nanos((w[1] - w[0]) as u64))
+            .collect();
+        // At once, then 100, 200, 400 ms: each wait at least its backoff, and growing.
+        assert!(gaps[3] >= Duration::from_millis(400), "{gaps:?}");
+        assert!(gaps[2] >= Duration::from_millis(200), "{gaps:?}");
+        assert!(gaps[3] > gaps[1], "{gaps:?}");
+        let logs = spawn_support::captured_logs();
+        let line = logs
+            .lines()
+            .find(|l| l.contains("crash-looping") && l.contains(&program.display().to_string()))
+            .unwrap_or_else(|| panic!("no crash-loop line in the logs:\n{logs}"));
+        assert!(line.contains("exited with status 3"), "{line}");
+        // Stopped means stopped: no start while the retry (30 s) is pending.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let now = std::fs::read_to_string(&starts).unwrap_or_default().lines().count();
+        assert_eq!(now, 5, "no restart during the crash-loop pause");
+        assert_eq!(get(&svc, "/").await.0, StatusCode::SERVICE_UNAVAILABLE);
+    });
+}
+
+#[test]
+fn a_missing_or_non_executable_program_is_a_build_error() {
+    let err = FcgiService::builder()
+        .spawn(SpawnConfig::new("/nonexistent/php-cgi"))
+        .try_build()
+        .unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/php-cgi"), "{err}");
+    let fixtures = Fixtures::new();
+    let err = FcgiService::builder()
+        .spawn(SpawnConfig::new(fixtures.path().join("pid.php")))
+        .try_build()
+        .unwrap_err();
+    assert!(err.to_string().contains("not executable"), "{err}");
+}

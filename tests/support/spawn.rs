@@ -1,0 +1,196 @@
+//! Support for `tests/spawn.rs` (included there with `#[path]`): the programs a spawned
+//! service runs (found or skipped loudly, `FCGI_INTEROP=require` fails), the fixture
+//! scripts they serve, a process-group census from /proc, and a capture of the
+//! crate's log lines.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+use crate::support::{Policy, Program, policy, programs};
+
+/// `program`'s executable, or `None` after a loud skip message (a failure under
+/// `FCGI_INTEROP=require`).
+pub fn program_or_skip(program: Program) -> Option<PathBuf> {
+    match (policy(), programs::locate(program)) {
+        (Policy::SkipAll, _) => skip(program.name(), "FCGI_INTEROP=skip"),
+        (_, Ok(path)) => Some(path),
+        (Policy::Require, Err(why)) => {
+            panic!("FCGI_INTEROP=require, but {} is missing: {why}", program.name())
+        }
+        (_, Err(why)) => skip(program.name(), &why),
+    }
+}
+
+/// `go`, or `None` after a loud skip message (`FCGI_INTEROP=require` fails).
+pub fn go_or_skip() -> Option<PathBuf> {
+    let found = ["/usr/bin/go", "/usr/local/go/bin/go", "/usr/lib/go/bin/go"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file());
+    match (policy(), found) {
+        (Policy::SkipAll, _) => skip("go", "FCGI_INTEROP=skip"),
+        (_, Some(go)) => Some(go),
+        (Policy::Require, None) => {
+            panic!("FCGI_INTEROP=require, but go is not installed (apt-get install golang-go)")
+        }
+        (_, None) => skip("go", "go is not installed (apt-get install golang-go)"),
+    }
+}
+
+fn skip<T>(name: &str, why: &str) -> Option<T> {
+    let current = std::thread::current();
+    let test = current.name().unwrap_or("(unnamed test)");
+    let line = "#".repeat(78);
+    let mut stderr = std::io::stderr().lock();
+    let _ = write!(
+        stderr,
+        "\n{line}\n## SKIPPED spawn test {test} [{name}]: {why}\n\
+         ## run scripts/test.sh to install it (FCGI_INTEROP=require makes this fail)\n{line}\n"
+    );
+    None
+}
+
+/// A private directory with the fixture scripts.
+pub struct Fixtures {
+    pub dir: tempfile::TempDir,
+}
+
+impl Fixtures {
+    pub fn new() -> Fixtures {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let fixtures = Fixtures { dir };
+        fixtures.write(
+            "pid.php",
+            "<?php\nheader('Content-Type: text/plain');\necho getmypid();\n",
+        );
+        // fcgiwrap forks the script: its parent is the fcgiwrap process.
+        fixtures.write_executable(
+            "pid.cgi",
+            "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n%s' \"$PPID\"\n",
+        );
+        fixtures.write(
+            "fd0_app.py",
+            "import os\n\
+             from flup.server.fcgi import WSGIServer\n\
+             def app(environ, start_response):\n\
+             \x20   start_response('200 OK', [('Content-Type', 'text/plain')])\n\
+             \x20   return [str(os.getpid()).encode()]\n\
+             # No bind address: flup serves the socket it was given as fd 0.\n\
+             WSGIServer(app, bindAddress=None).run()\n",
+        );
+        fixtures
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        fs::write(&path, text).expect("a fixture file");
+        path
+    }
+
+    pub fn write_executable(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.write(name, text);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
+        path
+    }
+
+    /// Builds `fcgi.Serve(nil, h)` (a handler answering its pid) with `go`.
+    pub fn build_go_app(&self, go: &Path) -> PathBuf {
+        self.write(
+            "main.go",
+            "package main\n\n\
+             import (\n\t\"fmt\"\n\t\"net/http\"\n\t\"net/http/fcgi\"\n\t\"os\"\n)\n\n\
+             func main() {\n\
+             \t// nil: serve the listener passed as fd 0.\n\
+             \terr := fcgi.Serve(nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {\n\
+             \t\tw.Header().Set(\"Content-Type\", \"text/plain\")\n\
+             \t\tfmt.Fprint(w, os.Getpid())\n\
+             \t}))\n\
+             \tif err != nil {\n\t\tfmt.Fprintln(os.Stderr, err)\n\t\tos.Exit(1)\n\t}\n}\n",
+        );
+        let out = self.dir.path().join("go-app");
+        let cache = std::env::temp_dir().join("tower-fastcgi-test-gocache");
+        let status = Command::new(go)
+            .current_dir(self.dir.path())
+            .args(["build", "-o"])
+            .arg(&out)
+            .arg("main.go")
+            .env("GOCACHE", &cache)
+            .env("GOPATH", cache.join("gopath"))
+            .env("HOME", self.dir.path())
+            // Never download a toolchain: the installed one is the one under test.
+            .env("GOTOOLCHAIN", "local")
+            .status()
+            .expect("go runs");
+        assert!(status.success(), "go build failed: {status}");
+        out
+    }
+}
+
+/// The pids of live processes (zombies excluded) whose process group is `pgid`.
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            // pid (comm) state ppid pgrp ...: comm may hold spaces, so split after ')'.
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                return false;
+            };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            fields.first() != Some(&"Z") && fields.get(2) == Some(&pgid.to_string().as_str())
+        })
+        .collect()
+}
+
+/// Everything the crate logged since [`capture_logs`], for assertions (which print it).
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&capture().lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+}
+
+fn capture() -> &'static Mutex<Vec<u8>> {
+    static LOGS: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
+    LOGS.get_or_init(Default::default)
+}
+
+/// Installs the capturing subscriber once per test binary.
+pub fn capture_logs() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("tower_fastcgi=info")
+            .with_ansi(false)
+            .with_writer(|| Capture)
+            .try_init();
+    });
+}
+
+struct Capture;
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        capture()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
