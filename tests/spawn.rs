@@ -22,7 +22,7 @@ use http_body_util::{BodyExt, Empty};
 use tower::ServiceExt;
 use tower_fastcgi::{FcgiService, SpawnConfig};
 
-use spawn_support::{Fixtures, group_members, program_or_skip};
+use spawn_support::{Fixtures, group_members, group_of, program_or_skip};
 use support::{Program, one_at_a_time, runtime};
 
 /// GET `target` through the service: the status and the body (or the body's error).
@@ -305,14 +305,7 @@ fn dropping_the_service_leaves_no_process_of_its_groups() {
             .document_root(fixtures.path())
             .build();
         let workers = distinct_pids(&svc, "/pid.php", 2).await;
-        let groups: BTreeSet<u32> = workers
-            .iter()
-            .filter_map(|pid| {
-                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-                let rest = stat.rsplit_once(')')?.1.to_owned();
-                rest.split_whitespace().nth(2)?.parse().ok()
-            })
-            .collect();
+        let groups: BTreeSet<u32> = workers.iter().filter_map(|p| group_of(*p)).collect();
         assert!(!groups.is_empty(), "the workers' groups: {workers:?}");
         for g in &groups {
             assert!(group_members(*g).len() >= 2, "a master and its workers in group {g}");
@@ -327,6 +320,78 @@ fn dropping_the_service_leaves_no_process_of_its_groups() {
         .await;
         let left: Vec<_> = groups.iter().map(|g| (g, group_members(*g))).collect();
         assert!(gone, "processes left after the drop: {left:?}");
+    });
+}
+
+/// Set for the child test process of [`a_killed_parent_leaves_no_process_behind`]: the
+/// document root it serves.
+const PARENT_ROOT: &str = "TOWER_FASTCGI_SPAWN_TEST_PARENT_ROOT";
+
+#[test]
+fn a_killed_parent_leaves_no_process_behind() {
+    let _serial = one_at_a_time();
+    if program_or_skip(Program::PhpCgi).is_none() {
+        return;
+    }
+    let fixtures = Fixtures::new();
+    // This test binary again, running only the parent below, which prints the process
+    // groups it started; then it is killed with SIGKILL (no destructor runs).
+    let mut parent = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "spawning_parent_killed_by_the_test", "--ignored", "--nocapture"])
+        .env(PARENT_ROOT, fixtures.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the parent starts");
+    let stdout = parent.stdout.take().unwrap();
+    let line = std::io::BufRead::lines(std::io::BufReader::new(stdout))
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("GROUPS "));
+    let groups: Vec<u32> = line
+        .as_deref()
+        .unwrap_or_default()
+        .trim_start_matches("GROUPS ")
+        .split(',')
+        .filter_map(|g| g.parse().ok())
+        .collect();
+    parent.kill().unwrap();
+    parent.wait().unwrap();
+    assert_eq!(groups.len(), 2, "the parent's report: {line:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && groups.iter().any(|g| !group_members(*g).is_empty()) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left: Vec<_> = groups.iter().map(|g| (g, group_members(*g))).collect();
+    assert!(
+        groups.iter().all(|g| group_members(*g).is_empty()),
+        "processes outlived their killed parent: {left:?}"
+    );
+}
+
+#[test]
+#[ignore = "the parent process of a_killed_parent_leaves_no_process_behind"]
+fn spawning_parent_killed_by_the_test() {
+    let Some(root) = std::env::var_os(PARENT_ROOT) else {
+        return;
+    };
+    let php = support::programs::locate(Program::PhpCgi).expect("php-cgi");
+    runtime().block_on(async {
+        let svc = FcgiService::builder()
+            .spawn(
+                SpawnConfig::new(php)
+                    .args(["-n"])
+                    .procs(2)
+                    .env("PHP_FCGI_CHILDREN", "2"),
+            )
+            .document_root(&root)
+            .build();
+        std::fs::write(Path::new(&root).join("pid.php"), "<?php echo getmypid();").unwrap();
+        let workers = distinct_pids(&svc, "/pid.php", 2).await;
+        let groups: BTreeSet<u32> = workers.iter().filter_map(|p| group_of(*p)).collect();
+        let list: Vec<String> = groups.iter().map(u32::to_string).collect();
+        println!("GROUPS {}", list.join(","));
+        // Until the test kills us (a bound, should it not).
+        tokio::time::sleep(Duration::from_secs(60)).await;
     });
 }
 

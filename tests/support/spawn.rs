@@ -135,6 +135,13 @@ impl Fixtures {
     }
 }
 
+/// The process group of `pid`, from /proc.
+pub fn group_of(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(2)?.parse().ok()
+}
+
 /// The pids of live processes (zombies excluded) whose process group is `pgid`.
 pub fn group_members(pgid: u32) -> Vec<u32> {
     let Ok(entries) = fs::read_dir("/proc") else {
