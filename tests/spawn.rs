@@ -6,9 +6,9 @@
 //!
 //! Programs that are not installed skip loudly; `FCGI_INTEROP=require` fails instead.
 
-mod support;
 #[path = "support/spawn.rs"]
 mod spawn_support;
+mod support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -77,7 +77,10 @@ async fn distinct_pids(svc: &FcgiService, target: &str, want: usize) -> BTreeSet
 }
 
 fn php_cgi(fixtures: &Fixtures, php: &Path, procs: usize) -> SpawnConfig {
-    SpawnConfig::new(php).args(["-n"]).procs(procs).current_dir(fixtures.path())
+    SpawnConfig::new(php)
+        .args(["-n"])
+        .procs(procs)
+        .current_dir(fixtures.path())
 }
 
 /// Waits (up to `limit`) for `done`; whether it happened.
@@ -232,9 +235,18 @@ fn php_fcgi_max_requests_50_under_5000_requests_fails_nothing() {
             pids.len(),
             svc.stats()
         );
-        assert!(failures.is_empty(), "{} failed: {:?}", failures.len(), &failures[..failures.len().min(10)]);
+        assert!(
+            failures.is_empty(),
+            "{} failed: {:?}",
+            failures.len(),
+            &failures[..failures.len().min(10)]
+        );
         // 5000 requests, 50 per process: about 100 processes took part.
-        assert!(pids.len() >= 80, "processes retired and were replaced: {}", pids.len());
+        assert!(
+            pids.len() >= 80,
+            "processes retired and were replaced: {}",
+            pids.len()
+        );
     });
 }
 
@@ -285,8 +297,14 @@ fn killing_one_process_under_load_fails_no_get_and_a_new_pid_answers() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         stop.store(true, Ordering::Relaxed);
         let (failures, pids) = loader.await.expect("the loader");
-        assert!(fresh.is_some(), "no new process answered after the kill; pids seen {pids:?}");
-        assert!(failures.is_empty(), "GETs failed around the kill: {failures:?}");
+        assert!(
+            fresh.is_some(),
+            "no new process answered after the kill; pids seen {pids:?}"
+        );
+        assert!(
+            failures.is_empty(),
+            "GETs failed around the kill: {failures:?}"
+        );
         assert!(!pids.is_empty());
     });
 }
@@ -308,11 +326,17 @@ fn dropping_the_service_leaves_no_process_of_its_groups() {
         let groups: BTreeSet<u32> = workers.iter().filter_map(|p| group_of(*p)).collect();
         assert!(!groups.is_empty(), "the workers' groups: {workers:?}");
         for g in &groups {
-            assert!(group_members(*g).len() >= 2, "a master and its workers in group {g}");
+            assert!(
+                group_members(*g).len() >= 2,
+                "a master and its workers in group {g}"
+            );
         }
         let copy = svc.clone();
         drop(svc);
-        assert!(pid(&copy, "/pid.php").await > 0, "a clone keeps the processes");
+        assert!(
+            pid(&copy, "/pid.php").await > 0,
+            "a clone keeps the processes"
+        );
         drop(copy);
         let gone = eventually(Duration::from_secs(10), || {
             groups.iter().all(|g| group_members(*g).is_empty())
@@ -337,7 +361,12 @@ fn a_killed_parent_leaves_no_process_behind() {
     // This test binary again, running only the parent below, which prints the process
     // groups it started; then it is killed with SIGKILL (no destructor runs).
     let mut parent = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "spawning_parent_killed_by_the_test", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "spawning_parent_killed_by_the_test",
+            "--ignored",
+            "--nocapture",
+        ])
         .env(PARENT_ROOT, fixtures.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -403,33 +432,44 @@ fn a_crash_loop_backs_off_then_answers_503_with_the_reason_logged() {
     let starts = fixtures.path().join("starts");
     let program = fixtures.write_executable(
         "crash.sh",
-        &format!(
-            "#!/bin/sh\ndate +%s%N >> '{}'\nexit 3\n",
-            starts.display()
-        ),
+        &format!("#!/bin/sh\ndate +%s%N >> '{}'\nexit 3\n", starts.display()),
     );
     runtime().block_on(async {
         let svc = FcgiService::builder()
             .spawn(SpawnConfig::new(&program).procs(1))
             .response_head_timeout(Duration::from_secs(2))
             .build();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let mut last = None;
-        while Instant::now() < deadline {
+        let count = || {
+            std::fs::read_to_string(&starts)
+                .unwrap_or_default()
+                .lines()
+                .count()
+        };
+        // Requests meanwhile may wait for a process or find none in the rotation (503
+        // during a backoff); once the loop is declared, every request is a 503.
+        let stopped = eventually(Duration::from_secs(15), || count() >= 5).await;
+        assert!(stopped, "five starts within 15 s: {}", count());
+        let mut answer = None;
+        for _ in 0..100 {
             let (status, body) = get(&svc, "/").await;
             if status == StatusCode::SERVICE_UNAVAILABLE {
-                last = Some(body);
+                answer = Some(body);
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(last.is_some(), "no 503 within 15 s");
+        let body = answer.expect("503 once the crash loop stopped the restarts");
+        eprintln!("503 body: {body:?}");
         let times: Vec<u128> = std::fs::read_to_string(&starts)
             .unwrap_or_default()
             .lines()
             .filter_map(|l| l.trim().parse().ok())
             .collect();
-        assert_eq!(times.len(), 5, "five starts before the crash loop stopped it: {times:?}");
+        assert_eq!(
+            times.len(),
+            5,
+            "five starts before the crash loop stopped it: {times:?}"
+        );
         let gaps: Vec<Duration> = times
             .windows(2)
             .map(|w| Duration::from_nanos((w[1] - w[0]) as u64))
@@ -446,7 +486,10 @@ fn a_crash_loop_backs_off_then_answers_503_with_the_reason_logged() {
         assert!(line.contains("exited with status 3"), "{line}");
         // Stopped means stopped: no start while the retry (30 s) is pending.
         tokio::time::sleep(Duration::from_millis(700)).await;
-        let now = std::fs::read_to_string(&starts).unwrap_or_default().lines().count();
+        let now = std::fs::read_to_string(&starts)
+            .unwrap_or_default()
+            .lines()
+            .count();
         assert_eq!(now, 5, "no restart during the crash-loop pause");
         assert_eq!(get(&svc, "/").await.0, StatusCode::SERVICE_UNAVAILABLE);
     });

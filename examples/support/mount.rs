@@ -92,7 +92,10 @@ impl std::str::FromStr for Target {
         match s.strip_prefix("spawn:") {
             Some("") => Err("spawn: needs a program (spawn:/usr/bin/php-cgi)".into()),
             Some(program) => Ok(Target::Spawn(PathBuf::from(program))),
-            None => s.parse().map(Target::Connect).map_err(|e: tower_fastcgi::ParseBackendError| e.to_string()),
+            None => s
+                .parse()
+                .map(Target::Connect)
+                .map_err(|e: tower_fastcgi::ParseBackendError| e.to_string()),
         }
     }
 }

@@ -70,7 +70,10 @@ impl SpawnConfig {
             args: Vec::new(),
             procs: defaults::SPAWN_PROCS,
             per_process: None,
-            allow_env: defaults::SPAWN_ALLOW_ENV.iter().map(OsString::from).collect(),
+            allow_env: defaults::SPAWN_ALLOW_ENV
+                .iter()
+                .map(OsString::from)
+                .collect(),
             env: Vec::new(),
             current_dir: None,
             restart: RestartConfig {
@@ -198,10 +201,7 @@ impl SpawnConfig {
             .filter_map(|name| std::env::var_os(name).map(|v| (name.clone(), v)))
             .collect();
         env.extend(self.env);
-        let per_process = self
-            .per_process
-            .or_else(|| php_children(&env))
-            .unwrap_or(1);
+        let per_process = self.per_process.or_else(|| php_children(&env)).unwrap_or(1);
         if let Some(dir) = &self.current_dir
             && !dir.is_dir()
         {
@@ -282,13 +282,16 @@ fn resolve_program(program: &Path) -> Result<PathBuf, String> {
     } else {
         program.to_path_buf()
     };
-    let meta = std::fs::metadata(&path)
-        .map_err(|e| format!("spawn: program {}: {e}", path.display()))?;
+    let meta =
+        std::fs::metadata(&path).map_err(|e| format!("spawn: program {}: {e}", path.display()))?;
     if !meta.is_file() {
         return Err(format!("spawn: program {} is not a file", path.display()));
     }
     if meta.permissions().mode() & 0o111 == 0 {
-        return Err(format!("spawn: program {} is not executable", path.display()));
+        return Err(format!(
+            "spawn: program {} is not executable",
+            path.display()
+        ));
     }
     Ok(path)
 }

@@ -69,8 +69,7 @@ fn child_setup(parent: u32) -> io::Result<()> {
         // when it is killed or aborts). SIGTERM rather than SIGKILL: php-cgi with
         // PHP_FCGI_CHILDREN forwards it to its workers, SIGKILL would orphan them.
         // SAFETY: prctl(PR_SET_PDEATHSIG, sig) reads only its integer arguments.
-        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) } == -1
-        {
+        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) } == -1 {
             return Err(io::Error::last_os_error());
         }
         // The parent may have died between fork and prctl: then no signal will come.
@@ -108,14 +107,7 @@ pub(crate) fn wait_exited(pid: u32) -> io::Result<()> {
         // SAFETY: siginfo_t is plain data for which all-zero bytes are a valid value.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         // SAFETY: `info` is a valid, writable siginfo_t for the duration of the call.
-        let rc = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                id,
-                &mut info,
-                libc::WEXITED | libc::WNOWAIT,
-            )
-        };
+        let rc = unsafe { libc::waitid(libc::P_PID, id, &mut info, libc::WEXITED | libc::WNOWAIT) };
         if rc == 0 {
             return Ok(());
         }

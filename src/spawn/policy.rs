@@ -172,7 +172,10 @@ mod tests {
         let mut p = RestartPolicy::new(cfg());
         let t = Instant::now();
         assert_eq!(p.on_exit(t, t + MS, Exit::Failed), Next::Now);
-        assert_eq!(p.on_exit(t, t + 2 * MS, Exit::Failed), Next::After(100 * MS));
+        assert_eq!(
+            p.on_exit(t, t + 2 * MS, Exit::Failed),
+            Next::After(100 * MS)
+        );
         let later = t + Duration::from_secs(60);
         assert_eq!(p.on_exit(t, later, Exit::Failed), Next::Now);
     }
@@ -191,7 +194,10 @@ mod tests {
         assert_eq!(p.on_exit(t, t + 30 * MS, Exit::Clean), Next::After(70 * MS));
         // Clean exits end a failure streak.
         assert_eq!(p.on_exit(t, t + MS, Exit::Failed), Next::Now);
-        assert_eq!(p.on_exit(t, t + 2 * MS, Exit::Failed), Next::After(100 * MS));
+        assert_eq!(
+            p.on_exit(t, t + 2 * MS, Exit::Failed),
+            Next::After(100 * MS)
+        );
         assert_eq!(p.on_exit(t, t + 200 * MS, Exit::Clean), Next::Now);
         assert_eq!(p.on_exit(t, t + 201 * MS, Exit::Failed), Next::Now);
     }

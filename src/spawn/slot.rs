@@ -122,11 +122,7 @@ fn leave(shared: &Shared, slot: &Slot, member: &mut bool) {
 
 /// One process's life: `None` when the supervisor stopped meanwhile, else how it
 /// ended and a description for the log.
-fn start_and_wait(
-    shared: &Shared,
-    slot: &mut Slot,
-    member: &mut bool,
-) -> Option<(Exit, String)> {
+fn start_and_wait(shared: &Shared, slot: &mut Slot, member: &mut bool) -> Option<(Exit, String)> {
     let fds = slot.output.try_clone().and_then(|output| {
         let listener = OwnedFd::from(slot.listener()?.try_clone()?);
         Ok((listener, output))

@@ -20,7 +20,10 @@ pub fn program_or_skip(program: Program) -> Option<PathBuf> {
         (Policy::SkipAll, _) => skip(program.name(), "FCGI_INTEROP=skip"),
         (_, Ok(path)) => Some(path),
         (Policy::Require, Err(why)) => {
-            panic!("FCGI_INTEROP=require, but {} is missing: {why}", program.name())
+            panic!(
+                "FCGI_INTEROP=require, but {} is missing: {why}",
+                program.name()
+            )
         }
         (_, Err(why)) => skip(program.name(), &why),
     }
