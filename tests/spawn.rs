@@ -432,7 +432,10 @@ fn a_crash_loop_backs_off_then_answers_503_with_the_reason_logged() {
     let starts = fixtures.path().join("starts");
     let program = fixtures.write_executable(
         "crash.sh",
-        &format!("#!/bin/sh\ndate +%s%N >> '{}'\nexit 3\n", starts.display()),
+        &format!(
+            "#!/bin/sh\ndate +%s%N >> '{}'\necho 'crash.sh: cannot go on' >&2\nexit 3\n",
+            starts.display()
+        ),
     );
     runtime().block_on(async {
         let svc = FcgiService::builder()
@@ -484,6 +487,12 @@ fn a_crash_loop_backs_off_then_answers_503_with_the_reason_logged() {
             .find(|l| l.contains("crash-looping") && l.contains(&program.display().to_string()))
             .unwrap_or_else(|| panic!("no crash-loop line in the logs:\n{logs}"));
         assert!(line.contains("exited with status 3"), "{line}");
+        // The program's own stderr is in the log too, attributed to it.
+        assert!(
+            logs.lines()
+                .any(|l| l.contains("crash.sh: cannot go on") && l.contains("process=0")),
+            "the program's stderr was not logged:\n{logs}"
+        );
         // Stopped means stopped: no start while the retry (30 s) is pending.
         tokio::time::sleep(Duration::from_millis(700)).await;
         let now = std::fs::read_to_string(&starts)

@@ -63,17 +63,22 @@ pub(crate) fn run(shared: Arc<Shared>, mut slot: Slot) {
     let mut policy = RestartPolicy::new(shared.plan.restart);
     // The slot's backend is a fleet member from the build on.
     let mut member = true;
+    // After a clean exit the restart is routine (php-cgi retiring every N requests):
+    // logged at debug, not as news.
+    let mut routine = false;
     while !shared.is_stopping() {
         let started = Instant::now();
-        let Some((exit, what)) = start_and_wait(&shared, &mut slot, &mut member) else {
+        let Some((exit, what)) = start_and_wait(&shared, &mut slot, &mut member, routine) else {
             break;
         };
         let program = shared.program.as_str();
         let process = slot.index;
-        match policy.on_exit(started, Instant::now(), exit) {
+        let next = policy.on_exit(started, Instant::now(), exit);
+        routine = next == Next::Now && exit == Exit::Clean;
+        match next {
             Next::Now => {
                 if exit == Exit::Clean {
-                    tracing::info!(target: "tower_fastcgi::spawn", program, process, "FastCGI program {what}; restarting it");
+                    tracing::debug!(target: "tower_fastcgi::spawn", program, process, "FastCGI program {what}; restarting it");
                 } else {
                     tracing::warn!(target: "tower_fastcgi::spawn", program, process, "FastCGI program {what}; restarting it");
                 }
@@ -122,7 +127,12 @@ fn leave(shared: &Shared, slot: &Slot, member: &mut bool) {
 
 /// One process's life: `None` when the supervisor stopped meanwhile, else how it
 /// ended and a description for the log.
-fn start_and_wait(shared: &Shared, slot: &mut Slot, member: &mut bool) -> Option<(Exit, String)> {
+fn start_and_wait(
+    shared: &Shared,
+    slot: &mut Slot,
+    member: &mut bool,
+    routine: bool,
+) -> Option<(Exit, String)> {
     let fds = slot.output.try_clone().and_then(|output| {
         let listener = OwnedFd::from(slot.listener()?.try_clone()?);
         Ok((listener, output))
@@ -156,7 +166,11 @@ fn start_and_wait(shared: &Shared, slot: &mut Slot, member: &mut bool) -> Option
         }
     };
     let pid = child.id();
-    tracing::info!(target: "tower_fastcgi::spawn", program = %shared.program, process = slot.index, pid, socket = %slot.path.display(), "started FastCGI program");
+    if routine {
+        tracing::debug!(target: "tower_fastcgi::spawn", program = %shared.program, process = slot.index, pid, "restarted FastCGI program");
+    } else {
+        tracing::info!(target: "tower_fastcgi::spawn", program = %shared.program, process = slot.index, pid, socket = %slot.path.display(), "started FastCGI program");
+    }
     if !std::mem::replace(member, true) {
         shared.send(Change::Insert(slot.backend()));
     }
