@@ -315,6 +315,59 @@ mod tests {
         assert!(err.contains("procs"), "{err}");
     }
 
+    /// The table on `SpawnConfig` says what `defaults` holds.
+    #[test]
+    fn the_defaults_table_matches_the_defaults_module() {
+        let src = include_str!("config.rs");
+        let row = |name: &str| {
+            let start = format!("/// | [`{name}`](SpawnConfig::{name}) | ");
+            src.lines()
+                .find_map(|l| l.strip_prefix(start.as_str()))
+                .unwrap_or_else(|| panic!("no table row for {name}"))
+                .trim_end_matches(" |")
+                .to_owned()
+        };
+        let ms = |d: Duration| format!("{} ms", d.as_millis());
+        let s = |d: Duration| format!("{} s", d.as_secs());
+        assert_eq!(row("procs"), defaults::SPAWN_PROCS.to_string());
+        let env: Vec<String> = defaults::SPAWN_ALLOW_ENV
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect();
+        assert_eq!(
+            row("allow_env"),
+            format!("{} from the parent", env.join(", "))
+        );
+        assert_eq!(
+            row("restart_backoff"),
+            format!(
+                "at once, then {}, doubling up to {}",
+                ms(defaults::SPAWN_RESTART_BACKOFF),
+                s(defaults::SPAWN_RESTART_BACKOFF_MAX)
+            )
+        );
+        assert_eq!(
+            row("crash_loop"),
+            format!(
+                "{} failures within {} stop restarts for {}",
+                defaults::SPAWN_CRASH_LOOP_FAILURES,
+                s(defaults::SPAWN_CRASH_LOOP_WINDOW),
+                s(defaults::SPAWN_CRASH_LOOP_RETRY)
+            )
+        );
+        assert_eq!(
+            row("grace_period"),
+            format!(
+                "{} between SIGTERM and SIGKILL",
+                s(defaults::SPAWN_GRACE_PERIOD)
+            )
+        );
+        assert_eq!(
+            row("log_line_limit"),
+            format!("{} bytes per output line", defaults::SPAWN_LOG_LINE_LIMIT)
+        );
+    }
+
     #[test]
     fn a_bare_name_is_found_in_path() {
         let plan = SpawnConfig::new("sh").plan().unwrap();
