@@ -1,15 +1,24 @@
-//! Support for `tests/spawn.rs` (included there with `#[path]`): the programs a spawned
-//! service runs (found or skipped loudly, `FCGI_INTEROP=require` fails), the fixture
-//! scripts they serve, a process-group census from /proc, and a capture of the
-//! crate's log lines.
+//! Support for `tests/spawn.rs` (included there with `#[path]`): GETs and load through
+//! the service, the programs a spawned service runs (found or skipped loudly,
+//! `FCGI_INTEROP=require` fails), the fixture scripts they serve, a process-group
+//! census from /proc, and a capture of the crate's log lines.
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use tower::ServiceExt;
+use tower_fastcgi::FcgiService;
 
 use crate::support::{Policy, Program, policy, programs};
 
@@ -61,6 +70,104 @@ fn skip<T>(name: &str, why: &str) -> Option<T> {
          ## run scripts/test.sh to install it (FCGI_INTEROP=require makes this fail)\n{line}\n"
     );
     None
+}
+
+/// GET `target` through the service: the status and the body (or the body's error).
+pub async fn get(svc: &FcgiService, target: &str) -> (StatusCode, Result<String, String>) {
+    let req = Request::get(target)
+        .header("host", "localhost")
+        .body(Empty::<Bytes>::new())
+        .expect("a request");
+    let res = match svc.clone().oneshot(req).await {
+        Ok(res) => res,
+        Err(never) => match never {},
+    };
+    let status = res.status();
+    let body = res.into_body().collect().await;
+    let body = body
+        .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+        .map_err(|e| e.to_string());
+    (status, body)
+}
+
+/// The pid a fixture answered with, or a panic naming what came instead.
+pub async fn pid(svc: &FcgiService, target: &str) -> u32 {
+    match get(svc, target).await {
+        (StatusCode::OK, Ok(body)) => body
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("not a pid: {body:?}")),
+        other => panic!("GET {target}: {other:?}"),
+    }
+}
+
+/// Sends GETs `concurrency` at a time until `want` distinct pids answered (or 400
+/// requests went by); the pids seen.
+pub async fn distinct_pids(svc: &FcgiService, target: &str, want: usize) -> BTreeSet<u32> {
+    let mut seen = BTreeSet::new();
+    for _ in 0..100 {
+        let round: Vec<_> = (0..want.max(2))
+            .map(|_| {
+                let svc = svc.clone();
+                let target = target.to_owned();
+                tokio::spawn(async move { pid(&svc, &target).await })
+            })
+            .collect();
+        for task in round {
+            seen.insert(task.await.expect("a request task"));
+        }
+        if seen.len() >= want {
+            break;
+        }
+    }
+    seen
+}
+
+/// Waits (up to `limit`) for `done`; whether it happened.
+pub async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    done()
+}
+
+/// Runs `total` GETs of `target`, `concurrency` at a time, calling `during` once after
+/// `at` of them; the failures (status and body) and every pid that answered.
+pub async fn load(
+    svc: &FcgiService,
+    target: &'static str,
+    total: usize,
+    concurrency: usize,
+) -> (Vec<String>, BTreeSet<u32>) {
+    let next = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let pids = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (svc, next) = (svc.clone(), Arc::clone(&next));
+            let (failures, pids) = (Arc::clone(&failures), Arc::clone(&pids));
+            tokio::spawn(async move {
+                while next.fetch_add(1, Ordering::Relaxed) < total {
+                    match get(&svc, target).await {
+                        (StatusCode::OK, Ok(body)) if body.trim().parse::<u32>().is_ok() => {
+                            pids.lock().unwrap().insert(body.trim().parse().unwrap());
+                        }
+                        other => failures.lock().unwrap().push(format!("{other:?}")),
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.expect("a load worker");
+    }
+    let failures = std::mem::take(&mut *failures.lock().unwrap());
+    let pids = std::mem::take(&mut *pids.lock().unwrap());
+    (failures, pids)
 }
 
 /// A private directory with the fixture scripts.
