@@ -13,8 +13,8 @@ impl FcgiServiceBuilder {
     /// not at all for a while in a crash loop) and are stopped when the service's last
     /// clone is dropped: SIGTERM, then SIGKILL after the grace period. A program that
     /// is missing or not executable is a [`BuildError`]. Backends set with
-    /// [`tcp`](FcgiServiceBuilder::tcp) and the like are kept beside the spawned ones.
-    /// Default: none (the service connects to backends it did not start).
+    /// [`tcp`](FcgiServiceBuilder::tcp) and the like are kept beside the spawned ones;
+    /// calling this again replaces the program set before. Default: none (the service connects to backends it did not start).
     ///
     /// ```no_run
     /// use tower_fastcgi::{FcgiService, SpawnConfig};
