@@ -15,7 +15,13 @@
 //!   controller for paths matching no file, dotfiles refused;
 //! - `--cgi PREFIX=BACKEND,root=DIR[,OPTS]`: document-root mode, every file is a script.
 //!
-//! BACKEND is `tcp://HOST:PORT` or `unix:PATH`. OPTS (comma-separated):
+//! BACKEND is `tcp://HOST:PORT`, `unix:PATH`, or `spawn:PROGRAM`: the gateway starts
+//! PROGRAM itself (php-cgi, fcgiwrap, a flup or Go app serving fd 0), `procs=N`
+//! processes (default 4) each on a Unix socket of its own, restarts them when they exit
+//! and stops them (SIGTERM, then SIGKILL) when it shuts down; `env=NAME=VALUE`
+//! (repeatable) sets the program's environment (otherwise only PATH, LANG, LC_ALL, TZ),
+//! and `conns=N` is then the connections per process (default 1, or
+//! `PHP_FCGI_CHILDREN`). OPTS (comma-separated):
 //! `backend=BACKEND` (repeatable: more backends for the mount, balanced by load, with
 //! passive health and retries on another backend), `conns=N` (pool size *per backend*,
 //! keep it ≤ that backend's workers), `keepalive=0`, `resolve=SECS` (every address of a
@@ -28,7 +34,9 @@
 //! ```text
 //! --php /=tcp://10.0.0.1:9000,backend=tcp://10.0.0.2:9000,backend=unix:/run/php/php-fpm.sock,root=/srv/app,conns=8
 //! --php /=unix:/run/php/php-fpm.sock,root=/srv/wiki,deny=/data:/conf:/bin:/inc:/vendor,index=doku.php
+//! --php /=spawn:/usr/bin/php-cgi,procs=4,root=./www,env=PHP_FCGI_MAX_REQUESTS=500
 //! ```
+//! The gateway stops on SIGTERM or Ctrl-C (SIGINT); spawned processes go with it.
 //! `--threads N` sets the runtime's worker threads (default: one per core; 1 is a
 //! current-thread runtime, best when the backend shares a small machine); `--quiet` turns
 //! off per-request logging (for benchmarks).
@@ -79,7 +87,9 @@ fn parse_args() -> Result<Args, String> {
             }
             "-h" | "--help" => {
                 return Err("usage: gateway --listen ADDR [--app|--php|--cgi PREFIX=BACKEND[,OPTS]]... [--threads N] [--quiet]\n\
+                     BACKEND: tcp://HOST:PORT, unix:PATH or spawn:PROGRAM (started and supervised here)\n\
                      OPTS: backend=BACKEND (repeatable: balance over several backends), conns=N (per backend),\n\
+                     procs=N, env=NAME=VALUE (spawn:),\n\
                      keepalive=0, resolve=SECS (re-resolve tcp:// names), index=A:B, script=FILE (--app),\n\
                      root=DIR (--php, --cgi),\n\
                      deny=/A:/B, front=/index.php|none, sendfile=/URI:DIR (--php)".into());
@@ -139,11 +149,32 @@ async fn serve(args: Args) -> ExitCode {
         }
     };
     tracing::info!("listening on http://{}", args.listen);
-    tokio::select! {
+    let code = tokio::select! {
         () = serve::serve_http1(listener, app) => ExitCode::FAILURE,
-        _ = tokio::signal::ctrl_c() => {
+        () = shutdown_signal() => {
             tracing::info!("shutting down");
             ExitCode::SUCCESS
         }
+    };
+    // The server (and with it every service) is dropped by now; spawned programs have
+    // been sent SIGTERM. Give them a moment to finish before the process (and with it
+    // the SIGKILL-after-grace thread) is gone; the parent-death signal covers the rest.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    code
+}
+
+/// SIGTERM (service managers, `docker stop`, `kill`) or Ctrl-C.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(err) => {
+            tracing::warn!("cannot watch SIGTERM ({err}); stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
     }
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: installs the real FastCGI backends the interop tests talk to
-# (php-fpm, php-cgi, fcgiwrap from Debian; flup from PyPI) and the PHP application the
+# (php-fpm, php-cgi, fcgiwrap and Go from Debian; flup from PyPI) and the PHP application the
 # end-to-end test serves (DokuWiki, from Debian) when they are missing, then runs
 # `cargo test` with FCGI_INTEROP=require so that a backend that is still missing
 # fails the run instead of being skipped. Extra arguments go to `cargo test`.
@@ -15,6 +15,8 @@ missing=()
 command -v php-fpm >/dev/null 2>&1 || compgen -G '/usr/sbin/php-fpm*' >/dev/null || missing+=(php-fpm)
 command -v php-cgi >/dev/null 2>&1 || missing+=(php-cgi)
 command -v fcgiwrap >/dev/null 2>&1 || [[ -x /usr/sbin/fcgiwrap ]] || missing+=(fcgiwrap)
+# Go's net/http/fcgi: tests/spawn.rs builds an `fcgi.Serve(nil, h)` program with it.
+command -v go >/dev/null 2>&1 || missing+=(golang-go)
 # The real PHP application tests/dokuwiki.rs serves (copied into a temporary root).
 [[ -d /usr/share/dokuwiki ]] || missing+=(dokuwiki)
 if [[ ${#missing[@]} -gt 0 ]]; then

@@ -181,3 +181,56 @@ pub const ALLOW_DOTFILES: bool = false;
 /// to a static file are served to clients that accept them).
 #[cfg(feature = "php")]
 pub const PRECOMPRESSED: bool = true;
+
+// ---- spawned processes (`SpawnConfig`) ----
+
+/// [`procs`](crate::SpawnConfig::procs): processes started, each with its own socket
+/// (lighttpd's `min-procs`/`max-procs` default, and this crate's `max_connections`).
+#[cfg(feature = "spawn")]
+pub const SPAWN_PROCS: usize = 4;
+
+/// [`allow_env`](crate::SpawnConfig::allow_env): the variables a spawned program
+/// inherits from the parent. Nothing else leaks in (secrets, `PHP_*` settings of the
+/// shell that started the gateway); `PATH` lets CGI scripts find their interpreters.
+#[cfg(feature = "spawn")]
+pub const SPAWN_ALLOW_ENV: &[&str] = &["PATH", "LANG", "LC_ALL", "TZ"];
+
+/// [`restart_backoff`](crate::SpawnConfig::restart_backoff): the wait before the second
+/// restart of a failing process in a row (the first is at once); each further one doubles it.
+#[cfg(feature = "spawn")]
+pub const SPAWN_RESTART_BACKOFF: Duration = Duration::from_millis(100);
+
+/// [`restart_backoff`](crate::SpawnConfig::restart_backoff): the longest wait between
+/// restarts.
+#[cfg(feature = "spawn")]
+pub const SPAWN_RESTART_BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// [`crash_loop`](crate::SpawnConfig::crash_loop): failures of one process within
+/// [`SPAWN_CRASH_LOOP_WINDOW`] that stop its restarts.
+#[cfg(feature = "spawn")]
+pub const SPAWN_CRASH_LOOP_FAILURES: u32 = 5;
+
+/// [`crash_loop`](crate::SpawnConfig::crash_loop): the window failures are counted in.
+#[cfg(feature = "spawn")]
+pub const SPAWN_CRASH_LOOP_WINDOW: Duration = Duration::from_secs(10);
+
+/// [`crash_loop`](crate::SpawnConfig::crash_loop): how long a crash-looping process
+/// stays stopped before one more start is tried.
+#[cfg(feature = "spawn")]
+pub const SPAWN_CRASH_LOOP_RETRY: Duration = Duration::from_secs(30);
+
+/// [`grace_period`](crate::SpawnConfig::grace_period): time between SIGTERM and SIGKILL
+/// at shutdown.
+#[cfg(feature = "spawn")]
+pub const SPAWN_GRACE_PERIOD: Duration = Duration::from_secs(5);
+
+/// [`log_line_limit`](crate::SpawnConfig::log_line_limit): bytes of one line of a spawned
+/// program's stdout/stderr logged; the rest of the line is counted, not kept.
+#[cfg(feature = "spawn")]
+pub const SPAWN_LOG_LINE_LIMIT: usize = 4096;
+
+/// A process that exits cleanly sooner than this after its start is restarted only
+/// after the rest of this time: a program that exits with status 0 at once is not
+/// respawned in a hot loop. Not configurable.
+#[cfg(feature = "spawn")]
+pub(crate) const SPAWN_MIN_UPTIME: Duration = Duration::from_millis(100);

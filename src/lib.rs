@@ -212,6 +212,19 @@
 //! `non_idempotent`; this crate does the same, but replays idempotent methods (GET, HEAD,
 //! PUT, DELETE, OPTIONS) by default, as nginx does.
 //!
+//! # Starting the application itself
+//!
+//! With feature `spawn` (on by default; Unix), [`FcgiServiceBuilder::spawn`] starts the
+//! FastCGI program too, as mod_fcgid and lighttpd's `bin-path` do: a PHP directory is
+//! served with nothing but `php-cgi` installed. [`SpawnConfig`] says what to run and how
+//! many processes; each gets a Unix socket of its own in a private directory, passed as
+//! fd 0, and is a backend of the fleet with one connection (or `PHP_FCGI_CHILDREN`).
+//! Processes that exit are restarted (a clean exit such as `PHP_FCGI_MAX_REQUESTS` at
+//! once and unseen by clients; failures with a growing backoff; a crash loop stops for
+//! a while and the mount answers 503), and they stop with the service's last clone, or
+//! with the process through a parent-death signal. See [`spawn`] for the details and
+//! `examples/gateway.rs` for `--php /=spawn:/usr/bin/php-cgi,procs=4,root=./www`.
+//!
 //! # Errors
 //!
 //! Before the response head, failures become responses: 502 (connect refused, protocol
@@ -294,6 +307,8 @@
 //!   [`FcgiService::backend_stats`] through the `metrics` crate facade (Prometheus,
 //!   StatsD, ...) as `fastcgi_*` counters and gauges, from the snapshot and off the
 //!   request path; `examples/prometheus.rs` serves them on `/metrics`.
+//! - `spawn` (default, Unix): [`SpawnConfig`] and [`FcgiServiceBuilder::spawn`], which
+//!   start and supervise the FastCGI program (adds the `libc` dependency).
 //! - `unstable`: the byte-level record helpers in [`proto`] (see its "Unstable helpers")
 //!   and hidden benchmark hooks. No semver promise: they may change in any release.
 #![deny(unsafe_code)]
@@ -329,6 +344,9 @@ mod pool;
 mod service;
 #[cfg(feature = "php")]
 mod site;
+#[cfg(all(feature = "spawn", unix))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "spawn", unix))))]
+pub mod spawn;
 
 pub use body::FcgiBody;
 pub use cgi::{ConnectionInfo, RequestParams};
@@ -344,3 +362,5 @@ pub use service::{
 };
 #[cfg(feature = "php")]
 pub use site::{PhpSite, PhpSiteBuilder};
+#[cfg(all(feature = "spawn", unix))]
+pub use spawn::SpawnConfig;

@@ -5,8 +5,11 @@
 //! Included with `#[path = ".../examples/support/mount.rs"] mod mount;`.
 #![allow(dead_code)]
 
+use std::fmt;
+use std::path::PathBuf;
+
 use axum::Router;
-use tower_fastcgi::{Backend, FcgiService, FcgiServiceBuilder, PhpSite};
+use tower_fastcgi::{Backend, FcgiService, FcgiServiceBuilder, PhpSite, SpawnConfig};
 
 #[derive(Debug)]
 pub enum Kind {
@@ -29,10 +32,29 @@ impl Kind {
     /// so that a misspelt `conns=` or an option of another kind is never silently ignored.
     fn options(&self) -> &'static [&'static str] {
         match self {
-            Kind::App => &["backend", "conns", "keepalive", "resolve", "script"],
-            Kind::Cgi => &["backend", "conns", "keepalive", "resolve", "root", "index"],
+            Kind::App => &[
+                "backend",
+                "conns",
+                "keepalive",
+                "resolve",
+                "script",
+                "procs",
+                "env",
+            ],
+            Kind::Cgi => &[
+                "backend",
+                "conns",
+                "keepalive",
+                "resolve",
+                "root",
+                "index",
+                "procs",
+                "env",
+            ],
             Kind::Php => &[
                 "backend",
+                "procs",
+                "env",
                 "conns",
                 "keepalive",
                 "resolve",
@@ -46,12 +68,44 @@ impl Kind {
     }
 }
 
+/// Where a mount's requests go: a backend to connect to, or a program the gateway
+/// starts and supervises itself (`spawn:/usr/bin/php-cgi`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Connect(Backend),
+    Spawn(PathBuf),
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Connect(backend) => backend.fmt(f),
+            Target::Spawn(program) => write!(f, "spawn:{}", program.display()),
+        }
+    }
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Target, String> {
+        match s.strip_prefix("spawn:") {
+            Some("") => Err("spawn: needs a program (spawn:/usr/bin/php-cgi)".into()),
+            Some(program) => Ok(Target::Spawn(PathBuf::from(program))),
+            None => s
+                .parse()
+                .map(Target::Connect)
+                .map_err(|e: tower_fastcgi::ParseBackendError| e.to_string()),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Mount {
     pub kind: Kind,
     /// The URL prefix, without a trailing slash (`""` for `/`).
     pub prefix: String,
-    pub backend: Backend,
+    pub backend: Target,
     /// More backends (`backend=` options, repeatable): the mount balances between all.
     pub more_backends: Vec<Backend>,
     pub options: Vec<(String, String)>,
@@ -68,12 +122,29 @@ impl Mount {
 
     /// Backends, pool size and keep-alive options shared by every kind of mount.
     fn tune(&self, mut b: FcgiServiceBuilder) -> Result<FcgiServiceBuilder, String> {
-        b = b.backend(self.backend.clone());
+        let conns = match self.option("conns") {
+            Some(n) => Some(
+                n.parse::<usize>()
+                    .map_err(|_| format!("conns={n}: not a number"))?,
+            ),
+            None => None,
+        };
+        match &self.backend {
+            Target::Connect(backend) => {
+                if self.option("procs").is_some() || self.option("env").is_some() {
+                    return Err(format!(
+                        "{}: procs= and env= need a spawn:PROGRAM backend",
+                        self.prefix
+                    ));
+                }
+                b = b.backend(backend.clone());
+            }
+            Target::Spawn(program) => b = b.spawn(self.spawn_config(program, conns)?),
+        }
         for more in &self.more_backends {
             b = b.add_backend(more.clone());
         }
-        if let Some(n) = self.option("conns") {
-            let n: usize = n.parse().map_err(|_| format!("conns={n}: not a number"))?;
+        if let Some(n) = conns {
             b = b.max_connections(n).max_idle(n);
         }
         if self.option("keepalive") == Some("0") {
@@ -87,6 +158,30 @@ impl Mount {
             b = b.resolve_every(std::time::Duration::from_secs(secs));
         }
         Ok(b)
+    }
+
+    /// `spawn:PROGRAM` with `procs=N`, `env=NAME=VALUE` (repeatable) and `conns=N`
+    /// (connections per process; default 1, or `PHP_FCGI_CHILDREN`).
+    fn spawn_config(&self, program: &PathBuf, conns: Option<usize>) -> Result<SpawnConfig, String> {
+        let mut config = SpawnConfig::new(program);
+        if let Some(n) = self.option("procs") {
+            let n: usize = n
+                .parse()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| format!("procs={n}: expected a positive number"))?;
+            config = config.procs(n);
+        }
+        for (name, value) in self.options.iter().filter(|(n, _)| n == "env") {
+            let (var, val) = value
+                .split_once('=')
+                .ok_or_else(|| format!("{name}={value}: expected env=NAME=VALUE"))?;
+            config = config.env(var, val);
+        }
+        if let Some(n) = conns {
+            config = config.connections_per_process(n);
+        }
+        Ok(config)
     }
 
     fn root(&self) -> Result<&str, String> {
@@ -176,11 +271,7 @@ pub fn parse_mount(kind: Kind, spec: &str) -> Result<Mount, String> {
         return Err(format!("{prefix:?}: the prefix must start with /"));
     }
     let mut parts = rest.split(',');
-    let backend = parts
-        .next()
-        .unwrap_or_default()
-        .parse::<Backend>()
-        .map_err(|e| e.to_string())?;
+    let backend = parts.next().unwrap_or_default().parse::<Target>()?;
     let mut options = Vec::new();
     let mut more_backends = Vec::new();
     for opt in parts {
@@ -213,6 +304,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_spawn_backend_takes_procs_and_env() {
+        let m = parse_mount(
+            Kind::Php,
+            "/=spawn:/usr/bin/php-cgi,procs=4,root=./www,env=PHP_FCGI_MAX_REQUESTS=500",
+        )
+        .unwrap();
+        assert_eq!(m.backend, Target::Spawn("/usr/bin/php-cgi".into()));
+        assert_eq!(m.option("procs"), Some("4"));
+        assert_eq!(m.option("env"), Some("PHP_FCGI_MAX_REQUESTS=500"));
+        assert!(parse_mount(Kind::App, "/=spawn:").is_err());
+        let connect = parse_mount(Kind::App, "/=tcp://127.0.0.1:9000,procs=2").unwrap();
+        let err = connect.mount(Router::new()).unwrap_err();
+        assert!(err.contains("need a spawn:PROGRAM"), "{err}");
+        let missing = parse_mount(Kind::App, "/=spawn:/nonexistent/php-cgi").unwrap();
+        let err = missing.mount(Router::new()).unwrap_err();
+        assert!(err.contains("/nonexistent/php-cgi"), "{err}");
+    }
+
+    #[test]
     fn unknown_options_are_a_usage_error_naming_them() {
         let err = parse_mount(Kind::App, "/app=tcp://127.0.0.1:9000,con=4").unwrap_err();
         assert!(err.contains("unknown option \"con\" for --app"), "{err}");
@@ -230,7 +340,7 @@ mod tests {
             "/=tcp://127.0.0.1:9000,backend=tcp://127.0.0.1:9001,root=/srv,backend=unix:/run/b.sock,conns=2",
         )
         .unwrap();
-        assert_eq!(m.backend, Backend::tcp("127.0.0.1:9000"));
+        assert_eq!(m.backend, Target::Connect(Backend::tcp("127.0.0.1:9000")));
         assert_eq!(
             m.more_backends,
             [Backend::tcp("127.0.0.1:9001"), Backend::unix("/run/b.sock")]

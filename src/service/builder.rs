@@ -150,6 +150,9 @@ pub struct FcgiServiceBuilder {
     on_error: Option<ErrorHandler>,
     intercept_errors: bool,
     intercept_not_found: bool,
+    /// The program to start and supervise (`builder_spawn.rs`).
+    #[cfg(all(feature = "spawn", unix))]
+    spawn: Option<crate::spawn::SpawnConfig>,
 }
 
 /// An invalid [`FcgiServiceBuilder`] (or [`PhpSiteBuilder`](crate::PhpSiteBuilder))
@@ -218,6 +221,8 @@ impl FcgiServiceBuilder {
             on_error: None,
             intercept_errors: defaults::INTERCEPT_ERRORS,
             intercept_not_found: defaults::INTERCEPT_NOT_FOUND,
+            #[cfg(all(feature = "spawn", unix))]
+            spawn: None,
         }
     }
 
@@ -412,6 +417,8 @@ impl FcgiServiceBuilder {
     /// Builds the service, or explains what is wrong with the configuration: no backend,
     /// a parameter that cannot be encoded, or settings of both script modes.
     pub fn try_build(mut self) -> Result<FcgiService, BuildError> {
+        #[cfg(all(feature = "spawn", unix))]
+        self.start_spawned()?;
         if self.backends.is_empty() && !self.discovery.is_dynamic() {
             return Err(BuildError(
                 "no backend: call .tcp(\"host:port\") or .unix(path)".into(),
@@ -498,6 +505,9 @@ mod discover;
 mod fleet;
 #[path = "builder_limits.rs"]
 mod limits;
+#[cfg(all(feature = "spawn", unix))]
+#[path = "builder_spawn.rs"]
+mod spawn;
 #[cfg(test)]
 #[path = "builder_tests.rs"]
 mod tests;
