@@ -112,6 +112,19 @@ pub const RETRY_NON_IDEMPOTENT: bool = false;
 /// one backend resolved by the system at each connect (see the setter for why).
 pub const RESOLVE_EVERY: Option<Duration> = None;
 
+/// [`HealthCheck::interval`](crate::HealthCheck::interval): how often each backend is
+/// probed once [`health_check`](crate::FcgiServiceBuilder::health_check) turns probes on
+/// (they are off by default: passive health only).
+pub const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+
+/// [`HealthCheck::timeout`](crate::HealthCheck::timeout): how long one probe may take,
+/// connecting included.
+pub const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// [`HealthCheck::failures`](crate::HealthCheck::failures): failed probes in a row that
+/// eject a backend (one late answer on a busy host is not an outage).
+pub const HEALTH_CHECK_FAILURES: u32 = 2;
+
 /// [`server_software`](crate::FcgiServiceBuilder::server_software): SERVER_SOFTWARE.
 pub const SERVER_SOFTWARE: &str = concat!("tower-fastcgi/", env!("CARGO_PKG_VERSION"));
 

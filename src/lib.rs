@@ -340,7 +340,8 @@ pub use discover::Change;
 pub use error::{BoxError, Error, ErrorKind, Timeout};
 pub use service::{
     BackendStats, BuildError, Cause, ErrorHandler, Failure, Failures, Fallible, FallibleFuture,
-    FcgiService, FcgiServiceBuilder, Latency, PoolStats, ResponseFuture, Stats,
+    FcgiService, FcgiServiceBuilder, HealthCheck, Latency, PoolStats, Probes, ResponseFuture,
+    Stats,
 };
 #[cfg(feature = "php")]
 pub use site::{PhpSite, PhpSiteBuilder};

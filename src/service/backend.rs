@@ -5,7 +5,7 @@ use crate::client::conn::Connection;
 use crate::fleet::{Endpoint, Load, Loaded};
 use crate::pool::{Pool, PoolConfig, Snapshot};
 
-use super::stats::{BackendStats, Counters, Stats};
+use super::stats::{BackendStats, Counters, ProbeCounters, Stats};
 use super::{FcgiService, Inner};
 
 /// A fleet member of this service.
@@ -20,6 +20,8 @@ pub(crate) struct BackendPool {
     /// The pool's `max_open`, to tell a saturated pool from one with room.
     pub(crate) cap: usize,
     pub(crate) counters: Counters,
+    /// Active health probes of this backend.
+    pub(crate) probes: ProbeCounters,
 }
 
 impl BackendPool {
@@ -28,6 +30,7 @@ impl BackendPool {
             cap: cfg.max_open,
             pool: Pool::new(cfg),
             counters: Counters::default(),
+            probes: ProbeCounters::default(),
         }
     }
 
@@ -102,6 +105,7 @@ impl FcgiService {
                 in_rotation: member.in_rotation() && !member.is_removed(),
                 ejections: member.ejections(),
                 draining: member.is_removed(),
+                probes: member.service.probes.snapshot(),
             })
             .collect()
     }

@@ -8,6 +8,7 @@ mod discover;
 mod dispatch;
 mod future;
 mod hook;
+mod probe;
 pub(crate) mod redirect;
 pub(crate) mod respond;
 mod run;
@@ -26,10 +27,10 @@ use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
-pub use builder::{BuildError, FcgiServiceBuilder};
+pub use builder::{BuildError, FcgiServiceBuilder, HealthCheck};
 pub use future::{FallibleFuture, ResponseFuture};
 pub use hook::{Cause, ErrorHandler, Failure};
-pub use stats::{BackendStats, Failures, Latency, PoolStats, Stats};
+pub use stats::{BackendStats, Failures, Latency, PoolStats, Probes, Stats};
 
 use crate::body::FcgiBody;
 use crate::cgi::CgiConfig;

@@ -204,7 +204,7 @@ async fn connection(
 }
 
 /// Reads STDOUT until the CGI head is complete.
-async fn read_head(
+pub(crate) async fn read_head(
     exchange: &mut PooledExchange,
     limit: usize,
 ) -> Result<(ResponseHead, Bytes), Error> {

@@ -81,6 +81,51 @@ pub struct BackendStats {
     /// requests it was serving finish, then its connections close and it is no
     /// longer listed.
     pub draining: bool,
+    /// Active health probes of this backend (all zero without
+    /// [`health_check`](crate::FcgiServiceBuilder::health_check)).
+    pub probes: Probes,
+}
+
+/// Active health probes of one backend, by result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Probes {
+    /// Answered: the backend is alive.
+    pub ok: u64,
+    /// Refused, timed out, or answered wrongly.
+    pub failed: u64,
+    /// Not sent, because the answer would only have reflected the service's own pool
+    /// (see [`HealthCheck`](crate::HealthCheck)).
+    pub skipped: u64,
+}
+
+/// The probe counters a backend keeps.
+#[derive(Debug, Default)]
+pub(crate) struct ProbeCounters {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    skipped: AtomicU64,
+}
+
+impl ProbeCounters {
+    /// Counts one probe: `Some(alive)` when it was sent, `None` when skipped.
+    pub(crate) fn count(&self, result: Option<bool>) {
+        let counter = match result {
+            Some(true) => &self.ok,
+            Some(false) => &self.failed,
+            None => &self.skipped,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> Probes {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Probes {
+            ok: load(&self.ok),
+            failed: load(&self.failed),
+            skipped: load(&self.skipped),
+        }
+    }
 }
 
 /// Failures before a response head, by cause.
