@@ -60,6 +60,7 @@
 //! | `fastcgi_retries_over_budget_total` (mount only) | counter | | [`Stats::retries_over_budget`] |
 //! | `fastcgi_backend_in_rotation` (backend only) | gauge | | [`BackendStats::in_rotation`] (1 or 0) |
 //! | `fastcgi_backend_ejections_total` (backend only) | counter | | [`BackendStats::ejections`] |
+//! | `fastcgi_backend_probes_total` (backend only) | counter | `result` = `ok`, `failed`, `skipped` | [`BackendStats::probes`] |
 //!
 //! The latency summaries are Prometheus-shaped (`rate(…_sum) / rate(…_count)` is the
 //! mean over a window). `_sum` is a gauge because the facade's counters are integers;
@@ -154,7 +155,7 @@ impl Reporter {
                 labels: &labels,
             };
             sink.stats(Scope::Backend, &backend.stats);
-            sink.health(backend.in_rotation, backend.ejections);
+            sink.health(backend.in_rotation, backend.ejections, backend.probes);
         }
     }
 

@@ -5,7 +5,7 @@
 
 use ::metrics::{Key, KeyName, Label, Level, Metadata, Recorder, SharedString, Unit};
 
-use crate::{Failures, Latency, PoolStats, Stats};
+use crate::{Failures, Latency, PoolStats, Probes, Stats};
 
 /// Which series family a snapshot goes to: the whole service (`fastcgi_*`, labelled
 /// `mount`) or one backend (`fastcgi_backend_*`, labelled `mount` and `backend`).
@@ -108,13 +108,22 @@ impl Sink<'_> {
         );
     }
 
-    /// What passive health knows about one backend.
-    pub(super) fn health(&self, in_rotation: bool, ejections: u64) {
+    /// What passive and active health know about one backend.
+    pub(super) fn health(&self, in_rotation: bool, ejections: u64, probes: Probes) {
         self.gauge(
             "fastcgi_backend_in_rotation",
             f64::from(u8::from(in_rotation)),
         );
         self.counter("fastcgi_backend_ejections_total", None, ejections);
+        let Probes {
+            ok,
+            failed,
+            skipped,
+        } = probes;
+        for (result, count) in [("ok", ok), ("failed", failed), ("skipped", skipped)] {
+            let label = Label::from_static_parts("result", result);
+            self.counter("fastcgi_backend_probes_total", Some(label), count);
+        }
     }
 
     fn failures(&self, name: &'static str, failures: Failures) {
@@ -255,9 +264,11 @@ const DESCRIBED: &[Described] = &[
         Some("Longest time from request start to complete response head"),
         Some("Longest time from request start to this backend's complete response head")),
     ("in_rotation", Kind::Gauge, None, None,
-        Some("1 while this backend takes requests, 0 while passive health ejects it")),
+        Some("1 while this backend takes requests, 0 while health checks eject it")),
     ("ejections_total", Kind::Counter, None, None,
-        Some("How often passive health ejected this backend")),
+        Some("How often passive or active health ejected this backend")),
+    ("probes_total", Kind::Counter, None, None,
+        Some("Active health probes of this backend, by result (ok, failed, skipped)")),
 ];
 
 /// Gives the recorder a help text (and unit) for every name (Prometheus `# HELP`).
