@@ -100,16 +100,25 @@ fn get_values_probes_eject_a_killed_master_and_readmit_it_restarted() {
             .build();
         until(&svc, 1, "probed", |b| b.probes.ok >= 2).await;
         for _ in 0..20 {
-            assert_eq!(get(&svc, "/hello.php").await, (StatusCode::OK, "hello".into()));
+            assert_eq!(
+                get(&svc, "/hello.php").await,
+                (StatusCode::OK, "hello".into())
+            );
         }
         b.kill();
         until(&svc, 1, "ejected by probes", |b| !b.in_rotation).await;
         let before = svc.stats();
         for _ in 0..50 {
-            assert_eq!(get(&svc, "/hello.php").await, (StatusCode::OK, "hello".into()));
+            assert_eq!(
+                get(&svc, "/hello.php").await,
+                (StatusCode::OK, "hello".into())
+            );
         }
         let after = svc.stats();
-        assert_eq!(after.retries, before.retries, "no request met the dead backend");
+        assert_eq!(
+            after.retries, before.retries,
+            "no request met the dead backend"
+        );
         assert_eq!(after.failures, before.failures);
         let killed = &svc.backend_stats()[1];
         assert!(killed.probes.failed >= 2, "{killed:?}");
@@ -218,5 +227,9 @@ async fn probes_stop_with_the_last_service_clone() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let seen = app.connections();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(app.connections(), seen, "probes went on after the service was dropped");
+    assert_eq!(
+        app.connections(),
+        seen,
+        "probes went on after the service was dropped"
+    );
 }

@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use axum::Router;
-use tower_fastcgi::{Backend, FcgiService, FcgiServiceBuilder, PhpSite};
+use tower_fastcgi::{Backend, FcgiService, FcgiServiceBuilder, HealthCheck, PhpSite};
 
 #[derive(Debug)]
 pub enum Kind {
@@ -29,11 +29,27 @@ impl Kind {
     /// so that a misspelt `conns=` or an option of another kind is never silently ignored.
     fn options(&self) -> &'static [&'static str] {
         match self {
-            Kind::App => &["backend", "conns", "keepalive", "resolve", "script"],
-            Kind::Cgi => &["backend", "conns", "keepalive", "resolve", "root", "index"],
+            Kind::App => &[
+                "backend",
+                "conns",
+                "keepalive",
+                "resolve",
+                "health",
+                "script",
+            ],
+            Kind::Cgi => &[
+                "backend",
+                "conns",
+                "keepalive",
+                "resolve",
+                "health",
+                "root",
+                "index",
+            ],
             Kind::Php => &[
                 "backend",
                 "conns",
+                "health",
                 "keepalive",
                 "resolve",
                 "root",
@@ -85,6 +101,16 @@ impl Mount {
                     format!("resolve={secs}: expected a positive number of seconds")
                 })?;
             b = b.resolve_every(std::time::Duration::from_secs(secs));
+        }
+        match self.option("health") {
+            None => {}
+            Some("values") => b = b.health_check(HealthCheck::get_values()),
+            Some(path) if path.starts_with('/') => b = b.health_check(HealthCheck::ping(path)),
+            Some(other) => {
+                return Err(format!(
+                    "health={other}: expected `values` (FCGI_GET_VALUES) or a ping path such as /fpm-ping"
+                ));
+            }
         }
         Ok(b)
     }
@@ -250,7 +276,7 @@ mod tests {
         assert_eq!(m.prefix, "");
         let m = parse_mount(
             Kind::App,
-            "/app/=tcp://localhost:9000,script=/srv/app.py,resolve=10",
+            "/app/=tcp://localhost:9000,script=/srv/app.py,resolve=10,health=/fpm-ping",
         )
         .unwrap();
         assert_eq!(m.option("resolve"), Some("10"));

@@ -35,7 +35,10 @@ pub(crate) struct Values {
 /// `limit`. `Ok(None)`: the application closed the connection without answering.
 /// Refused connections, the deadline and anything that is not a management answer are
 /// errors.
-pub(crate) async fn get_values(backend: &Backend, limit: Duration) -> Result<Option<Values>, Error> {
+pub(crate) async fn get_values(
+    backend: &Backend,
+    limit: Duration,
+) -> Result<Option<Values>, Error> {
     tokio::time::timeout(limit, query(backend))
         .await
         .map_err(|_| Error::timeout(Timeout::ResponseHead))?
@@ -211,7 +214,11 @@ mod tests {
         let garbage = server(Some(b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec())).await;
         assert!(get_values(&garbage, Duration::from_secs(5)).await.is_err());
         let bad_number = server(Some(result(&[("FCGI_MAX_REQS", "many")]).to_vec())).await;
-        assert!(get_values(&bad_number, Duration::from_secs(5)).await.is_err());
+        assert!(
+            get_values(&bad_number, Duration::from_secs(5))
+                .await
+                .is_err()
+        );
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let dead = Backend::tcp(listener.local_addr().unwrap().to_string());
         drop(listener);

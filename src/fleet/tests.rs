@@ -278,7 +278,10 @@ async fn failed_probes_eject_and_one_success_readmits_before_the_backoff_ends() 
     fleet.record_probe(&b, false);
     assert!(!b.in_rotation());
     assert_eq!(b.ejections(), 1);
-    assert!(spread(&fleet, 20)[1] == 0, "an ejected backend gets nothing");
+    assert!(
+        spread(&fleet, 20)[1] == 0,
+        "an ejected backend gets nothing"
+    );
     // Well before the backoff (at least 500 ms) ends, a probe answers: back at once.
     tokio::time::advance(Duration::from_millis(10)).await;
     fleet.record_probe(&b, true);

@@ -20,8 +20,8 @@ use crate::error::Error;
 use crate::fleet::{BudgetConfig, HealthConfig};
 use crate::pool::PoolConfig;
 use crate::service::stats::Counters;
-pub(crate) use health::Probe;
 pub use health::HealthCheck;
+pub(crate) use health::Probe;
 
 /// Builds an [`FcgiService`].
 ///
