@@ -233,3 +233,65 @@ async fn probes_stop_with_the_last_service_clone() {
         "probes went on after the service was dropped"
     );
 }
+
+// ---- connections beyond a backend's workers ("accepted but unserved") ----
+
+const SLEEP_PHP: &str = "<?php\nusleep((int) ($_GET['ms'] ?? 0) * 1000);\nheader('Content-Type: text/plain');\necho 'hello';\n";
+
+/// Waves of `concurrency` GETs of a 100 ms script; each result's status and how long
+/// it took.
+async fn waves(svc: &FcgiService, waves: usize, concurrency: usize) -> Vec<(StatusCode, Duration)> {
+    let mut results = Vec::new();
+    for _ in 0..waves {
+        let mut wave = Vec::new();
+        for _ in 0..concurrency {
+            let svc = svc.clone();
+            wave.push(tokio::spawn(async move {
+                let start = Instant::now();
+                let (status, _) = get(&svc, "/sleep.php?ms=100").await;
+                (status, start.elapsed())
+            }));
+        }
+        for one in wave {
+            results.push(one.await.expect("a request task"));
+        }
+    }
+    results
+}
+
+fn two_worker_php_fpm(root: &Path) -> Option<RunningBackend> {
+    std::fs::write(root.join("sleep.php"), SLEEP_PHP).expect("write sleep.php");
+    support::backend_or_skip_with(
+        Kind::PhpFpmTcp,
+        Options::default().workers(2).document_root(root),
+    )
+}
+
+/// php-fpm with pm.max_children = 2 and a pool of 4 kept-alive connections: each worker
+/// stays on the connection it served, so the two connections beyond them are accepted
+/// by the kernel and never served. Without the unserved check their requests wait for
+/// the whole response-head timeout (504).
+#[test]
+fn more_connections_than_workers_time_out_without_the_unserved_check() {
+    let _serial = one_at_a_time();
+    let root = shared_root();
+    let Some(fpm) = two_worker_php_fpm(root.path()) else {
+        return;
+    };
+    runtime().block_on(async {
+        let svc = FcgiService::builder()
+            .backend(fpm.fcgi_backend())
+            .document_root(root.path())
+            .max_connections(4)
+            .response_head_timeout(Duration::from_secs(3))
+            .unserved_after(None)
+            .build();
+        let results = waves(&svc, 3, 4).await;
+        let timeouts = results
+            .iter()
+            .filter(|(s, _)| *s == StatusCode::GATEWAY_TIMEOUT)
+            .count();
+        eprintln!("check off: {results:?}");
+        assert!(timeouts >= 1, "expected requests stuck on unserved connections: {results:?}");
+    });
+}

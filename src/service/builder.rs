@@ -65,6 +65,7 @@ pub(crate) use health::Probe;
 /// | [`eject_after_failures`](FcgiServiceBuilder::eject_after_failures) | 3 consecutive failures (with two or more backends) |
 /// | [`ejection_backoff`](FcgiServiceBuilder::ejection_backoff) | 1 s, doubling up to 30 s, jittered |
 /// | [`health_check`](FcgiServiceBuilder::health_check) | off (passive health only; probes every 10 s when on) |
+/// | [`unserved_after`](FcgiServiceBuilder::unserved_after) | 1 s (then a pinned worker is freed and the cap lowered) |
 /// | [`retry_budget`](FcgiServiceBuilder::retry_budget) | 20% of successful requests + 10/s |
 /// | [`retry_non_idempotent`](FcgiServiceBuilder::retry_non_idempotent) | off (only GET, HEAD, OPTIONS, PUT, DELETE, TRACE) |
 /// | [`discover`](FcgiServiceBuilder::discover) | none (the backends set at build) |
@@ -131,6 +132,7 @@ pub struct FcgiServiceBuilder {
     health_check: Option<HealthCheck>,
     budget: BudgetConfig,
     retry_non_idempotent: bool,
+    unserved_after: Option<Duration>,
     /// `max_connections` overrides for some backends, in the order set.
     backend_caps: Vec<(Backend, usize)>,
     discovery: discover::DiscoverySettings,
@@ -199,6 +201,7 @@ impl FcgiServiceBuilder {
                 min_per_sec: defaults::RETRY_BUDGET_MIN_PER_SEC,
             },
             retry_non_idempotent: defaults::RETRY_NON_IDEMPOTENT,
+            unserved_after: defaults::UNSERVED_AFTER,
             backend_caps: Vec::new(),
             discovery: discover::DiscoverySettings::default(),
             cgi: CgiConfig::default(),
@@ -450,6 +453,7 @@ impl FcgiServiceBuilder {
                 fleet,
                 discovery,
                 retry_non_idempotent: self.retry_non_idempotent,
+                unserved_after: self.unserved_after,
                 cgi: self.cgi,
                 body: self.body,
                 counters: Counters::default(),

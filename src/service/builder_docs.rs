@@ -120,6 +120,7 @@ fn expected() -> BTreeMap<&'static str, String> {
             render_switch(defaults::RETRY_NON_IDEMPOTENT),
         ),
         ("health_check", "off".to_owned()),
+        ("unserved_after", render_timeout(defaults::UNSERVED_AFTER)),
         ("discover", "none".to_owned()),
         (
             "resolve_every",

@@ -100,6 +100,9 @@ pub(crate) struct Inner {
     /// Replay requests that may have run (EOF before the head) on another backend even
     /// when their method is not idempotent.
     pub(crate) retry_non_idempotent: bool,
+    /// A request on a new connection with no byte this long, while the backend has
+    /// idle connections, frees a worker (see `backend::BackendPool::unserved`).
+    pub(crate) unserved_after: Option<Duration>,
     pub(crate) connect_timeout: Option<Duration>,
     pub(crate) max_response_head: usize,
     pub(crate) head_timeout: Option<Duration>,
