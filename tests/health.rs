@@ -292,6 +292,45 @@ fn more_connections_than_workers_time_out_without_the_unserved_check() {
             .filter(|(s, _)| *s == StatusCode::GATEWAY_TIMEOUT)
             .count();
         eprintln!("check off: {results:?}");
-        assert!(timeouts >= 1, "expected requests stuck on unserved connections: {results:?}");
+        assert!(
+            timeouts >= 1,
+            "expected requests stuck on unserved connections: {results:?}"
+        );
+    });
+}
+
+/// The same php-fpm and pool with the unserved check on (its default): a request whose
+/// new connection no worker takes is served after the check frees a worker (one idle
+/// connection closed), the backend's cap comes down to the two connections it serves,
+/// and later waves queue for those two instead of opening connections nobody serves.
+/// No request times out.
+#[test]
+fn the_unserved_check_frees_a_worker_and_lowers_the_cap_to_the_workers() {
+    let _serial = one_at_a_time();
+    let root = shared_root();
+    let Some(fpm) = two_worker_php_fpm(root.path()) else {
+        return;
+    };
+    runtime().block_on(async {
+        let svc = FcgiService::builder()
+            .backend(fpm.fcgi_backend())
+            .document_root(root.path())
+            .max_connections(4)
+            // Long enough that a request served at all is never a timeout here.
+            .response_head_timeout(Duration::from_secs(20))
+            .build();
+        let results = waves(&svc, 4, 4).await;
+        eprintln!("check on: {results:?}");
+        let stats = svc.stats();
+        let backend = &svc.backend_stats()[0];
+        eprintln!("{stats:?}\n{backend:?}");
+        assert!(
+            results.iter().all(|(s, _)| *s == StatusCode::OK),
+            "{results:?}"
+        );
+        assert!(stats.unserved >= 1, "{stats:?}");
+        assert_eq!(backend.connection_cap, 2, "{backend:?}");
+        assert!(backend.stats.pool.open <= 2, "{backend:?}");
+        assert_eq!(backend.stats.failures, Default::default());
     });
 }

@@ -70,6 +70,7 @@ impl Sink<'_> {
             time_to_head,
             retries,
             retries_over_budget,
+            unserved,
         } = *stats;
         self.counter(name!(scope, "requests_total"), None, requests);
         for (class, count) in ["1xx", "2xx", "3xx", "4xx", "5xx"]
@@ -89,6 +90,7 @@ impl Sink<'_> {
                 retries_over_budget,
             );
         }
+        self.counter(name!(scope, "unserved_total"), None, unserved);
         self.pool(scope, pool);
         self.latency(
             [
@@ -109,7 +111,11 @@ impl Sink<'_> {
     }
 
     /// What passive and active health know about one backend.
-    pub(super) fn health(&self, in_rotation: bool, ejections: u64, probes: Probes) {
+    pub(super) fn health(&self, in_rotation: bool, ejections: u64, probes: Probes, cap: usize) {
+        self.gauge(
+            "fastcgi_backend_connection_cap",
+            u32::try_from(cap).map_or(f64::MAX, f64::from),
+        );
         self.gauge(
             "fastcgi_backend_in_rotation",
             f64::from(u8::from(in_rotation)),
@@ -225,6 +231,11 @@ const DESCRIBED: &[Described] = &[
         Some("Attempts on this backend that failed and moved to another")),
     ("retries_over_budget_total", Kind::Counter, None,
         Some("Retries not made because the retry budget was empty"), None),
+    ("unserved_total", Kind::Counter, None,
+        Some("New connections left unserved while workers sat on idle ones (a worker was freed)"),
+        Some("New connections to this backend left unserved while its workers sat on idle ones")),
+    ("connection_cap", Kind::Gauge, None, None,
+        Some("Connections this backend may have open now (lowered while unserved connections are seen)")),
     ("stale_retries_total", Kind::Counter, None,
         Some("Requests retried on a fresh connection after a stale pooled one"),
         Some("Requests retried on a fresh connection to this backend after a stale one")),

@@ -15,6 +15,7 @@ mod run;
 mod script;
 mod send;
 mod stats;
+mod unserved;
 
 use std::convert::Infallible;
 use std::fmt;

@@ -151,7 +151,17 @@ async fn try_send_request(
         total: inner.total_timeout.and_then(|t| started.checked_add(t)),
     };
     let mut exchange = Exchange::new(conn, outgoing, deadlines, inner.stderr_limit);
-    match read_head(&mut exchange, inner.max_response_head).await {
+    let head = read_head(&mut exchange, inner.max_response_head);
+    let head = match inner.unserved_after {
+        // Only a new connection can be one no worker accepted.
+        Some(after) if !reused => {
+            let pool = &endpoint.service;
+            pool.watch_unserved(endpoint.key(), after, &inner.counters, head)
+                .await
+        }
+        _ => head.await,
+    };
+    match head {
         Ok((head, rest)) => Ok(Head {
             exchange,
             head,
@@ -189,6 +199,13 @@ async fn connection(
     let slot = match checkout? {
         Checkout::Reused(conn) => return Ok(conn),
         Checkout::Open(slot) => slot,
+    };
+    let slot = match endpoint.service.admit(slot) {
+        Some(slot) => slot,
+        // Over a cap lowered by the unserved check: that capacity was parked; wait for
+        // a connection within the lowered cap (each pass parks one slot, so this ends
+        // with the pool full and the checkout queueing for an idle connection).
+        None => return Box::pin(connection(inner, endpoint, reuse)).await,
     };
     let backend = endpoint.key();
     // On failure the slot drops here and its capacity goes to the next waiter.

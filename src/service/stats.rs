@@ -62,6 +62,10 @@ pub struct Stats {
     /// Retries not made because the retry budget was empty (the request failed).
     /// Counted for the whole service only.
     pub retries_over_budget: u64,
+    /// Times a request on a new connection went unserved while the backend's workers
+    /// sat on our idle connections, and one was closed to free a worker (see
+    /// [`unserved_after`](crate::FcgiServiceBuilder::unserved_after)).
+    pub unserved: u64,
 }
 
 /// One backend's share of a service's work; see
@@ -73,8 +77,11 @@ pub struct BackendStats {
     pub backend: crate::Backend,
     /// Its pool and the attempts sent to it.
     pub stats: Stats,
-    /// Whether it takes requests now (false while ejected by passive health).
+    /// Whether it takes requests now (false while ejected by passive or active health).
     pub in_rotation: bool,
+    /// The connection cap in force: its `max_connections`, or less while the
+    /// [`unserved_after`](crate::FcgiServiceBuilder::unserved_after) check holds it lowered.
+    pub connection_cap: usize,
     /// How often passive health ejected it.
     pub ejections: u64,
     /// It was removed (by a discovery stream or DNS) and takes no new requests; the
@@ -203,6 +210,7 @@ pub(crate) struct Counters {
     broken: AtomicU64,
     no_backend: AtomicU64,
     retries: AtomicU64,
+    unserved: AtomicU64,
     queue_wait: LatencyCounter,
     time_to_head: LatencyCounter,
 }
@@ -214,6 +222,10 @@ impl Counters {
 
     pub(crate) fn count_retry(&self) {
         self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_unserved(&self) {
+        self.unserved.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn count_request(&self) {
@@ -274,6 +286,7 @@ impl Counters {
             time_to_head: self.time_to_head.snapshot(),
             retries: load(&self.retries),
             retries_over_budget: 0,
+            unserved: load(&self.unserved),
         }
     }
 }
