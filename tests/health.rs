@@ -334,3 +334,55 @@ fn the_unserved_check_frees_a_worker_and_lowers_the_cap_to_the_workers() {
         assert_eq!(backend.stats.failures, Default::default());
     });
 }
+
+/// The EOF-on-a-reused-connection POST case: php-fpm recycles its one worker every 2
+/// requests (pm.max_requests) and closes the kept-alive connection after the answer, so
+/// every second request finds its pooled connection closed. A GET (idempotent,
+/// replayable) is sent without a probe and retried on a new connection when it meets
+/// EOF; a POST probes the pooled connection first (one non-blocking read), so it is
+/// rarely written to a dead connection and rarely needs the replay at all.
+#[test]
+fn posts_probe_pooled_connections_so_a_recycled_worker_is_rarely_met() {
+    let _serial = one_at_a_time();
+    let root = shared_root();
+    let Some(fpm) = support::backend_or_skip_with(
+        Kind::PhpFpmTcp,
+        Options::default()
+            .workers(1)
+            .max_requests(2)
+            .document_root(root.path()),
+    ) else {
+        return;
+    };
+    runtime().block_on(async {
+        let svc = FcgiService::builder()
+            .backend(fpm.fcgi_backend())
+            .document_root(root.path())
+            .max_connections(1)
+            .build();
+        let mut stale = Vec::new();
+        for method in ["GET", "POST"] {
+            let before = svc.stats().pool.stale_retries;
+            for _ in 0..60 {
+                let req = Request::builder()
+                    .method(method)
+                    .uri("/hello.php")
+                    .header("host", "localhost")
+                    .body(Full::new(Bytes::from_static(b"a=1")))
+                    .expect("a valid request");
+                let res = match svc.clone().oneshot(req).await {
+                    Ok(res) => res,
+                    Err(never) => match never {},
+                };
+                assert_eq!(res.status(), StatusCode::OK, "{method}");
+                res.into_body().collect().await.expect("a complete body");
+                // Time for the recycled worker's close to arrive.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            stale.push(svc.stats().pool.stale_retries - before);
+        }
+        eprintln!("stale retries of 60 GETs, 60 POSTs: {stale:?}");
+        assert!(stale[0] >= 20, "GETs are not probed: {stale:?}");
+        assert!(stale[1] < 20, "POSTs are probed: {stale:?}");
+    });
+}

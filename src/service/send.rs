@@ -91,11 +91,19 @@ async fn send_with_retry(
     started: Instant,
 ) -> Result<Head, Failed> {
     // A body that cannot be replayed gets the probe (one syscall): a stale connection
-    // would otherwise fail it with nothing to retry. A replayable one skips it, since
-    // the retry covers a stale connection at the cost of a round trip once per
+    // would otherwise fail it with nothing to retry. So does a non-idempotent method:
+    // the stale retry below replays it, and an EOF without a byte on a reused
+    // connection is usually a recycled worker but could be a crash after the script
+    // read the request; probing first leaves only the race where the backend closes
+    // between the probe and the write (measured with php-fpm recycling its worker every
+    // 2 requests: stale retries of POSTs drop from every second request to 0-2 in 100,
+    // `tests/health.rs::posts_probe_pooled_connections_…`). A replayable idempotent
+    // request skips it: its retry is safe, at the cost of a round trip once per
     // recycled worker instead of a syscall on every request.
     let replayable = request.stdin.as_ref().is_none_or(Upload::is_replayable);
-    let reuse = Reuse::Idle { probe: !replayable };
+    let reuse = Reuse::Idle {
+        probe: !replayable || !request.idempotent,
+    };
     match try_send_request(inner, endpoint, request, reuse, started).await {
         Err(Failed {
             error,
