@@ -20,8 +20,11 @@ use crate::defaults;
 /// A probe is skipped (counted, not judged) when it could only say something about the
 /// service's own pool: a GET_VALUES probe while the backend's pool has every connection
 /// it may open already open (php-fpm pins a worker to each kept-alive connection, so a
-/// new connection would wait for a worker the pool itself holds), a ping while every
-/// pooled connection is busy (the ping would queue behind real requests).
+/// new connection would wait for a worker the pool itself holds), or that timed out
+/// while the pool had idle connections (same reason: a cap above the backend's
+/// workers); a ping while every pooled connection is busy (the ping would queue behind
+/// real requests). A backend that really hangs is still caught by passive health, on
+/// the requests it does not answer.
 ///
 /// ```
 /// use std::time::Duration;

@@ -86,7 +86,7 @@ async fn probe(member: &Member, check: &HealthCheck) -> Found {
     let pool = &member.service;
     match &check.probe {
         Probe::GetValues => {
-            if pool.pool.stats().open >= pool.cap {
+            if pool.snapshot().open >= pool.effective_cap() {
                 // php-fpm pins a worker to each of our kept-alive connections: with all of
                 // them open, a probe connection may wait for a worker the pool holds.
                 return Found::Skipped("every connection the pool may open is open");
@@ -97,6 +97,12 @@ async fn probe(member: &Member, check: &HealthCheck) -> Found {
                     ErrorKind::InvalidResponseHead,
                     "closed the connection without answering FCGI_GET_VALUES",
                 )),
+                // Silence while our idle connections hold workers may be our own doing
+                // (a cap above the backend's workers): inconclusive. Passive health
+                // still sees a backend that hangs on real requests.
+                Err(error) if error.is_timeout() && pool.snapshot().idle > 0 => {
+                    Found::Skipped("no answer while idle pooled connections may hold every worker")
+                }
                 Err(error) => Found::Failed(error),
             }
         }
@@ -105,7 +111,8 @@ async fn probe(member: &Member, check: &HealthCheck) -> Found {
                 return Found::Skipped("every pooled connection is busy");
             }
             match tokio::time::timeout(check.timeout, ping(member, path, check)).await {
-                Ok(Ok(())) => Found::Alive,
+                Ok(Ok(true)) => Found::Alive,
+                Ok(Ok(false)) => Found::Skipped("the connection cap is lowered and reached"),
                 Ok(Err(error)) => Found::Failed(error),
                 Err(_) => Found::Failed(Error::timeout(Timeout::ResponseHead)),
             }
@@ -114,8 +121,9 @@ async fn probe(member: &Member, check: &HealthCheck) -> Found {
 }
 
 /// A GET for `path` (as SCRIPT_NAME, which php-fpm matches `ping.path` against) on a
-/// pooled connection, read to its end so the connection can serve again.
-async fn ping(member: &Member, path: &str, check: &HealthCheck) -> Result<(), Error> {
+/// pooled connection, read to its end so the connection can serve again. `Ok(false)`:
+/// not sent, the cap lowered by the unserved check leaves no room.
+async fn ping(member: &Member, path: &str, check: &HealthCheck) -> Result<bool, Error> {
     let backend = member.key();
     let conn = match member
         .service
@@ -125,6 +133,9 @@ async fn ping(member: &Member, path: &str, check: &HealthCheck) -> Result<(), Er
     {
         Checkout::Reused(conn) => conn,
         Checkout::Open(slot) => {
+            let Some(slot) = member.service.admit(slot) else {
+                return Ok(false);
+            };
             let stream = Stream::connect(backend)
                 .await
                 .map_err(|err| Error::with(ErrorKind::Connect, format!("{backend}: {err}")))?;
@@ -153,7 +164,7 @@ async fn ping(member: &Member, path: &str, check: &HealthCheck) -> Result<(), Er
             format!("the ping {path} answered {}", head.status),
         ));
     }
-    Ok(())
+    Ok(true)
 }
 
 /// PARAMS and the empty STDIN of the ping: the variables php-fpm needs to run it as a

@@ -237,3 +237,56 @@ impl BackendPool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::Load;
+    use crate::pool::PoolConfig;
+
+    fn backend(cap: usize) -> BackendPool {
+        BackendPool::new(PoolConfig {
+            max_open: cap,
+            max_idle: cap,
+            idle_timeout: None,
+            max_uses: None,
+            queue_timeout: Some(Duration::from_secs(1)),
+            reuse: true,
+        })
+    }
+
+    async fn slot(b: &BackendPool) -> Slot<Connection> {
+        match b.pool.checkout(Reuse::Never).await.unwrap() {
+            Checkout::Open(slot) => slot,
+            Checkout::Reused(_) => panic!("no connection was ever opened"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lowered_cap_parks_the_capacity_above_it_until_it_expires() {
+        let b = backend(4);
+        *b.unserved.lock() = Some(Lowered {
+            cap: 2,
+            until: Instant::now() + UNSERVED_CAP_HOLD,
+            parked: Vec::new(),
+        });
+        let first = b.admit(slot(&b).await).expect("within the lowered cap");
+        let _second = b.admit(slot(&b).await).expect("within the lowered cap");
+        assert!(b.admit(slot(&b).await).is_none(), "parked");
+        assert!(b.admit(slot(&b).await).is_none(), "parked");
+        assert_eq!(b.unserved.parked(), 2);
+        assert_eq!(b.effective_cap(), 2);
+        // Parked capacity is not a connection: not open, not busy, not load.
+        assert_eq!((b.snapshot().open, b.snapshot().busy), (2, 2));
+        assert!(b.load().saturated);
+        assert_eq!(b.load().pending, 2);
+
+        tokio::time::advance(UNSERVED_CAP_HOLD).await;
+        assert_eq!(b.effective_cap(), 4, "the lowering expired");
+        drop(first);
+        let _third = b.admit(slot(&b).await).expect("lifted");
+        assert_eq!(b.unserved.parked(), 0, "parked slots went back to the pool");
+        assert_eq!(b.pool.stats().open, 2);
+        assert!(!b.load().saturated);
+    }
+}
