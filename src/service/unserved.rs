@@ -46,6 +46,9 @@ pub(crate) struct Unserved {
     proven: AtomicUsize,
     /// Slots held back from the pool while the cap is lowered (mirrors `lowered`).
     parked: AtomicUsize,
+    /// The lowered cap, 0 when none (mirrors `lowered`, so that the balancer's load
+    /// reads take the lock only while a cap is lowered).
+    lowered_cap: AtomicUsize,
     lowered: Mutex<Option<Lowered>>,
     warned: AtomicBool,
 }
@@ -81,7 +84,7 @@ impl Drop for Waiting<'_> {
 impl BackendPool {
     /// The cap in force: the configured one, or the lowered one while it holds.
     pub(crate) fn effective_cap(&self) -> usize {
-        if self.unserved.parked() == 0 {
+        if self.unserved.lowered_cap.load(Ordering::Acquire) == 0 {
             return self.cap;
         }
         self.unserved
@@ -102,6 +105,7 @@ impl BackendPool {
             Some(l) if l.until <= Instant::now() => {
                 let lifted = lowered.take();
                 self.unserved.parked.store(0, Ordering::Release);
+                self.unserved.lowered_cap.store(0, Ordering::Release);
                 drop(lowered);
                 // Parked capacity goes back to the pool (and its waiters) outside the lock.
                 drop(lifted);
@@ -203,6 +207,9 @@ impl BackendPool {
                 None => false,
             }
         };
+        if lowered_now {
+            self.unserved.lowered_cap.store(cap, Ordering::Release);
+        }
         let first = !self.unserved.warned.swap(true, Ordering::AcqRel);
         if first {
             tracing::warn!(
@@ -270,6 +277,8 @@ mod tests {
             until: Instant::now() + UNSERVED_CAP_HOLD,
             parked: Vec::new(),
         });
+        b.unserved.lowered_cap.store(2, Ordering::Release);
+        assert_eq!(b.effective_cap(), 2, "lowered before anything is parked");
         let first = b.admit(slot(&b).await).expect("within the lowered cap");
         let _second = b.admit(slot(&b).await).expect("within the lowered cap");
         assert!(b.admit(slot(&b).await).is_none(), "parked");
