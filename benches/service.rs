@@ -20,7 +20,7 @@
 //! the current-thread runtime's) alone. Run with `cargo bench --bench service`.
 
 use bytes::Bytes;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use http_body_util::{BodyExt, Full};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::Service;

@@ -26,6 +26,8 @@
 //! passive health and retries on another backend), `conns=N` (pool size *per backend*,
 //! keep it ≤ that backend's workers), `keepalive=0`, `resolve=SECS` (every address of a
 //! `tcp://NAME:PORT` backend is a backend, the name re-resolved every SECS seconds),
+//! `health=values` or `health=/fpm-ping` (active health checks every 10 s: FCGI_GET_VALUES,
+//! or a request to php-fpm's `ping.path`),
 //! `index=a.php:b.php`, `script=/path/front.php` (--app: fixed SCRIPT_FILENAME);
 //! for --php also `deny=/data:/conf` (refused path prefixes), `front=/index.php` or
 //! `front=none`, `sendfile=/protected:/srv/private` (X-Accel-Redirect prefix and directory).
@@ -89,8 +91,9 @@ fn parse_args() -> Result<Args, String> {
                 return Err("usage: gateway --listen ADDR [--app|--php|--cgi PREFIX=BACKEND[,OPTS]]... [--threads N] [--quiet]\n\
                      BACKEND: tcp://HOST:PORT, unix:PATH or spawn:PROGRAM (started and supervised here)\n\
                      OPTS: backend=BACKEND (repeatable: balance over several backends), conns=N (per backend),\n\
-                     procs=N, env=NAME=VALUE (spawn:),\n\
-                     keepalive=0, resolve=SECS (re-resolve tcp:// names), index=A:B, script=FILE (--app),\n\
+                     procs=N, env=NAME=VALUE (spawn:),
+                     keepalive=0, resolve=SECS (re-resolve tcp:// names), health=values|/PING_PATH,
+                     index=A:B, script=FILE (--app),
                      root=DIR (--php, --cgi),\n\
                      deny=/A:/B, front=/index.php|none, sendfile=/URI:DIR (--php)".into());
             }

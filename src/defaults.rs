@@ -112,6 +112,30 @@ pub const RETRY_NON_IDEMPOTENT: bool = false;
 /// one backend resolved by the system at each connect (see the setter for why).
 pub const RESOLVE_EVERY: Option<Duration> = None;
 
+/// [`unserved_after`](crate::FcgiServiceBuilder::unserved_after): how long a request on
+/// a new connection may go without a response byte, while the same backend has idle
+/// connections, before the service concludes the connection waits for a worker that
+/// one of its own idle connections holds.
+pub const UNSERVED_AFTER: Option<Duration> = Some(Duration::from_secs(1));
+
+/// How long a backend's connection cap stays lowered after the unserved check lowered
+/// it; then the configured cap applies again (and is lowered again if it is still too
+/// high). Not configurable.
+pub(crate) const UNSERVED_CAP_HOLD: Duration = Duration::from_secs(60);
+
+/// [`HealthCheck::interval`](crate::HealthCheck::interval): how often each backend is
+/// probed once [`health_check`](crate::FcgiServiceBuilder::health_check) turns probes on
+/// (they are off by default: passive health only).
+pub const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+
+/// [`HealthCheck::timeout`](crate::HealthCheck::timeout): how long one probe may take,
+/// connecting included.
+pub const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// [`HealthCheck::failures`](crate::HealthCheck::failures): failed probes in a row that
+/// eject a backend (one late answer on a busy host is not an outage).
+pub const HEALTH_CHECK_FAILURES: u32 = 2;
+
 /// [`server_software`](crate::FcgiServiceBuilder::server_software): SERVER_SOFTWARE.
 pub const SERVER_SOFTWARE: &str = concat!("tower-fastcgi/", env!("CARGO_PKG_VERSION"));
 

@@ -202,6 +202,7 @@
 //! fastcgi_next_upstream error timeout;     (always: refused, connect timeout, overloaded,
 //!                                           stale connection; within .retry_budget(20, 10))
 //! fastcgi_next_upstream non_idempotent;    .retry_non_idempotent(true)
+//! (no active checks in open-source nginx)  .health_check(HealthCheck::ping("/fpm-ping"))
 //! ```
 //!
 //! Differences that matter: nginx counts a server's load by connections; this crate
@@ -211,6 +212,9 @@
 //! hammered by retries. nginx retries a request that may have run only with
 //! `non_idempotent`; this crate does the same, but replays idempotent methods (GET, HEAD,
 //! PUT, DELETE, OPTIONS) by default, as nginx does.
+//! Active health checks ([`HealthCheck`]: FCGI_GET_VALUES, or php-fpm's `ping.path`)
+//! are optional, as in HAProxy and Caddy: failed probes eject a backend before a request
+//! fails on it, and an answered probe readmits it without spending a request as a trial.
 //!
 //! # Starting the application itself
 //!
@@ -358,7 +362,8 @@ pub use discover::Change;
 pub use error::{BoxError, Error, ErrorKind, Timeout};
 pub use service::{
     BackendStats, BuildError, Cause, ErrorHandler, Failure, Failures, Fallible, FallibleFuture,
-    FcgiService, FcgiServiceBuilder, Latency, PoolStats, ResponseFuture, Stats,
+    FcgiService, FcgiServiceBuilder, HealthCheck, Latency, PoolStats, Probes, ResponseFuture,
+    Stats,
 };
 #[cfg(feature = "php")]
 pub use site::{PhpSite, PhpSiteBuilder};

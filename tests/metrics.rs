@@ -215,6 +215,15 @@ async fn a_fleet_reports_every_backend_with_its_own_labels() {
         );
         let ejections = capture.counter("fastcgi_backend_ejections_total", &labels);
         assert_eq!(ejections, backend.ejections, "{name}");
+        let cap = capture.gauge("fastcgi_backend_connection_cap", &labels);
+        assert_eq!(cap, backend.connection_cap as f64, "{name}");
+        let failed: Vec<_> = labels
+            .iter()
+            .copied()
+            .chain([("result", "failed")])
+            .collect();
+        let probes = capture.counter("fastcgi_backend_probes_total", &failed);
+        assert_eq!(probes, backend.probes.failed, "{name}");
         let ok: Vec<_> = labels.iter().copied().chain([("class", "2xx")]).collect();
         answered += capture.counter("fastcgi_backend_responses_total", &ok);
     }

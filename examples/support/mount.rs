@@ -9,7 +9,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use axum::Router;
-use tower_fastcgi::{Backend, FcgiService, FcgiServiceBuilder, PhpSite, SpawnConfig};
+use tower_fastcgi::{Backend, FcgiService, FcgiServiceBuilder, HealthCheck, PhpSite, SpawnConfig};
 
 #[derive(Debug)]
 pub enum Kind {
@@ -40,6 +40,7 @@ impl Kind {
                 "script",
                 "procs",
                 "env",
+                "health",
             ],
             Kind::Cgi => &[
                 "backend",
@@ -50,12 +51,14 @@ impl Kind {
                 "index",
                 "procs",
                 "env",
+                "health",
             ],
             Kind::Php => &[
                 "backend",
                 "procs",
                 "env",
                 "conns",
+                "health",
                 "keepalive",
                 "resolve",
                 "root",
@@ -156,6 +159,16 @@ impl Mount {
                     format!("resolve={secs}: expected a positive number of seconds")
                 })?;
             b = b.resolve_every(std::time::Duration::from_secs(secs));
+        }
+        match self.option("health") {
+            None => {}
+            Some("values") => b = b.health_check(HealthCheck::get_values()),
+            Some(path) if path.starts_with('/') => b = b.health_check(HealthCheck::ping(path)),
+            Some(other) => {
+                return Err(format!(
+                    "health={other}: expected `values` (FCGI_GET_VALUES) or a ping path such as /fpm-ping"
+                ));
+            }
         }
         Ok(b)
     }
@@ -360,7 +373,7 @@ mod tests {
         assert_eq!(m.prefix, "");
         let m = parse_mount(
             Kind::App,
-            "/app/=tcp://localhost:9000,script=/srv/app.py,resolve=10",
+            "/app/=tcp://localhost:9000,script=/srv/app.py,resolve=10,health=/fpm-ping",
         )
         .unwrap();
         assert_eq!(m.option("resolve"), Some("10"));

@@ -13,6 +13,7 @@ pub(crate) mod exchange;
 pub(crate) mod stderr;
 pub(crate) mod stream;
 pub(crate) mod upload;
+pub(crate) mod values;
 mod write_queue;
 
 use std::fmt;

@@ -17,11 +17,21 @@
 //!   ejects it again for longer; an attempt that says nothing about the backend (the
 //!   client went away, its body failed) just frees the trial for the next request.
 //!
+//! Active health (optional, `record_probe`) runs beside it, fed by a probe task:
+//! - `probe_eject_after` probe failures in a row eject a backend in rotation, with the
+//!   same growing, jittered backoff as passive ejections (they share the streak);
+//! - one probe success readmits an ejected backend at once, without waiting for its
+//!   backoff or a trial request (the probe *is* the trial, and a cheaper one);
+//! - while the latest probe failed, an ejected backend gets no trial request either,
+//!   even after its backoff: the probe already says it is down, so a real request
+//!   would only be spent to learn it again. A trial is due again once a probe stops
+//!   failing (it readmits anyway) or when probes are off.
+//!
 //! Reads on the request path are one atomic load; the mutex is only taken to record an
 //! outcome that changes something, or to claim a trial.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -37,6 +47,9 @@ pub(crate) struct HealthConfig {
     pub(crate) backoff: Duration,
     /// The longest ejection (before jitter).
     pub(crate) max_backoff: Duration,
+    /// Consecutive failed probes that eject a backend (active health; unused without
+    /// probes); 0 never ejects on probes.
+    pub(crate) probe_eject_after: u32,
 }
 
 /// What one attempt says about its backend.
@@ -69,6 +82,10 @@ pub(crate) struct Health {
     out_until: AtomicU64,
     /// Outside the mutex: every success touches it, and only to read it.
     consecutive_failures: AtomicU32,
+    /// Probes failed in a row (active health).
+    probe_failures: AtomicU32,
+    /// The latest probe failed: no trial request while ejected.
+    probe_failing: AtomicBool,
     ejections: AtomicU64,
     state: Mutex<Score>,
 }
@@ -87,6 +104,8 @@ impl Health {
             epoch: Instant::now(),
             out_until: AtomicU64::new(0),
             consecutive_failures: AtomicU32::new(0),
+            probe_failures: AtomicU32::new(0),
+            probe_failing: AtomicBool::new(false),
             ejections: AtomicU64::new(0),
             state: Mutex::new(Score::default()),
         }
@@ -104,6 +123,7 @@ impl Health {
     pub(crate) fn standing(&self, now: Instant) -> Standing {
         match self.out_until.load(Ordering::Acquire) {
             0 => Standing::InRotation,
+            _ if self.probe_failing.load(Ordering::Acquire) => Standing::Out,
             until if self.millis(now) + 1 >= until => Standing::TrialDue,
             _ => Standing::Out,
         }
@@ -143,9 +163,10 @@ impl Health {
                 if trial {
                     score.trial_in_flight = false;
                 }
-                if !trial {
-                    // A request that was already running when the backend was ejected
-                    // answered: encouraging, but only the trial readmits.
+                // A request that was already running when the backend was ejected
+                // answered: encouraging, but only the trial readmits. A trial that
+                // answers after a probe readmitted the backend changes nothing either.
+                if !trial || self.out_until.load(Ordering::Acquire) == 0 {
                     return Change::None;
                 }
                 score.streak = 0;
@@ -169,15 +190,48 @@ impl Health {
                 } else if out || self.cfg.eject_after == 0 || failures < self.cfg.eject_after {
                     return Change::None;
                 }
-                score.streak = score.streak.saturating_add(1);
-                let length = self.backoff(score.streak, rng);
-                let until = Instant::now() + length;
-                self.out_until
-                    .store(self.millis(until).saturating_add(1), Ordering::Release);
-                self.ejections.fetch_add(1, Ordering::Relaxed);
-                Change::Ejected(length)
+                self.eject(&mut score, rng)
             }
         }
+    }
+
+    /// Starts an ejection (the `streak`-th in a row) under the score's lock.
+    fn eject(&self, score: &mut Score, rng: &Rng) -> Change {
+        score.streak = score.streak.saturating_add(1);
+        let length = self.backoff(score.streak, rng);
+        let until = Instant::now() + length;
+        self.out_until
+            .store(self.millis(until).saturating_add(1), Ordering::Release);
+        self.ejections.fetch_add(1, Ordering::Relaxed);
+        Change::Ejected(length)
+    }
+
+    /// Records a probe's result (active health; see the module docs for how it meets
+    /// passive health).
+    pub(crate) fn record_probe(&self, alive: bool, rng: &Rng) -> Change {
+        let mut score = self.lock();
+        let out = self.out_until.load(Ordering::Acquire) != 0;
+        if alive {
+            self.probe_failures.store(0, Ordering::Relaxed);
+            self.probe_failing.store(false, Ordering::Release);
+            if !out {
+                return Change::None;
+            }
+            // Passive failures from before the ejection are old news now.
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+            score.streak = 0;
+            self.out_until.store(0, Ordering::Release);
+            return Change::Readmitted;
+        }
+        self.probe_failing.store(true, Ordering::Release);
+        let failures = self
+            .probe_failures
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
+        if out || self.cfg.probe_eject_after == 0 || failures < self.cfg.probe_eject_after {
+            return Change::None;
+        }
+        self.eject(&mut score, rng)
     }
 
     /// The `streak`-th ejection in a row: doubling from `backoff`, capped, jittered to
@@ -219,6 +273,7 @@ mod tests {
             eject_after,
             backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(8),
+            probe_eject_after: 2,
         })
     }
 

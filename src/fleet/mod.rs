@@ -247,6 +247,26 @@ impl<S: Load> Fleet<S> {
         Some(Pick::new(self, Arc::clone(endpoint), false, false))
     }
 
+    /// Records what an active health probe of `endpoint` found. A lone member is never
+    /// ejected (as with passive health: there is nowhere else to go), so its probes are
+    /// only counted by the caller.
+    pub(crate) fn record_probe(&self, endpoint: &Endpoint<S>, alive: bool) {
+        if endpoint.is_removed() || self.members().len() < 2 {
+            return;
+        }
+        match endpoint.health.record_probe(alive, &self.rng) {
+            health::Change::None => {}
+            health::Change::Ejected(length) => tracing::warn!(
+                backend = %endpoint.key,
+                backoff_ms = millis(length),
+                "FastCGI backend failed its health probes; out of the rotation"
+            ),
+            health::Change::Readmitted => {
+                tracing::info!(backend = %endpoint.key, "FastCGI backend answered its health probe; back in the rotation");
+            }
+        }
+    }
+
     /// Counts a retry the budget refused.
     pub(crate) fn count_over_budget(&self) {
         self.over_budget.fetch_add(1, Ordering::Relaxed);
@@ -326,7 +346,7 @@ impl<'a, S> Pick<'a, S> {
             health::Change::None => {}
             health::Change::Ejected(length) => tracing::warn!(
                 backend = %key,
-                backoff_ms = u64::try_from(length.as_millis()).unwrap_or(u64::MAX),
+                backoff_ms = millis(length),
                 trial = self.trial,
                 "FastCGI backend failed repeatedly; out of the rotation"
             ),
@@ -335,6 +355,10 @@ impl<'a, S> Pick<'a, S> {
             }
         }
     }
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl<S> Drop for Pick<'_, S> {

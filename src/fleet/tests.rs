@@ -25,6 +25,7 @@ const HEALTH: HealthConfig = HealthConfig {
     eject_after: 3,
     backoff: Duration::from_secs(1),
     max_backoff: Duration::from_secs(30),
+    probe_eject_after: 2,
 };
 
 const BUDGET: BudgetConfig = BudgetConfig {
@@ -261,4 +262,71 @@ fn a_fleet_grown_from_one_member_starts_ejecting() {
         },
     ));
     eject(&f, 0);
+}
+
+// ---- active health (probes) ----
+
+#[tokio::test(start_paused = true)]
+async fn failed_probes_eject_and_one_success_readmits_before_the_backoff_ends() {
+    let fleet = fleet(2, 4);
+    let b = Arc::clone(&fleet.members()[1]);
+    fleet.record_probe(&b, false);
+    assert!(b.in_rotation(), "one failed probe is noise");
+    fleet.record_probe(&b, true);
+    fleet.record_probe(&b, false);
+    assert!(b.in_rotation(), "a success in between resets the count");
+    fleet.record_probe(&b, false);
+    assert!(!b.in_rotation());
+    assert_eq!(b.ejections(), 1);
+    assert!(
+        spread(&fleet, 20)[1] == 0,
+        "an ejected backend gets nothing"
+    );
+    // Well before the backoff (at least 500 ms) ends, a probe answers: back at once.
+    tokio::time::advance(Duration::from_millis(10)).await;
+    fleet.record_probe(&b, true);
+    assert!(b.in_rotation());
+    assert!(spread(&fleet, 50)[1] > 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_trial_request_while_the_latest_probe_fails() {
+    let fleet = fleet(2, 4);
+    let b = Arc::clone(&fleet.members()[1]);
+    // Passive ejection, then the backoff runs out while the probes keep failing.
+    eject(&fleet, 1);
+    fleet.record_probe(&b, false);
+    tokio::time::advance(Duration::from_secs(60)).await;
+    assert_eq!(b.health.standing(Instant::now()), Standing::Out);
+    assert_eq!(spread(&fleet, 20)[1], 0, "no request is spent as a trial");
+    // A failed probe while already out does not eject again.
+    assert_eq!(b.ejections(), 1);
+    // The probe recovers: readmitted, no trial needed.
+    fleet.record_probe(&b, true);
+    assert!(b.in_rotation());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_passive_ejection_still_readmits_on_its_trial_when_probes_say_nothing() {
+    let fleet = fleet(2, 4);
+    eject(&fleet, 1);
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let pick = fleet.pick(&[]).unwrap();
+    assert!(pick.is_trial());
+    // A probe readmits it while its trial runs; the trial's answer changes nothing more.
+    fleet.record_probe(&fleet.members()[1], true);
+    pick.settle(Verdict::Healthy);
+    assert!(fleet.members()[1].in_rotation());
+    assert_eq!(fleet.members()[1].ejections(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lone_backend_is_never_ejected_by_probes() {
+    let fleet = fleet(1, 4);
+    let only = Arc::clone(&fleet.members()[0]);
+    for _ in 0..10 {
+        fleet.record_probe(&only, false);
+    }
+    assert!(only.in_rotation());
+    assert_eq!(only.ejections(), 0);
 }

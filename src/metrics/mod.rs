@@ -45,6 +45,7 @@
 //! | `failures_total` | counter | `cause` = `connect`, `queue_timeout`, `timeout`, `overloaded`, `broken`, `no_backend` | [`Stats::failures`] |
 //! | `retries_total` | counter | | [`Stats::retries`] |
 //! | `stale_retries_total` | counter | | [`PoolStats::stale_retries`] |
+//! | `unserved_total` | counter | | [`Stats::unserved`] |
 //! | `connections_opened_total` | counter | | [`PoolStats::connections_opened`] |
 //! | `connections_reused_total` | counter | | [`PoolStats::connections_reused`] |
 //! | `in_flight` | gauge | | [`PoolStats::busy`] (until the response body ends) |
@@ -60,6 +61,8 @@
 //! | `fastcgi_retries_over_budget_total` (mount only) | counter | | [`Stats::retries_over_budget`] |
 //! | `fastcgi_backend_in_rotation` (backend only) | gauge | | [`BackendStats::in_rotation`] (1 or 0) |
 //! | `fastcgi_backend_ejections_total` (backend only) | counter | | [`BackendStats::ejections`] |
+//! | `fastcgi_backend_connection_cap` (backend only) | gauge | | [`BackendStats::connection_cap`] |
+//! | `fastcgi_backend_probes_total` (backend only) | counter | `result` = `ok`, `failed`, `skipped` | [`BackendStats::probes`] |
 //!
 //! The latency summaries are Prometheus-shaped (`rate(…_sum) / rate(…_count)` is the
 //! mean over a window). `_sum` is a gauge because the facade's counters are integers;
@@ -154,7 +157,12 @@ impl Reporter {
                 labels: &labels,
             };
             sink.stats(Scope::Backend, &backend.stats);
-            sink.health(backend.in_rotation, backend.ejections);
+            sink.health(
+                backend.in_rotation,
+                backend.ejections,
+                backend.probes,
+                backend.connection_cap,
+            );
         }
     }
 

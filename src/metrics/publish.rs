@@ -5,7 +5,7 @@
 
 use ::metrics::{Key, KeyName, Label, Level, Metadata, Recorder, SharedString, Unit};
 
-use crate::{Failures, Latency, PoolStats, Stats};
+use crate::{Failures, Latency, PoolStats, Probes, Stats};
 
 /// Which series family a snapshot goes to: the whole service (`fastcgi_*`, labelled
 /// `mount`) or one backend (`fastcgi_backend_*`, labelled `mount` and `backend`).
@@ -70,6 +70,7 @@ impl Sink<'_> {
             time_to_head,
             retries,
             retries_over_budget,
+            unserved,
         } = *stats;
         self.counter(name!(scope, "requests_total"), None, requests);
         for (class, count) in ["1xx", "2xx", "3xx", "4xx", "5xx"]
@@ -89,6 +90,7 @@ impl Sink<'_> {
                 retries_over_budget,
             );
         }
+        self.counter(name!(scope, "unserved_total"), None, unserved);
         self.pool(scope, pool);
         self.latency(
             [
@@ -108,13 +110,26 @@ impl Sink<'_> {
         );
     }
 
-    /// What passive health knows about one backend.
-    pub(super) fn health(&self, in_rotation: bool, ejections: u64) {
+    /// What passive and active health know about one backend.
+    pub(super) fn health(&self, in_rotation: bool, ejections: u64, probes: Probes, cap: usize) {
+        self.gauge(
+            "fastcgi_backend_connection_cap",
+            u32::try_from(cap).map_or(f64::MAX, f64::from),
+        );
         self.gauge(
             "fastcgi_backend_in_rotation",
             f64::from(u8::from(in_rotation)),
         );
         self.counter("fastcgi_backend_ejections_total", None, ejections);
+        let Probes {
+            ok,
+            failed,
+            skipped,
+        } = probes;
+        for (result, count) in [("ok", ok), ("failed", failed), ("skipped", skipped)] {
+            let label = Label::from_static_parts("result", result);
+            self.counter("fastcgi_backend_probes_total", Some(label), count);
+        }
     }
 
     fn failures(&self, name: &'static str, failures: Failures) {
@@ -216,6 +231,11 @@ const DESCRIBED: &[Described] = &[
         Some("Attempts on this backend that failed and moved to another")),
     ("retries_over_budget_total", Kind::Counter, None,
         Some("Retries not made because the retry budget was empty"), None),
+    ("unserved_total", Kind::Counter, None,
+        Some("New connections left unserved while workers sat on idle ones (a worker was freed)"),
+        Some("New connections to this backend left unserved while its workers sat on idle ones")),
+    ("connection_cap", Kind::Gauge, None, None,
+        Some("Connections this backend may have open now (lowered while unserved connections are seen)")),
     ("stale_retries_total", Kind::Counter, None,
         Some("Requests retried on a fresh connection after a stale pooled one"),
         Some("Requests retried on a fresh connection to this backend after a stale one")),
@@ -255,9 +275,11 @@ const DESCRIBED: &[Described] = &[
         Some("Longest time from request start to complete response head"),
         Some("Longest time from request start to this backend's complete response head")),
     ("in_rotation", Kind::Gauge, None, None,
-        Some("1 while this backend takes requests, 0 while passive health ejects it")),
+        Some("1 while this backend takes requests, 0 while health checks eject it")),
     ("ejections_total", Kind::Counter, None, None,
-        Some("How often passive health ejected this backend")),
+        Some("How often passive or active health ejected this backend")),
+    ("probes_total", Kind::Counter, None, None,
+        Some("Active health probes of this backend, by result (ok, failed, skipped)")),
 ];
 
 /// Gives the recorder a help text (and unit) for every name (Prometheus `# HELP`).

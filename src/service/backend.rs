@@ -5,7 +5,8 @@ use crate::client::conn::Connection;
 use crate::fleet::{Endpoint, Load, Loaded};
 use crate::pool::{Pool, PoolConfig, Snapshot};
 
-use super::stats::{BackendStats, Counters, Stats};
+use super::stats::{BackendStats, Counters, ProbeCounters, Stats};
+use super::unserved::Unserved;
 use super::{FcgiService, Inner};
 
 /// A fleet member of this service.
@@ -20,6 +21,10 @@ pub(crate) struct BackendPool {
     /// The pool's `max_open`, to tell a saturated pool from one with room.
     pub(crate) cap: usize,
     pub(crate) counters: Counters,
+    /// Active health probes of this backend.
+    pub(crate) probes: ProbeCounters,
+    /// The "accepted but unserved" check: a lowered cap and its parked capacity.
+    pub(crate) unserved: Unserved,
 }
 
 impl BackendPool {
@@ -28,13 +33,25 @@ impl BackendPool {
             cap: cfg.max_open,
             pool: Pool::new(cfg),
             counters: Counters::default(),
+            probes: ProbeCounters::default(),
+            unserved: Unserved::default(),
         }
+    }
+
+    /// The pool's state without the capacity parked by a lowered cap (which the pool
+    /// counts as open and busy, but no connection holds).
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        let mut s = self.pool.stats();
+        let parked = self.unserved.parked();
+        s.open = s.open.saturating_sub(parked);
+        s.busy = s.busy.saturating_sub(parked);
+        s
     }
 
     /// A removed backend is drained once no connection to it is open and no request
     /// waits for one.
     pub(crate) fn drained(&self) -> bool {
-        let pool = self.pool.stats();
+        let pool = self.snapshot();
         pool.open == 0 && pool.waiting == 0
     }
 }
@@ -43,9 +60,9 @@ impl Load for BackendPool {
     /// Connections held by requests (from checkout until the response body ends, which
     /// is when a FastCGI worker is free again) plus requests queued for one.
     fn load(&self) -> Loaded {
-        let pool = self.pool.stats();
+        let pool = self.snapshot();
         Loaded {
-            saturated: pool.busy >= self.cap,
+            saturated: pool.busy >= self.effective_cap(),
             pending: pool.busy + pool.waiting,
         }
     }
@@ -58,7 +75,7 @@ fn total(inner: &Inner) -> Snapshot {
     let members = inner.fleet.members();
     let draining = inner.fleet.draining(BackendPool::drained);
     for member in members.iter().chain(&draining) {
-        let s = member.service.pool.stats();
+        let s = member.service.snapshot();
         sum.open += s.open;
         sum.busy += s.busy;
         sum.idle += s.idle;
@@ -98,10 +115,12 @@ impl FcgiService {
             .chain(&draining)
             .map(|member| BackendStats {
                 backend: member.key().clone(),
-                stats: member.service.counters.stats(member.service.pool.stats()),
+                stats: member.service.counters.stats(member.service.snapshot()),
+                connection_cap: member.service.effective_cap(),
                 in_rotation: member.in_rotation() && !member.is_removed(),
                 ejections: member.ejections(),
                 draining: member.is_removed(),
+                probes: member.service.probes.snapshot(),
             })
             .collect()
     }

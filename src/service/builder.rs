@@ -20,6 +20,8 @@ use crate::error::Error;
 use crate::fleet::{BudgetConfig, HealthConfig};
 use crate::pool::PoolConfig;
 use crate::service::stats::Counters;
+pub use health::HealthCheck;
+pub(crate) use health::Probe;
 
 /// Builds an [`FcgiService`].
 ///
@@ -62,6 +64,8 @@ use crate::service::stats::Counters;
 /// | [`backend_max_connections`](FcgiServiceBuilder::backend_max_connections) | = `max_connections` |
 /// | [`eject_after_failures`](FcgiServiceBuilder::eject_after_failures) | 3 consecutive failures (with two or more backends) |
 /// | [`ejection_backoff`](FcgiServiceBuilder::ejection_backoff) | 1 s, doubling up to 30 s, jittered |
+/// | [`health_check`](FcgiServiceBuilder::health_check) | off (passive health only; probes every 10 s when on) |
+/// | [`unserved_after`](FcgiServiceBuilder::unserved_after) | 1 s (then a pinned worker is freed and the cap lowered) |
 /// | [`retry_budget`](FcgiServiceBuilder::retry_budget) | 20% of successful requests + 10/s |
 /// | [`retry_non_idempotent`](FcgiServiceBuilder::retry_non_idempotent) | off (only GET, HEAD, OPTIONS, PUT, DELETE, TRACE) |
 /// | [`discover`](FcgiServiceBuilder::discover) | none (the backends set at build) |
@@ -124,8 +128,11 @@ pub struct FcgiServiceBuilder {
     /// In configuration order; more than one makes a fleet.
     backends: Vec<Backend>,
     health: HealthConfig,
+    /// Active health checks, when on.
+    health_check: Option<HealthCheck>,
     budget: BudgetConfig,
     retry_non_idempotent: bool,
+    unserved_after: Option<Duration>,
     /// `max_connections` overrides for some backends, in the order set.
     backend_caps: Vec<(Backend, usize)>,
     discovery: discover::DiscoverySettings,
@@ -189,12 +196,15 @@ impl FcgiServiceBuilder {
                 eject_after: defaults::EJECT_AFTER_FAILURES,
                 backoff: defaults::EJECTION_BACKOFF,
                 max_backoff: defaults::EJECTION_BACKOFF_MAX,
+                probe_eject_after: defaults::HEALTH_CHECK_FAILURES,
             },
+            health_check: None,
             budget: BudgetConfig {
                 percent: defaults::RETRY_BUDGET_PERCENT,
                 min_per_sec: defaults::RETRY_BUDGET_MIN_PER_SEC,
             },
             retry_non_idempotent: defaults::RETRY_NON_IDEMPOTENT,
+            unserved_after: defaults::UNSERVED_AFTER,
             backend_caps: Vec::new(),
             discovery: discover::DiscoverySettings::default(),
             cgi: CgiConfig::default(),
@@ -450,6 +460,7 @@ impl FcgiServiceBuilder {
                 fleet,
                 discovery,
                 retry_non_idempotent: self.retry_non_idempotent,
+                unserved_after: self.unserved_after,
                 cgi: self.cgi,
                 body: self.body,
                 counters: Counters::default(),
@@ -503,6 +514,8 @@ impl fmt::Debug for FcgiServiceBuilder {
 mod discover;
 #[path = "builder_fleet.rs"]
 mod fleet;
+#[path = "builder_health.rs"]
+mod health;
 #[path = "builder_limits.rs"]
 mod limits;
 #[cfg(all(feature = "spawn", unix))]

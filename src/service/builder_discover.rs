@@ -118,6 +118,7 @@ impl FcgiServiceBuilder {
                 }
             }
         }
+        watchers.extend(self.health_check.take().map(Watcher::Probe));
         let members: Vec<(Backend, BackendPool)> = backends
             .into_iter()
             .map(|b| {

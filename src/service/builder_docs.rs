@@ -18,6 +18,7 @@ const SOURCE: &str = concat!(
     include_str!("builder.rs"),
     include_str!("builder_limits.rs"),
     include_str!("builder_fleet.rs"),
+    include_str!("builder_health.rs"),
     include_str!("builder_discover.rs")
 );
 
@@ -118,6 +119,8 @@ fn expected() -> BTreeMap<&'static str, String> {
             "retry_non_idempotent",
             render_switch(defaults::RETRY_NON_IDEMPOTENT),
         ),
+        ("health_check", "off".to_owned()),
+        ("unserved_after", render_timeout(defaults::UNSERVED_AFTER)),
         ("discover", "none".to_owned()),
         (
             "resolve_every",
@@ -199,6 +202,9 @@ fn every_setter_states_its_default() {
         "backend",
         "backends",
         "add_backend",
+        // HealthCheck's constructors: the probe kind is the value, not a setting.
+        "get_values",
+        "ping",
         "build",
         "try_build",
     ];

@@ -40,6 +40,30 @@ impl FcgiServiceBuilder {
         self
     }
 
+    /// The "accepted but unserved" bound. php-fpm (and php-cgi) keep a worker on every
+    /// kept-alive connection until it closes, so a pool allowed more connections than
+    /// the backend has workers ends up with connections the kernel accepted but no
+    /// worker will read, and their requests would wait for the whole
+    /// [`response_head_timeout`](FcgiServiceBuilder::response_head_timeout). When a
+    /// request on a *new* connection has had no response byte for this long while the
+    /// same backend has idle connections, and more of its connections are open than it
+    /// has been seen serving at once, the service logs a warning once (naming the
+    /// backend, its cap and the connections it serves), closes one idle connection so
+    /// that its worker picks up the waiting one, and lowers that backend's cap to the
+    /// connections it was seen serving, for a minute at a time.
+    ///
+    /// The waiting request is never moved to another connection: from outside, a
+    /// request still in the listen queue and one running a slow script look the same
+    /// (accepted, silent), so replaying it could run it twice. Freeing the worker serves
+    /// it where it is. A slow script mistaken for a waiting one costs a reconnect and,
+    /// at worst, a lower cap for a minute, never below what the backend served at once.
+    /// `None` turns the check off. Default: 1 s
+    /// ([`UNSERVED_AFTER`](defaults::UNSERVED_AFTER)).
+    pub fn unserved_after(mut self, after: Option<Duration>) -> FcgiServiceBuilder {
+        self.unserved_after = after.filter(|d| !d.is_zero());
+        self
+    }
+
     /// Passive health: after this many failures in a row (connection refused, connect,
     /// response-head and read timeouts, protocol errors, broken connections,
     /// FCGI_OVERLOADED), a backend leaves the rotation for an

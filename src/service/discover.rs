@@ -68,6 +68,9 @@ pub(crate) enum Watcher {
         every: Duration,
         resolver: Arc<dyn Resolve>,
     },
+    /// Active health checks (not a source of changes, but a task with the same life:
+    /// it holds the fleet and stops with the service).
+    Probe(super::HealthCheck),
 }
 
 /// The service's side of discovery.
@@ -128,6 +131,9 @@ impl Discovery {
                     stop,
                     task.resolve(name, host, port, every, resolver),
                 )),
+                Watcher::Probe(check) => {
+                    runtime.spawn(until_stopped(stop, super::probe::run(task.fleet, check)))
+                }
             };
         }
     }

@@ -8,12 +8,14 @@ mod discover;
 mod dispatch;
 mod future;
 mod hook;
+mod probe;
 pub(crate) mod redirect;
 pub(crate) mod respond;
 mod run;
 mod script;
 mod send;
 mod stats;
+mod unserved;
 
 use std::convert::Infallible;
 use std::fmt;
@@ -26,10 +28,10 @@ use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
-pub use builder::{BuildError, FcgiServiceBuilder};
+pub use builder::{BuildError, FcgiServiceBuilder, HealthCheck};
 pub use future::{FallibleFuture, ResponseFuture};
 pub use hook::{Cause, ErrorHandler, Failure};
-pub use stats::{BackendStats, Failures, Latency, PoolStats, Stats};
+pub use stats::{BackendStats, Failures, Latency, PoolStats, Probes, Stats};
 
 use crate::body::FcgiBody;
 use crate::cgi::CgiConfig;
@@ -99,6 +101,9 @@ pub(crate) struct Inner {
     /// Replay requests that may have run (EOF before the head) on another backend even
     /// when their method is not idempotent.
     pub(crate) retry_non_idempotent: bool,
+    /// A request on a new connection with no byte this long, while the backend has
+    /// idle connections, frees a worker (see `backend::BackendPool::unserved`).
+    pub(crate) unserved_after: Option<Duration>,
     pub(crate) connect_timeout: Option<Duration>,
     pub(crate) max_response_head: usize,
     pub(crate) head_timeout: Option<Duration>,

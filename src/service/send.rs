@@ -91,11 +91,19 @@ async fn send_with_retry(
     started: Instant,
 ) -> Result<Head, Failed> {
     // A body that cannot be replayed gets the probe (one syscall): a stale connection
-    // would otherwise fail it with nothing to retry. A replayable one skips it, since
-    // the retry covers a stale connection at the cost of a round trip once per
+    // would otherwise fail it with nothing to retry. So does a non-idempotent method:
+    // the stale retry below replays it, and an EOF without a byte on a reused
+    // connection is usually a recycled worker but could be a crash after the script
+    // read the request; probing first leaves only the race where the backend closes
+    // between the probe and the write (measured with php-fpm recycling its worker every
+    // 2 requests: stale retries of POSTs drop from every second request to 0-2 in 100,
+    // `tests/health.rs::posts_probe_pooled_connections_…`). A replayable idempotent
+    // request skips it: its retry is safe, at the cost of a round trip once per
     // recycled worker instead of a syscall on every request.
     let replayable = request.stdin.as_ref().is_none_or(Upload::is_replayable);
-    let reuse = Reuse::Idle { probe: !replayable };
+    let reuse = Reuse::Idle {
+        probe: !replayable || !request.idempotent,
+    };
     match try_send_request(inner, endpoint, request, reuse, started).await {
         Err(Failed {
             error,
@@ -151,7 +159,17 @@ async fn try_send_request(
         total: inner.total_timeout.and_then(|t| started.checked_add(t)),
     };
     let mut exchange = Exchange::new(conn, outgoing, deadlines, inner.stderr_limit);
-    match read_head(&mut exchange, inner.max_response_head).await {
+    let head = read_head(&mut exchange, inner.max_response_head);
+    let head = match inner.unserved_after {
+        // Only a new connection can be one no worker accepted.
+        Some(after) if !reused => {
+            let pool = &endpoint.service;
+            pool.watch_unserved(endpoint.key(), after, &inner.counters, head)
+                .await
+        }
+        _ => head.await,
+    };
+    match head {
         Ok((head, rest)) => Ok(Head {
             exchange,
             head,
@@ -190,6 +208,13 @@ async fn connection(
         Checkout::Reused(conn) => return Ok(conn),
         Checkout::Open(slot) => slot,
     };
+    let slot = match endpoint.service.admit(slot) {
+        Some(slot) => slot,
+        // Over a cap lowered by the unserved check: that capacity was parked; wait for
+        // a connection within the lowered cap (each pass parks one slot, so this ends
+        // with the pool full and the checkout queueing for an idle connection).
+        None => return Box::pin(connection(inner, endpoint, reuse)).await,
+    };
     let backend = endpoint.key();
     // On failure the slot drops here and its capacity goes to the next waiter.
     let connecting = Stream::connect(backend);
@@ -204,7 +229,7 @@ async fn connection(
 }
 
 /// Reads STDOUT until the CGI head is complete.
-async fn read_head(
+pub(crate) async fn read_head(
     exchange: &mut PooledExchange,
     limit: usize,
 ) -> Result<(ResponseHead, Bytes), Error> {

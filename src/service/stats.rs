@@ -62,6 +62,10 @@ pub struct Stats {
     /// Retries not made because the retry budget was empty (the request failed).
     /// Counted for the whole service only.
     pub retries_over_budget: u64,
+    /// Times a request on a new connection went unserved while the backend's workers
+    /// sat on our idle connections, and one was closed to free a worker (see
+    /// [`unserved_after`](crate::FcgiServiceBuilder::unserved_after)).
+    pub unserved: u64,
 }
 
 /// One backend's share of a service's work; see
@@ -73,14 +77,62 @@ pub struct BackendStats {
     pub backend: crate::Backend,
     /// Its pool and the attempts sent to it.
     pub stats: Stats,
-    /// Whether it takes requests now (false while ejected by passive health).
+    /// Whether it takes requests now (false while ejected by passive or active health).
     pub in_rotation: bool,
+    /// The connection cap in force: its `max_connections`, or less while the
+    /// [`unserved_after`](crate::FcgiServiceBuilder::unserved_after) check holds it lowered.
+    pub connection_cap: usize,
     /// How often passive health ejected it.
     pub ejections: u64,
     /// It was removed (by a discovery stream or DNS) and takes no new requests; the
     /// requests it was serving finish, then its connections close and it is no
     /// longer listed.
     pub draining: bool,
+    /// Active health probes of this backend (all zero without
+    /// [`health_check`](crate::FcgiServiceBuilder::health_check)).
+    pub probes: Probes,
+}
+
+/// Active health probes of one backend, by result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Probes {
+    /// Answered: the backend is alive.
+    pub ok: u64,
+    /// Refused, timed out, or answered wrongly.
+    pub failed: u64,
+    /// Not sent, because the answer would only have reflected the service's own pool
+    /// (see [`HealthCheck`](crate::HealthCheck)).
+    pub skipped: u64,
+}
+
+/// The probe counters a backend keeps.
+#[derive(Debug, Default)]
+pub(crate) struct ProbeCounters {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    skipped: AtomicU64,
+}
+
+impl ProbeCounters {
+    /// Counts one probe: `Some(alive)` when it was sent, `None` when skipped.
+    pub(crate) fn count(&self, result: Option<bool>) {
+        let counter = match result {
+            Some(true) => &self.ok,
+            Some(false) => &self.failed,
+            None => &self.skipped,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> Probes {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Probes {
+            ok: load(&self.ok),
+            failed: load(&self.failed),
+            skipped: load(&self.skipped),
+        }
+    }
 }
 
 /// Failures before a response head, by cause.
@@ -158,6 +210,7 @@ pub(crate) struct Counters {
     broken: AtomicU64,
     no_backend: AtomicU64,
     retries: AtomicU64,
+    unserved: AtomicU64,
     queue_wait: LatencyCounter,
     time_to_head: LatencyCounter,
 }
@@ -169,6 +222,10 @@ impl Counters {
 
     pub(crate) fn count_retry(&self) {
         self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_unserved(&self) {
+        self.unserved.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn count_request(&self) {
@@ -229,6 +286,7 @@ impl Counters {
             time_to_head: self.time_to_head.snapshot(),
             retries: load(&self.retries),
             retries_over_budget: 0,
+            unserved: load(&self.unserved),
         }
     }
 }
