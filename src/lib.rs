@@ -310,6 +310,7 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod authorize;
 pub mod defaults;
 pub mod proto;
 
@@ -330,6 +331,9 @@ mod service;
 #[cfg(feature = "php")]
 mod site;
 
+pub use authorize::{
+    AuthorizerBody, AuthorizerFuture, AuthorizerVariables, FcgiAuthorizer, FcgiAuthorizerLayer,
+};
 pub use body::FcgiBody;
 pub use cgi::{ConnectionInfo, RequestParams};
 #[cfg(feature = "axum")]

@@ -76,6 +76,8 @@ pub(crate) struct Exchange<C> {
 /// What an exchange sends, besides the body chunks it still has to read.
 #[derive(Debug)]
 pub(crate) struct Outgoing {
+    /// The role BEGIN_REQUEST asks for (Responder, or Authorizer for an access check).
+    pub(crate) role: Role,
     /// BEGIN_REQUEST asks the backend to keep the connection (FCGI_KEEP_CONN).
     pub(crate) keep_conn: bool,
     /// The PARAMS stream and, when `stdin` is `None`, the whole STDIN stream after it.
@@ -94,11 +96,7 @@ impl<C: DerefMut<Target = Connection>> Exchange<C> {
     ) -> Exchange<C> {
         conn.reusable = false;
         let mut out = WriteQueue::with_segments(std::mem::take(&mut conn.spare_segments));
-        out.push(Bytes::from_static(if request.keep_conn {
-            &BEGIN_KEEP
-        } else {
-            &BEGIN_CLOSE
-        }));
+        out.push(Bytes::from_static(begin_record(request.role, request.keep_conn)));
         out.push(request.records);
         let streams_stdin = request.stdin.is_some();
         Exchange {
@@ -320,18 +318,35 @@ impl<C: DerefMut<Target = Connection>> Exchange<C> {
 
 use std::future::Future as _;
 
-static BEGIN_KEEP: [u8; 16] = begin_request(true);
-static BEGIN_CLOSE: [u8; 16] = begin_request(false);
+// Every BEGIN_REQUEST the crate sends is one of these compile-time records, so choosing
+// the role costs a match, as choosing KEEP_CONN always did.
+static BEGIN_KEEP: [u8; 16] = begin_request(Role::Responder, true);
+static BEGIN_CLOSE: [u8; 16] = begin_request(Role::Responder, false);
+static BEGIN_AUTHORIZER_KEEP: [u8; 16] = begin_request(Role::Authorizer, true);
+static BEGIN_AUTHORIZER_CLOSE: [u8; 16] = begin_request(Role::Authorizer, false);
+static BEGIN_FILTER_KEEP: [u8; 16] = begin_request(Role::Filter, true);
+static BEGIN_FILTER_CLOSE: [u8; 16] = begin_request(Role::Filter, false);
 
-/// The BEGIN_REQUEST record (Responder role), built at compile time.
+/// The BEGIN_REQUEST record for `role`. A role the specification does not define is
+/// never built by the crate; it falls back to Responder rather than sending a number
+/// no backend knows.
+fn begin_record(role: Role, keep_conn: bool) -> &'static [u8; 16] {
+    match (role, keep_conn) {
+        (Role::Authorizer, true) => &BEGIN_AUTHORIZER_KEEP,
+        (Role::Authorizer, false) => &BEGIN_AUTHORIZER_CLOSE,
+        (Role::Filter, true) => &BEGIN_FILTER_KEEP,
+        (Role::Filter, false) => &BEGIN_FILTER_CLOSE,
+        (Role::Responder | Role::Unknown(_), true) => &BEGIN_KEEP,
+        (Role::Responder | Role::Unknown(_), false) => &BEGIN_CLOSE,
+    }
+}
+
+/// A BEGIN_REQUEST record, built at compile time.
 // Fixed-size arrays indexed below 8 in a const context (checked at compile time).
 #[allow(clippy::indexing_slicing)]
-const fn begin_request(keep_conn: bool) -> [u8; 16] {
+const fn begin_request(role: Role, keep_conn: bool) -> [u8; 16] {
     let header = Header::new(RecordType::BeginRequest, REQUEST_ID, 8, 0).to_bytes();
-    let body = BeginRequest {
-        role: Role::Responder,
-        keep_conn,
-    }
+    let body = BeginRequest { role, keep_conn }
     .to_bytes();
     let mut out = [0u8; 16];
     let mut i = 0;

@@ -24,7 +24,7 @@ use crate::client::stream::Stream;
 use crate::client::upload::Upload;
 use crate::error::{Error, ErrorKind, Timeout};
 use crate::pool::{Checkout, Poolable, Pooled, Reuse};
-use crate::proto::{EndRequest, ProtocolStatus};
+use crate::proto::{EndRequest, ProtocolStatus, Role};
 
 impl Poolable for Connection {
     fn can_reuse(&self) -> bool {
@@ -45,6 +45,8 @@ pub(crate) struct Encoded {
     /// The method may be replayed on another backend even if the first one may have run
     /// it (RFC 9110 §9.2.2: GET, HEAD, OPTIONS, TRACE, PUT, DELETE).
     pub(crate) idempotent: bool,
+    /// The role BEGIN_REQUEST asks for.
+    pub(crate) role: Role,
 }
 
 /// The response head and the exchange whose remaining STDOUT is the body.
@@ -136,8 +138,10 @@ async fn try_send_request(
         records,
         stdin,
         idempotent,
+        role,
     } = request;
     let outgoing = Outgoing {
+        role,
         keep_conn: !conn.is_last_use(),
         records: records.clone(),
         stdin,
@@ -151,7 +155,7 @@ async fn try_send_request(
         total: inner.total_timeout.and_then(|t| started.checked_add(t)),
     };
     let mut exchange = Exchange::new(conn, outgoing, deadlines, inner.stderr_limit);
-    match read_head(&mut exchange, inner.max_response_head).await {
+    match read_head(&mut exchange, inner.max_response_head, role).await {
         Ok((head, rest)) => Ok(Head {
             exchange,
             head,
@@ -167,6 +171,7 @@ async fn try_send_request(
                     records,
                     stdin,
                     idempotent,
+                    role,
                 }),
                 reused,
             })
@@ -207,8 +212,12 @@ async fn connection(
 async fn read_head(
     exchange: &mut PooledExchange,
     limit: usize,
+    role: Role,
 ) -> Result<(ResponseHead, Bytes), Error> {
-    let mut parser = HeadParser::new(limit);
+    let mut parser = match role {
+        Role::Authorizer => HeadParser::authorizer(limit),
+        _ => HeadParser::new(limit),
+    };
     loop {
         match poll_fn(|cx| exchange.poll_event(cx)).await? {
             Event::Stdout(data) => {
@@ -217,19 +226,32 @@ async fn read_head(
                     return Ok(done);
                 }
             }
-            Event::End(end) => return Err(ended_before_head(end, parser.buffered())),
+            Event::End(end) => return Err(ended_before_head(end, parser.buffered(), role)),
         }
     }
 }
 
-fn ended_before_head(end: EndRequest, buffered: usize) -> Error {
+/// Names the refused role and what usually causes the refusal.
+fn unknown_role_hint(role: Role) -> &'static str {
+    match role {
+        Role::Authorizer => {
+            "the backend refused the Authorizer role; is this address really a FastCGI authorizer \
+             (flup: WSGIServer(app, roles=(FCGI_AUTHORIZER,)))?"
+        }
+        Role::Filter => {
+            "the backend refused the Filter role; is this address really a FastCGI filter?"
+        }
+        Role::Responder | Role::Unknown(_) => {
+            "the backend refused the Responder role; is this address really a FastCGI responder?"
+        }
+    }
+}
+
+fn ended_before_head(end: EndRequest, buffered: usize, role: Role) -> Error {
     match end.protocol_status {
         ProtocolStatus::Overloaded => Error::new(ErrorKind::Overloaded),
         ProtocolStatus::CantMpxConn => Error::new(ErrorKind::CantMultiplex),
-        ProtocolStatus::UnknownRole => Error::msg(
-            ErrorKind::UnknownRole,
-            "the backend refused the Responder role; is this address really a FastCGI responder?",
-        ),
+        ProtocolStatus::UnknownRole => Error::msg(ErrorKind::UnknownRole, unknown_role_hint(role)),
         _ if buffered == 0 => Error::msg(
             ErrorKind::InvalidResponseHead,
             format!(

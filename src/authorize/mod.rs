@@ -1,0 +1,222 @@
+//! FastCGI access control as a tower layer: the Authorizer role (FastCGI 1.0 §6.3).
+//!
+//! [`FcgiAuthorizerLayer`] puts a FastCGI *authorizer* in front of any service, a native
+//! axum handler as well as an [`FcgiService`] or a [`PhpSite`](crate::PhpSite). For each
+//! request it sends `FCGI_AUTHORIZER` with the request's CGI environment to the
+//! authorizer, then:
+//!
+//! | the authorizer answers | the layer |
+//! |---|---|
+//! | `Status: 200` | calls the inner service; each `Variable-NAME: value` becomes an [`AuthorizerVariables`] entry (a request extension) and, for the crate's connectors, the CGI variable `NAME`. Nothing of the answer reaches the client; its body is read and dropped. |
+//! | any other status (401, 403, 302, 500, ...) | answers with it: the authorizer's status, headers (`WWW-Authenticate`, `Location`, ...) and body. The inner service is never called. |
+//! | nothing it can be sure of: unreachable, timed out, broken records, `FCGI_UNKNOWN_ROLE`, no output, a head without `Status` | fails closed: 502, 503 or 504 by cause (as [`Error::status_code`](crate::Error::status_code)), logged. Never a pass. |
+//!
+//! The authorizer is an ordinary [`FcgiService`]: its builder's backends, fleet, pool,
+//! timeouts, retry budget, error hook and statistics apply to the checks, and one service
+//! value can serve as an authorizer for several layers (they share its pool).
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use tower_fastcgi::{AuthorizerVariables, FcgiAuthorizerLayer, FcgiService};
+//!
+//! let authorizer = FcgiService::builder().unix("/run/auth.sock").build();
+//! let php = FcgiService::builder()
+//!     .unix("/run/php/php-fpm.sock")
+//!     .document_root("/var/www/html")
+//!     .build();
+//! let app: Router = Router::new()
+//!     // php-fpm sees $_SERVER['AUTH_USER'] when the authorizer says `Variable-AUTH_USER: alice`.
+//!     .nest_service("/wiki", php)
+//!     .route(
+//!         "/me",
+//!         get(|req: axum::extract::Request| async move {
+//!             let vars = req.extensions().get::<AuthorizerVariables>();
+//!             vars.and_then(|v| v.get("AUTH_USER")).unwrap_or("?").to_owned()
+//!         }),
+//!     )
+//!     .layer(FcgiAuthorizerLayer::new(authorizer));
+//! ```
+//!
+//! # What the authorizer receives
+//!
+//! The request's CGI environment as a responder would get it (the same rules and the
+//! same [`FcgiServiceBuilder`](crate::FcgiServiceBuilder) settings: `param`, `https`,
+//! `server_name`, ...), with `REQUEST_URI` the whole original target, `FCGI_ROLE=AUTHORIZER`
+//! and `HTTP_AUTHORIZATION` always (it is what is checked, whatever
+//! `pass_authorization` says). As Apache and lighttpd do, no SCRIPT_NAME, PATH_INFO,
+//! PATH_TRANSLATED and no CONTENT_LENGTH: the authorizer does not get the body. STDIN is
+//! the empty terminator only (lighttpd's framing; Apache sends no STDIN record). The
+//! service's fixed `script_filename` and `application_document_root` are sent as
+//! SCRIPT_FILENAME and DOCUMENT_ROOT, which is how php-fpm finds an authorizer script.
+//!
+//! # Which variables pass
+//!
+//! Names are kept as the authorizer wrote them (`http` lowercases header names; the
+//! layer reads the raw head), with `-` mapped to `_` as lighttpd does. A name that is not
+//! a CGI name is dropped, and so is one the gateway computes itself or that configures
+//! the backend, whatever its case: `HTTP_*`, `SERVER_*`, `REQUEST_*`, `SCRIPT_*`,
+//! `DOCUMENT_*`, `FCGI_*`, `PHP_*`, GATEWAY_INTERFACE, HTTPS, QUERY_STRING, PATH_INFO,
+//! PATH_TRANSLATED, REMOTE_ADDR, REMOTE_PORT, REMOTE_HOST, CONTENT_LENGTH, CONTENT_TYPE,
+//! REDIRECT_STATUS, REDIRECT_URL. `REMOTE_USER`, `AUTH_TYPE` and any name of the
+//! application's own pass. A [`RequestParams`](crate::RequestParams) entry the
+//! application set before the layer, and the service's configured `param`s, keep their
+//! values over a variable of the same name.
+//!
+//! # Compared with Apache and lighttpd
+//!
+//! - lighttpd lets a request through when the authorizer's head has no `Status` at all
+//!   (and so when it answers nothing); here only an explicit `Status: 200` allows.
+//! - lighttpd restarts request processing after a 200 (an authorizer may guard static
+//!   files under its own docroot); here the layer simply calls the inner service, which
+//!   is whatever the application put behind it.
+//! - Apache opens a connection per check and never keeps it; here checks use the
+//!   authorizer service's keep-alive pool.
+//! - Apache passes `Variable-*` only on a 200 and hands a refusal's body to the client
+//!   only when `Authoritative`; here a refusal always is the client's answer, and
+//!   `Variable-*` fields never reach the client, on a refusal either.
+//! - 1xx statuses, which lighttpd relays from an authorizer, fail closed here (502).
+
+mod body;
+mod check;
+mod variables;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower_layer::Layer;
+use tower_service::Service;
+
+pub use body::AuthorizerBody;
+pub use variables::AuthorizerVariables;
+
+use crate::FcgiService;
+use crate::service::Inner;
+use check::Verdict;
+
+/// A layer that asks a FastCGI authorizer about every request before the service behind
+/// it runs; see the [module docs](self) for the semantics.
+///
+/// Built from the [`FcgiService`] that talks to the authorizer, so the checks share its
+/// backends, pool, fleet, timeouts and error hook.
+#[derive(Clone)]
+pub struct FcgiAuthorizerLayer {
+    authorizer: FcgiService,
+}
+
+impl FcgiAuthorizerLayer {
+    /// A layer whose checks go to `authorizer` (with the Authorizer role, whatever the
+    /// service is otherwise used for).
+    pub fn new(authorizer: FcgiService) -> FcgiAuthorizerLayer {
+        FcgiAuthorizerLayer { authorizer }
+    }
+}
+
+impl<S> Layer<S> for FcgiAuthorizerLayer {
+    type Service = FcgiAuthorizer<S>;
+
+    fn layer(&self, inner: S) -> FcgiAuthorizer<S> {
+        FcgiAuthorizer {
+            inner,
+            authorizer: Arc::clone(self.authorizer.shared()),
+        }
+    }
+}
+
+/// A service behind a FastCGI authorizer; made by [`FcgiAuthorizerLayer`].
+#[derive(Clone)]
+pub struct FcgiAuthorizer<S> {
+    inner: S,
+    authorizer: Arc<Inner>,
+}
+
+impl<S> FcgiAuthorizer<S> {
+    /// `inner` behind the authorizer that `authorizer` talks to.
+    pub fn new(inner: S, authorizer: &FcgiService) -> FcgiAuthorizer<S> {
+        FcgiAuthorizerLayer::new(authorizer.clone()).layer(inner)
+    }
+
+    /// The service behind the authorizer.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for FcgiAuthorizer<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+{
+    type Response = Response<AuthorizerBody<ResBody>>;
+    type Error = S::Error;
+    type Future = AuthorizerFuture<ResBody, S::Error>;
+
+    /// Ready when the inner service is: the check itself queues per request in the
+    /// authorizer's pool, like every [`FcgiService`] request.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        // The clone that was made ready goes into the future; a fresh clone stays
+        // (tower's usual pattern for a call that awaits before the inner call).
+        let fresh = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, fresh);
+        let authorizer = Arc::clone(&self.authorizer);
+        AuthorizerFuture {
+            inner: Box::pin(async move {
+                let (mut parts, body) = req.into_parts();
+                match check::authorize(&authorizer, &parts).await {
+                    Verdict::Allow(vars) => {
+                        vars.apply(&mut parts.extensions);
+                        let res = inner.call(Request::from_parts(parts, body)).await?;
+                        Ok(res.map(AuthorizerBody::inner))
+                    }
+                    Verdict::Respond(res) => Ok(res.map(AuthorizerBody::authorizer)),
+                }
+            }),
+        }
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// The future of [`FcgiAuthorizer`]'s `Service::call`.
+pub struct AuthorizerFuture<B, E> {
+    inner: BoxFuture<Result<Response<AuthorizerBody<B>>, E>>,
+}
+
+impl<B, E> Future for AuthorizerFuture<B, E> {
+    type Output = Result<Response<AuthorizerBody<B>>, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl<B, E> fmt::Debug for AuthorizerFuture<B, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthorizerFuture").finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for FcgiAuthorizerLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FcgiAuthorizerLayer")
+            .field("authorizer", &self.authorizer)
+            .finish()
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for FcgiAuthorizer<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FcgiAuthorizer")
+            .field("inner", &self.inner)
+            .field("authorizer", &format_args!("{}", self.authorizer.fleet))
+            .finish()
+    }
+}
