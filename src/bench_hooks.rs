@@ -30,6 +30,7 @@ pub fn encode_request_params(
         request_uri: mount.request_uri,
         content_length,
         connection: ConnectionInfo::from_extensions(&parts.extensions),
+        role: crate::proto::Role::Responder,
     };
     env::write_params(&mut params, cfg, &info).ok()?;
     params.finish();

@@ -13,7 +13,7 @@ use crate::cgi::env::{self, RequestInfo, Script};
 use crate::cgi::{ConnectionInfo, Mount, ScriptMode};
 use crate::client::exchange::REQUEST_ID;
 use crate::error::{Error, ErrorKind};
-use crate::proto::{ParamsEncoder, RecordType, Role, encode_stream};
+use crate::proto::{ParamsEncoder, Role};
 use crate::service::redirect::Outcome;
 use crate::service::respond::respond;
 use crate::service::{Encoded, Head, Inner, build_response, drain, send_request};
@@ -67,10 +67,11 @@ async fn ask(inner: &Inner, parts: &Parts) -> Result<Answer, Error> {
         },
     )?;
     params.finish();
-    // lighttpd's framing: the empty STDIN terminator and nothing else (Apache sends no
-    // STDIN at all). The body belongs to the service behind the layer; a backend that
-    // reads STDIN sees an empty stream instead of waiting for one.
-    encode_stream(&mut records, RecordType::Stdin, REQUEST_ID, b"");
+    // No STDIN record at all, as Apache sends it: the body belongs to the service behind
+    // the layer, and on a kept-alive connection a STDIN record for a request the
+    // application already finished is a protocol error to libfcgi and tokio-fastcgi
+    // (both close the connection) and makes php-fpm drop it. (lighttpd sends the empty
+    // terminator, but never keeps an authorizer connection.)
     let encoded = Encoded {
         records: records.freeze(),
         stdin: None,

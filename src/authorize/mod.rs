@@ -44,8 +44,10 @@
 //! `server_name`, ...), with `REQUEST_URI` the whole original target, `FCGI_ROLE=AUTHORIZER`
 //! and `HTTP_AUTHORIZATION` always (it is what is checked, whatever
 //! `pass_authorization` says). As Apache and lighttpd do, no SCRIPT_NAME, PATH_INFO,
-//! PATH_TRANSLATED and no CONTENT_LENGTH: the authorizer does not get the body. STDIN is
-//! the empty terminator only (lighttpd's framing; Apache sends no STDIN record). The
+//! PATH_TRANSLATED and no CONTENT_LENGTH: the authorizer does not get the body, and no
+//! STDIN record at all (Apache's framing and tokio-fastcgi's expectation; lighttpd sends
+//! the empty terminator, which a kept-alive libfcgi, tokio-fastcgi or php-fpm connection
+//! takes as a protocol error after the answer). The
 //! service's fixed `script_filename` and `application_document_root` are sent as
 //! SCRIPT_FILENAME and DOCUMENT_ROOT, which is how php-fpm finds an authorizer script.
 //!

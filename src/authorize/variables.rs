@@ -33,7 +33,13 @@ const RESERVED: &[&str] = &[
 /// the others are the server, request, script and document variables, FastCGI's own
 /// (`FCGI_ROLE`) and PHP's settings.
 const RESERVED_PREFIXES: &[&str] = &[
-    "HTTP_", "SERVER_", "REQUEST_", "SCRIPT_", "DOCUMENT_", "FCGI_", "PHP_",
+    "HTTP_",
+    "SERVER_",
+    "REQUEST_",
+    "SCRIPT_",
+    "DOCUMENT_",
+    "FCGI_",
+    "PHP_",
 ];
 
 /// The variables a FastCGI authorizer granted with its 200 answer, one per
@@ -101,7 +107,10 @@ impl AuthorizerVariables {
                 continue;
             };
             if vars.iter().any(|(n, _)| *n == name) {
-                tracing::warn!(name, "dropping a repeated authorizer variable (the first is kept)");
+                tracing::warn!(
+                    name,
+                    "dropping a repeated authorizer variable (the first is kept)"
+                );
                 continue;
             }
             vars.push((name, value));
@@ -161,14 +170,23 @@ mod tests {
         AuthorizerVariables::from_head(
             pairs
                 .iter()
-                .map(|(n, v)| (Bytes::copy_from_slice(n.as_bytes()), Bytes::copy_from_slice(v.as_bytes())))
+                .map(|(n, v)| {
+                    (
+                        Bytes::copy_from_slice(n.as_bytes()),
+                        Bytes::copy_from_slice(v.as_bytes()),
+                    )
+                })
                 .collect(),
         )
     }
 
     #[test]
     fn names_keep_their_case_and_dashes_become_underscores() {
-        let v = vars(&[("AUTH_USER", "alice"), ("X-Team", "ops"), ("remote_user", "a")]);
+        let v = vars(&[
+            ("AUTH_USER", "alice"),
+            ("X-Team", "ops"),
+            ("remote_user", "a"),
+        ]);
         assert_eq!(v.get("AUTH_USER"), Some("alice"));
         assert_eq!(v.get("X_Team"), Some("ops"));
         assert_eq!(v.get("remote_user"), Some("a"));
@@ -197,7 +215,11 @@ mod tests {
 
     #[test]
     fn the_first_of_repeated_names_wins_and_request_params_are_kept() {
-        let v = vars(&[("ROLE", "admin"), ("ROLE", "guest"), ("REMOTE_USER", "alice")]);
+        let v = vars(&[
+            ("ROLE", "admin"),
+            ("ROLE", "guest"),
+            ("REMOTE_USER", "alice"),
+        ]);
         assert_eq!(v.get("ROLE"), Some("admin"));
         let mut ext = Extensions::new();
         let mut set_by_app = RequestParams::new();

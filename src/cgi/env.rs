@@ -179,8 +179,8 @@ fn write_http_headers(
     let mut joined = Vec::new();
     let mut name_buf = [0u8; 128];
     for name in headers.keys() {
-        let forwarded = w.cfg.forwards_header(name)
-            || (authorizer && name == header::AUTHORIZATION);
+        let forwarded =
+            w.cfg.forwards_header(name) || (authorizer && name == header::AUTHORIZATION);
         if !forwarded || connection_listed.contains(name) {
             continue;
         }

@@ -25,7 +25,14 @@ fn env_with(
     content_length: Option<u64>,
     connection: Option<ConnectionInfo>,
 ) -> Result<BTreeMap<String, String>, Error> {
-    env_in_role(cfg, req, target, content_length, connection, Role::Responder)
+    env_in_role(
+        cfg,
+        req,
+        target,
+        content_length,
+        connection,
+        Role::Responder,
+    )
 }
 
 fn env_in_role(

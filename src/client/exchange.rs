@@ -96,7 +96,10 @@ impl<C: DerefMut<Target = Connection>> Exchange<C> {
     ) -> Exchange<C> {
         conn.reusable = false;
         let mut out = WriteQueue::with_segments(std::mem::take(&mut conn.spare_segments));
-        out.push(Bytes::from_static(begin_record(request.role, request.keep_conn)));
+        out.push(Bytes::from_static(begin_record(
+            request.role,
+            request.keep_conn,
+        )));
         out.push(request.records);
         let streams_stdin = request.stdin.is_some();
         Exchange {
@@ -346,8 +349,7 @@ fn begin_record(role: Role, keep_conn: bool) -> &'static [u8; 16] {
 #[allow(clippy::indexing_slicing)]
 const fn begin_request(role: Role, keep_conn: bool) -> [u8; 16] {
     let header = Header::new(RecordType::BeginRequest, REQUEST_ID, 8, 0).to_bytes();
-    let body = BeginRequest { role, keep_conn }
-    .to_bytes();
+    let body = BeginRequest { role, keep_conn }.to_bytes();
     let mut out = [0u8; 16];
     let mut i = 0;
     while i < 8 {
