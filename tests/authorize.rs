@@ -3,6 +3,8 @@
 //! `tests/support/authorizers/mod.rs`, in front of a native axum handler and of a flup
 //! responder through `FcgiService`.
 
+#[path = "../examples/support/gateway_auth.rs"]
+mod gateway_auth;
 mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -345,4 +347,49 @@ async fn two_hundred_concurrent_authorized_requests_on_kept_alive_connections() 
             "{flavor:?}: {pool:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateways_auth_option_guards_every_path_under_its_prefix() {
+    let Some(auth) = authorizers::start_or_skip(Flavor::TokioFastcgi) else {
+        return;
+    };
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    // One `/` mount serving everything, as `--php /=...` would.
+    let app = Router::new().fallback(move |req: Request| {
+        let counted = Arc::clone(&counted);
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let user = req
+                .extensions()
+                .get::<AuthorizerVariables>()
+                .and_then(|v| v.get("AUTH_USER").map(str::to_owned));
+            format!(
+                "served {} as {}",
+                req.uri().path(),
+                user.as_deref().unwrap_or("anonymous")
+            )
+        }
+    });
+    let guards = [gateway_auth::Guard {
+        prefix: "/private".into(),
+        authorizer: authorizer_service(&auth),
+    }];
+    let server = Server::start(gateway_auth::guard(app, &guards)).await;
+    let client = server.http();
+    let open = client.get("/public/x").await;
+    assert_eq!(open.text(), "served /public/x as anonymous");
+    for sneaky in [
+        "/private/x",
+        "/%70rivate/x",
+        "/public/../private/x",
+        "//private",
+    ] {
+        let denied = client.get(sneaky).await;
+        assert_eq!(denied.status, StatusCode::UNAUTHORIZED, "{sneaky}");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "a guarded path was served");
+    let allowed = get_with(&client, "/private/x", "Bearer good").await;
+    assert_eq!(allowed.text(), "served /private/x as alice");
 }

@@ -13,6 +13,9 @@ pub enum Kind {
     App,
     Php,
     Cgi,
+    /// `--auth`: not a mount but a FastCGI authorizer guarding the paths under PREFIX
+    /// (`examples/support/gateway_auth.rs`).
+    Auth,
 }
 
 impl Kind {
@@ -22,6 +25,7 @@ impl Kind {
             Kind::App => "--app",
             Kind::Php => "--php",
             Kind::Cgi => "--cgi",
+            Kind::Auth => "--auth",
         }
     }
 
@@ -29,7 +33,7 @@ impl Kind {
     /// so that a misspelt `conns=` or an option of another kind is never silently ignored.
     fn options(&self) -> &'static [&'static str] {
         match self {
-            Kind::App => &["backend", "conns", "keepalive", "resolve", "script"],
+            Kind::App | Kind::Auth => &["backend", "conns", "keepalive", "resolve", "script"],
             Kind::Cgi => &["backend", "conns", "keepalive", "resolve", "root", "index"],
             Kind::Php => &[
                 "backend",
@@ -94,10 +98,20 @@ impl Mount {
             .ok_or_else(|| format!("{}: root=DIR is required", self.prefix))
     }
 
+    /// The service an `--auth` option talks to (its checks use the Authorizer role).
+    pub fn authorizer(&self) -> Result<FcgiService, String> {
+        let mut b = self.tune(FcgiService::builder())?;
+        if let Some(script) = self.option("script") {
+            b = b.script_filename(script);
+        }
+        b.try_build().map_err(|e| e.to_string())
+    }
+
     /// Adds this mount to the router.
     pub fn mount(&self, app: Router) -> Result<Router, String> {
         let prefix = self.prefix.as_str();
         match self.kind {
+            Kind::Auth => Err(format!("{prefix}: --auth guards mounts, it is not one")),
             Kind::App => {
                 let mut b = self.tune(FcgiService::builder())?;
                 if let Some(script) = self.option("script") {
