@@ -212,6 +212,30 @@
 //! `non_idempotent`; this crate does the same, but replays idempotent methods (GET, HEAD,
 //! PUT, DELETE, OPTIONS) by default, as nginx does.
 //!
+//! # Access control: FastCGI authorizers
+//!
+//! [`FcgiAuthorizerLayer`] asks a FastCGI application in the Authorizer role (Apache's
+//! mod_authnz_fcgi, lighttpd's `"mode" => "authorizer"`) about each request before any
+//! service behind it runs, native handlers included: `Status: 200` lets it through with
+//! the authorizer's `Variable-NAME` values as [`AuthorizerVariables`] and CGI variables;
+//! any other answer is the client's; a down, slow or broken authorizer fails closed. The
+//! authorizer is an [`FcgiService`], so its pool, fleet and timeouts apply. See
+//! [`authorize`] for the rules and how they differ from lighttpd's and Apache's.
+//!
+//! ```no_run
+//! use axum::Router;
+//! use tower_fastcgi::{FcgiAuthorizerLayer, FcgiService};
+//!
+//! let authorizer = FcgiService::builder().tcp("127.0.0.1:9600").build();
+//! let php = FcgiService::builder()
+//!     .unix("/run/php/php-fpm.sock")
+//!     .document_root("/var/www/admin")
+//!     .build();
+//! let app: Router = Router::new()
+//!     .nest_service("/admin", php)
+//!     .layer(FcgiAuthorizerLayer::new(authorizer));
+//! ```
+//!
 //! # Errors
 //!
 //! Before the response head, failures become responses: 502 (connect refused, protocol
@@ -310,7 +334,7 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod authorize;
+pub mod authorize;
 pub mod defaults;
 pub mod proto;
 
