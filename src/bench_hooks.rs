@@ -31,6 +31,7 @@ pub fn encode_request_params(
         content_length,
         connection: ConnectionInfo::from_extensions(&parts.extensions),
         role: crate::proto::Role::Responder,
+        data: None,
     };
     env::write_params(&mut params, cfg, &info).ok()?;
     params.finish();

@@ -64,6 +64,7 @@ async fn ask(inner: &Inner, parts: &Parts) -> Result<Answer, Error> {
             content_length: None,
             connection: ConnectionInfo::from_extensions(&parts.extensions),
             role: Role::Authorizer,
+            data: None,
         },
     )?;
     params.finish();
@@ -75,6 +76,7 @@ async fn ask(inner: &Inner, parts: &Parts) -> Result<Answer, Error> {
     let encoded = Encoded {
         records: records.freeze(),
         stdin: None,
+        data: None,
         // A check reads the request, never the body, and decides nothing twice: asking
         // another authorizer after one that may have run is safe for every method.
         idempotent: true,

@@ -43,6 +43,17 @@ pub(crate) struct RequestInfo<'a> {
     /// The role the request is for. An Authorizer gets the request's environment minus
     /// what only a responder of the body needs (see [`write_params`]).
     pub(crate) role: Role,
+    /// A Filter's data file: FCGI_DATA_LENGTH and FCGI_DATA_LAST_MOD.
+    pub(crate) data: Option<DataFile>,
+}
+
+/// What a Filter is told about the file it gets on FCGI_DATA (FastCGI 1.0 §6.4).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DataFile {
+    /// Its size in bytes.
+    pub(crate) length: u64,
+    /// Its modification time, in seconds since the Unix epoch.
+    pub(crate) last_mod: u64,
 }
 
 /// Encodes the request's CGI environment as PARAMS records (without the terminator).
@@ -80,6 +91,15 @@ pub(crate) fn write_params(
     w.put(b"QUERY_STRING", parts.uri.query().unwrap_or("").as_bytes())?;
     w.put(b"REQUEST_URI", req.request_uri.as_bytes())?;
     let authorizer = req.role == Role::Authorizer;
+    if let Some(data) = req.data.filter(|_| req.role == Role::Filter) {
+        // A filter application tells the data file from the request by these (gofast
+        // requires both); FCGI_ROLE as for an authorizer, for servers that do not set it.
+        w.put(b"FCGI_ROLE", b"FILTER")?;
+        let mut buf = itoa_buf();
+        w.put(b"FCGI_DATA_LENGTH", fmt_u64(&mut buf, data.length))?;
+        let mut buf = itoa_buf();
+        w.put(b"FCGI_DATA_LAST_MOD", fmt_u64(&mut buf, data.last_mod))?;
+    }
     if authorizer {
         w.put(b"FCGI_ROLE", b"AUTHORIZER")?;
     } else {

@@ -32,6 +32,7 @@ fn env_with(
         content_length,
         connection,
         Role::Responder,
+        None,
     )
 }
 
@@ -42,6 +43,7 @@ fn env_in_role(
     content_length: Option<u64>,
     connection: Option<ConnectionInfo>,
     role: Role,
+    data: Option<DataFile>,
 ) -> Result<BTreeMap<String, String>, Error> {
     let (parts, ()) = req.into_parts();
     let uri = parts
@@ -56,6 +58,7 @@ fn env_in_role(
         content_length,
         connection,
         role,
+        data,
     };
     let mut buf = BytesMut::new();
     let mut enc = ParamsEncoder::new(&mut buf, 1);
@@ -325,7 +328,7 @@ fn an_authorizer_gets_no_path_variables_no_length_and_always_the_authorization()
         script_filename: Some(Cow::Borrowed(Path::new("/srv/auth.php"))),
         ..app_target()
     };
-    let env = env_in_role(&cfg, req, &target, Some(5), None, Role::Authorizer).unwrap();
+    let env = env_in_role(&cfg, req, &target, Some(5), None, Role::Authorizer, None).unwrap();
     assert_eq!(env["FCGI_ROLE"], "AUTHORIZER");
     assert_eq!(env["HTTP_AUTHORIZATION"], "Basic YWxpY2U6cw==");
     assert_eq!(env["REQUEST_URI"], "/app/x%20y?a=1");
@@ -340,4 +343,25 @@ fn an_authorizer_gets_no_path_variables_no_length_and_always_the_authorization()
     ] {
         assert!(!env.contains_key(absent), "{absent} sent to an authorizer");
     }
+}
+
+#[test]
+fn a_filter_is_told_the_length_and_modification_time_of_its_data_file() {
+    let req = http::Request::get("/docs/a.txt").body(()).unwrap();
+    let target = Script {
+        script_name: Cow::Borrowed(b"/docs/a.txt"),
+        script_filename: Some(Cow::Borrowed(Path::new("/srv/docs/a.txt"))),
+        ..Script::default()
+    };
+    let data = DataFile {
+        length: 52_428_800,
+        last_mod: 1_700_000_000,
+    };
+    let cfg = CgiConfig::default();
+    let env = env_in_role(&cfg, req, &target, None, None, Role::Filter, Some(data)).unwrap();
+    assert_eq!(env["FCGI_ROLE"], "FILTER");
+    assert_eq!(env["FCGI_DATA_LENGTH"], "52428800");
+    assert_eq!(env["FCGI_DATA_LAST_MOD"], "1700000000");
+    assert_eq!(env["SCRIPT_FILENAME"], "/srv/docs/a.txt");
+    assert_eq!(env["SCRIPT_NAME"], "/docs/a.txt");
 }

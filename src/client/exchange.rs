@@ -60,6 +60,10 @@ pub(crate) struct Exchange<C> {
     upload_done: bool,
     /// STDIN comes from `upload` (else it was all in the first write).
     streams_stdin: bool,
+    /// A Filter's data file, streamed as FCGI_DATA after the whole of STDIN.
+    data: Option<Upload>,
+    /// The DATA terminator has been queued (or there is no DATA stream).
+    data_done: bool,
     /// Writing failed (the backend closed its side); keep reading the response.
     write_failed: bool,
     stdout_ended: bool,
@@ -84,6 +88,8 @@ pub(crate) struct Outgoing {
     pub(crate) records: Bytes,
     /// The request body still to be sent as STDIN, as the backend accepts it.
     pub(crate) stdin: Option<Upload>,
+    /// A Filter's data file, sent as FCGI_DATA after STDIN with the same flow control.
+    pub(crate) data: Option<Upload>,
 }
 
 impl<C: DerefMut<Target = Connection>> Exchange<C> {
@@ -108,6 +114,8 @@ impl<C: DerefMut<Target = Connection>> Exchange<C> {
             upload: request.stdin.unwrap_or(Upload::Empty),
             upload_done: !streams_stdin,
             streams_stdin,
+            data_done: request.data.is_none(),
+            data: request.data,
             write_failed: false,
             stdout_ended: false,
             ended: false,
@@ -129,11 +137,12 @@ impl<C: DerefMut<Target = Connection>> Exchange<C> {
         self.deadlines.head = None;
     }
 
-    /// Gives back what remains of the body, so that a request that failed before any
-    /// response byte can be retried on another connection (`None`: the whole STDIN
-    /// stream was in [`Outgoing::records`]). The connection closes.
-    pub(crate) fn into_upload(self) -> Option<Upload> {
-        self.streams_stdin.then_some(self.upload)
+    /// Gives back what remains of the body (and of a Filter's data file), so that a
+    /// request that failed before any response byte can be retried on another connection
+    /// (`None` body: the whole STDIN stream was in [`Outgoing::records`]). The
+    /// connection closes.
+    pub(crate) fn into_uploads(self) -> (Option<Upload>, Option<Upload>) {
+        (self.streams_stdin.then_some(self.upload), self.data)
     }
 
     /// END_REQUEST arrived: the connection may serve another exchange only if the
@@ -143,6 +152,7 @@ impl<C: DerefMut<Target = Connection>> Exchange<C> {
     fn on_end(&mut self) {
         let reusable = self.keep_conn
             && self.upload_done
+            && self.data_done
             && self.out.is_empty()
             && !self.write_failed
             && self.conn.is_clean();
@@ -194,8 +204,25 @@ impl<C: DerefMut<Target = Connection>> Exchange<C> {
                 }
                 Poll::Pending => return Ok(true),
             }
-            if self.upload_done || self.ended {
+            if self.ended || (self.upload_done && self.data_done) {
                 return Ok(false);
+            }
+            if self.upload_done {
+                // STDIN is complete and on its way: a Filter's data file follows.
+                if let Some(data) = &mut self.data {
+                    match data.poll_chunk(cx) {
+                        Poll::Pending => return Ok(false),
+                        Poll::Ready(Ok(Some(chunk))) => {
+                            self.out.push_stream(RecordType::Data, chunk);
+                        }
+                        Poll::Ready(Ok(None)) => {
+                            self.out.push_data_end();
+                            self.data_done = true;
+                        }
+                        Poll::Ready(Err(err)) => return Err(err),
+                    }
+                }
+                continue;
             }
             match self.upload.poll_chunk(cx) {
                 Poll::Pending => return Ok(false),

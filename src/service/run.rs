@@ -45,6 +45,7 @@ pub(super) async fn exchange_head(
             content_length,
             connection: ConnectionInfo::from_extensions(&parts.extensions),
             role: Role::Responder,
+            data: None,
         },
     )?;
     params.finish();
@@ -66,6 +67,7 @@ pub(super) async fn exchange_head(
     let encoded = Encoded {
         records: request.freeze(),
         stdin: upload,
+        data: None,
         idempotent: parts.method.is_idempotent(),
         role: Role::Responder,
     };

@@ -42,6 +42,8 @@ impl Poolable for Connection {
 pub(crate) struct Encoded {
     pub(crate) records: Bytes,
     pub(crate) stdin: Option<Upload>,
+    /// A Filter's data file (FCGI_DATA), replayed with the body.
+    pub(crate) data: Option<Upload>,
     /// The method may be replayed on another backend even if the first one may have run
     /// it (RFC 9110 §9.2.2: GET, HEAD, OPTIONS, TRACE, PUT, DELETE).
     pub(crate) idempotent: bool,
@@ -96,7 +98,8 @@ async fn send_with_retry(
     // would otherwise fail it with nothing to retry. A replayable one skips it, since
     // the retry covers a stale connection at the cost of a round trip once per
     // recycled worker instead of a syscall on every request.
-    let replayable = request.stdin.as_ref().is_none_or(Upload::is_replayable);
+    let replayable = request.stdin.as_ref().is_none_or(Upload::is_replayable)
+        && request.data.as_ref().is_none_or(Upload::is_replayable);
     let reuse = Reuse::Idle { probe: !replayable };
     match try_send_request(inner, endpoint, request, reuse, started).await {
         Err(Failed {
@@ -137,6 +140,7 @@ async fn try_send_request(
     let Encoded {
         records,
         stdin,
+        data,
         idempotent,
         role,
     } = request;
@@ -145,6 +149,7 @@ async fn try_send_request(
         keep_conn: !conn.is_last_use(),
         records: records.clone(),
         stdin,
+        data,
     };
     let deadlines = Deadlines {
         read_idle: inner.read_timeout,
@@ -163,13 +168,16 @@ async fn try_send_request(
         }),
         Err(error) => {
             let answered = exchange.response_started();
-            let mut stdin = exchange.into_upload();
-            let again = !answered && stdin.as_mut().is_none_or(Upload::rewind);
+            let (mut stdin, mut data) = exchange.into_uploads();
+            let again = !answered
+                && stdin.as_mut().is_none_or(Upload::rewind)
+                && data.as_mut().is_none_or(Upload::rewind);
             Err(Failed {
                 error,
                 request: again.then_some(Encoded {
                     records,
                     stdin,
+                    data,
                     idempotent,
                     role,
                 }),
