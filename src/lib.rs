@@ -346,6 +346,7 @@ mod cgi;
 mod client;
 pub mod discover;
 mod error;
+pub mod filter;
 mod fleet;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
@@ -366,6 +367,7 @@ pub use client::upload::UnknownLengthBody;
 pub use client::{Backend, ParseBackendError};
 pub use discover::Change;
 pub use error::{BoxError, Error, ErrorKind, Timeout};
+pub use filter::FcgiFilter;
 pub use service::{
     BackendStats, BuildError, Cause, ErrorHandler, Failure, Failures, Fallible, FallibleFuture,
     FcgiService, FcgiServiceBuilder, Latency, PoolStats, ResponseFuture, Stats,

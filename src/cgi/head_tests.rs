@@ -259,7 +259,10 @@ fn an_authorizer_head_keeps_variable_names_as_written_and_out_of_the_headers() {
         .iter()
         .map(|(n, v)| (n.as_ref(), v.as_ref()))
         .collect();
-    assert_eq!(vars, [(&b"AUTH_USER"[..], &b"alice"[..]), (b"X-Team", b"ops")]);
+    assert_eq!(
+        vars,
+        [(&b"AUTH_USER"[..], &b"alice"[..]), (b"X-Team", b"ops")]
+    );
     assert!(!head.headers.contains_key("variable-auth_user"));
     assert_eq!(head.headers["x-other"], "1");
     // `Variable-` with no name is an ordinary (odd) header, not a variable.

@@ -9,6 +9,9 @@
 //!
 //! flup (`authorizer.py`) and Perl FCGI (`authorizer.pl`) run as child processes on a Unix
 //! socket in a temporary directory; the tokio-fastcgi one runs in the test's runtime.
+//! The Filter-role applications of `tests/filter.rs` are in [`filters`].
+
+pub mod filters;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -34,8 +37,12 @@ pub enum Flavor {
 }
 
 /// A running authorizer; dropping it stops it and removes its directory.
-pub struct Authorizer {
-    pub flavor: Flavor,
+pub type Authorizer = RunningApp<Flavor>;
+
+/// A running FastCGI application of the tests (an authorizer, a filter); dropping it
+/// stops it and removes its directory.
+pub struct RunningApp<F> {
+    pub flavor: F,
     pub socket: PathBuf,
     /// Requests the tokio-fastcgi authorizer answered (0 for the others).
     pub answered: Arc<AtomicUsize>,
@@ -45,7 +52,28 @@ pub struct Authorizer {
     dir: tempfile::TempDir,
 }
 
-impl Authorizer {
+impl<F> RunningApp<F> {
+    /// A not yet started application with a fresh directory and `auth.sock` in it.
+    pub(super) fn new(flavor: F, socket_name: &str) -> RunningApp<F> {
+        let dir = tempfile::Builder::new()
+            .prefix("fcgi-role-app-")
+            .tempdir()
+            .expect("a temporary directory");
+        RunningApp {
+            flavor,
+            socket: dir.path().join(socket_name),
+            answered: Arc::new(AtomicUsize::new(0)),
+            group: None,
+            task: None,
+            dir,
+        }
+    }
+
+    /// The application's private directory.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     /// The address for an `FcgiService`.
     pub fn backend(&self) -> tower_fastcgi::Backend {
         tower_fastcgi::Backend::unix(&self.socket)
@@ -67,7 +95,7 @@ impl Authorizer {
     }
 }
 
-impl Drop for Authorizer {
+impl<F> Drop for RunningApp<F> {
     fn drop(&mut self) {
         self.stop();
     }
@@ -76,19 +104,8 @@ impl Drop for Authorizer {
 /// Starts `flavor`, or `None` (after the usual loud skip message) when its program is not
 /// installed and `FCGI_INTEROP` is not `require`. Call inside a tokio runtime.
 pub fn start_or_skip(flavor: Flavor) -> Option<Authorizer> {
-    let dir = tempfile::Builder::new()
-        .prefix("fcgi-authorizer-")
-        .tempdir()
-        .expect("a temporary directory");
-    let socket = dir.path().join("auth.sock");
-    let mut authorizer = Authorizer {
-        flavor,
-        socket: socket.clone(),
-        answered: Arc::new(AtomicUsize::new(0)),
-        group: None,
-        task: None,
-        dir,
-    };
+    let mut authorizer = Authorizer::new(flavor, "auth.sock");
+    let socket = authorizer.socket.clone();
     match flavor {
         Flavor::TokioFastcgi => {
             let listener = UnixListener::bind(&socket).expect("bind the authorizer socket");
@@ -131,8 +148,9 @@ pub fn start_or_skip(flavor: Flavor) -> Option<Authorizer> {
     Some(authorizer)
 }
 
-impl Authorizer {
-    fn spawn(&mut self, command: &mut Command, env: &[(String, String)]) {
+impl<F> RunningApp<F> {
+    /// Starts `command` in the application's directory and waits until it listens.
+    pub(super) fn spawn(&mut self, command: &mut Command, env: &[(String, String)]) {
         let line = process::isolate(command, self.dir.path(), env);
         let group = ProcessGroup::spawn(command, &self.dir.path().join("stderr.log"))
             .unwrap_or_else(|e| panic!("{line}: {e}"));
@@ -155,10 +173,9 @@ impl Authorizer {
     }
 }
 
-fn skip(name: &str, why: &str) -> Option<Authorizer> {
-    // Reuse the support tree's policy and banner (FCGI_INTEROP=require fails instead).
-    let missing = std::path::Path::new("/nonexistent/authorizer");
-    let _ = why;
+/// Skips loudly (or fails, with `FCGI_INTEROP=require`) through the support tree's policy.
+pub(super) fn skip<T>(name: &str, why: &str) -> Option<T> {
+    let missing = std::path::Path::new("/nonexistent");
     assert!(!super::app_or_skip(name, missing, why));
     None
 }
