@@ -13,7 +13,11 @@
 //! - `--php PREFIX=BACKEND,root=DIR[,OPTS]`: a PHP site ([`PhpSite`]): static files from
 //!   DIR, `.php` through FastCGI, `index.php` for directories, `/index.php` as front
 //!   controller for paths matching no file, dotfiles refused;
-//! - `--cgi PREFIX=BACKEND,root=DIR[,OPTS]`: document-root mode, every file is a script.
+//! - `--cgi PREFIX=BACKEND,root=DIR[,OPTS]`: document-root mode, every file is a script;
+//! - `--filter PREFIX=BACKEND,root=DIR[,OPTS]`: DIR's files through a FastCGI *Filter*
+//!   application ([`FcgiFilter`](tower_fastcgi::FcgiFilter)): each file is streamed to it
+//!   as FCGI_DATA (with FCGI_DATA_LENGTH and FCGI_DATA_LAST_MOD) and its output is the
+//!   response; `.php` files are never sent, directories need their trailing slash.
 //!
 //! BACKEND is `tcp://HOST:PORT` or `unix:PATH`. OPTS (comma-separated):
 //! `backend=BACKEND` (repeatable: more backends for the mount, balanced by load, with
@@ -88,6 +92,7 @@ fn parse_args() -> Result<Args, String> {
             "--app" => mounts.push(parse_mount(Kind::App, &value("--app")?)?),
             "--php" => mounts.push(parse_mount(Kind::Php, &value("--php")?)?),
             "--cgi" => mounts.push(parse_mount(Kind::Cgi, &value("--cgi")?)?),
+            "--filter" => mounts.push(parse_mount(Kind::Filter, &value("--filter")?)?),
             "--auth" => auths.push(parse_mount(Kind::Auth, &value("--auth")?)?),
             "--quiet" => quiet = true,
             "--threads" => {
@@ -99,10 +104,10 @@ fn parse_args() -> Result<Args, String> {
                     .ok_or_else(|| format!("--threads {n}: expected a positive number"))?;
             }
             "-h" | "--help" => {
-                return Err("usage: gateway --listen ADDR [--app|--php|--cgi PREFIX=BACKEND[,OPTS]]... [--auth PREFIX=BACKEND[,OPTS]]... [--threads N] [--quiet]\n\
+                return Err("usage: gateway --listen ADDR [--app|--php|--cgi|--filter PREFIX=BACKEND[,OPTS]]... [--auth PREFIX=BACKEND[,OPTS]]... [--threads N] [--quiet]\n\
                      OPTS: backend=BACKEND (repeatable: balance over several backends), conns=N (per backend),\n\
                      keepalive=0, resolve=SECS (re-resolve tcp:// names), index=A:B, script=FILE (--app),\n\
-                     root=DIR (--php, --cgi),\n\
+                     root=DIR (--php, --cgi, --filter),\n\
                      deny=/A:/B, front=/index.php|none, sendfile=/URI:DIR (--php)\n\
                      --auth: a FastCGI authorizer for every path under PREFIX; OPTS backend=, conns=, keepalive=0,\n\
                      resolve=, script=FILE".into());
@@ -111,7 +116,7 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     if mounts.is_empty() {
-        return Err("no mounts: add --app, --php or --cgi (try --help)".into());
+        return Err("no mounts: add --app, --php, --cgi or --filter (try --help)".into());
     }
     Ok(Args {
         listen,

@@ -5,6 +5,8 @@
 //! The memory test is the only one here that moves large data, so the binary's peak RSS
 //! belongs to it; the tokio-fastcgi filter runs in a child process (this binary, re-run).
 
+#[path = "../examples/support/mount.rs"]
+mod mount;
 mod support;
 
 use std::io::Write as _;
@@ -183,6 +185,35 @@ fn the_request_body_goes_first_and_scripts_directories_and_missing_files_are_not
             assert_eq!(dir.status(), StatusCode::PERMANENT_REDIRECT);
             assert_eq!(dir.headers()["location"], "/dir/");
         }
+    });
+}
+
+#[test]
+fn the_gateways_filter_option_serves_a_directory_through_the_filter() {
+    let _serial = support::one_at_a_time();
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("note.txt"), "hello, filter").unwrap();
+    support::runtime().block_on(async {
+        let Some(app) = start_filter_or_skip(FilterFlavor::TokioFastcgi, CHILD_TEST) else {
+            return;
+        };
+        let spec = format!(
+            "/docs=unix:{},root={},conns=2",
+            app.socket.display(),
+            root.path().display()
+        );
+        let filter = mount::parse_mount(mount::Kind::Filter, &spec).unwrap();
+        let router = filter.mount(axum::Router::new()).unwrap();
+        let server = support::http::Server::start(router).await;
+        let reply = server.http().get("/docs/note.txt").await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", app.log());
+        assert_eq!(reply.text(), "HELLO, FILTER");
+        assert_eq!(reply.header("x-script-name"), "/docs/note.txt");
+        let err = mount::parse_mount(mount::Kind::Filter, "/d=unix:/x.sock,script=/a").unwrap_err();
+        assert!(
+            err.contains("unknown option \"script\" for --filter"),
+            "{err}"
+        );
     });
 }
 

@@ -6,13 +6,15 @@
 #![allow(dead_code)]
 
 use axum::Router;
-use tower_fastcgi::{Backend, FcgiService, FcgiServiceBuilder, PhpSite};
+use tower_fastcgi::{Backend, FcgiFilter, FcgiService, FcgiServiceBuilder, PhpSite};
 
 #[derive(Debug)]
 pub enum Kind {
     App,
     Php,
     Cgi,
+    /// `--filter`: the files under `root=DIR` through a FastCGI Filter application.
+    Filter,
     /// `--auth`: not a mount but a FastCGI authorizer guarding the paths under PREFIX
     /// (`examples/support/gateway_auth.rs`).
     Auth,
@@ -25,6 +27,7 @@ impl Kind {
             Kind::App => "--app",
             Kind::Php => "--php",
             Kind::Cgi => "--cgi",
+            Kind::Filter => "--filter",
             Kind::Auth => "--auth",
         }
     }
@@ -35,6 +38,7 @@ impl Kind {
         match self {
             Kind::App | Kind::Auth => &["backend", "conns", "keepalive", "resolve", "script"],
             Kind::Cgi => &["backend", "conns", "keepalive", "resolve", "root", "index"],
+            Kind::Filter => &["backend", "conns", "keepalive", "resolve", "root"],
             Kind::Php => &[
                 "backend",
                 "conns",
@@ -112,6 +116,15 @@ impl Mount {
         let prefix = self.prefix.as_str();
         match self.kind {
             Kind::Auth => Err(format!("{prefix}: --auth guards mounts, it is not one")),
+            Kind::Filter => {
+                let svc = self
+                    .tune(FcgiService::builder())?
+                    .document_root(self.root()?)
+                    .try_build()
+                    .map_err(|e| e.to_string())?;
+                let filter = FcgiFilter::new(svc).map_err(|e| e.to_string())?;
+                Ok(attach(app, prefix, filter))
+            }
             Kind::App => {
                 let mut b = self.tune(FcgiService::builder())?;
                 if let Some(script) = self.option("script") {
