@@ -181,3 +181,11 @@ pub const ALLOW_DOTFILES: bool = false;
 /// to a static file are served to clients that accept them).
 #[cfg(feature = "php")]
 pub const PRECOMPRESSED: bool = true;
+
+// ---- FcgiAuthorizerLayer ----
+
+/// [`cache_capacity`](crate::FcgiAuthorizerLayer::cache_capacity): 10 000 remembered allow
+/// decisions at most (when [`cache_allowed`](crate::FcgiAuthorizerLayer::cache_allowed) is
+/// on; the cache is off by default). A full cache drops expired entries, then stops
+/// remembering until some expire.
+pub const AUTHORIZER_CACHE_CAPACITY: usize = 10_000;

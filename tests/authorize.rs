@@ -393,3 +393,49 @@ async fn the_gateways_auth_option_guards_every_path_under_its_prefix() {
     let allowed = get_with(&client, "/private/x", "Bearer good").await;
     assert_eq!(allowed.text(), "served /private/x as alice");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remembered_allows_skip_the_authorizer_only_for_the_same_credential_and_target() {
+    let Some(auth) = authorizers::start_or_skip(Flavor::TokioFastcgi) else {
+        return;
+    };
+    let layer = FcgiAuthorizerLayer::new(authorizer_service(&auth))
+        .cache_allowed(http::header::AUTHORIZATION, Duration::from_millis(400));
+    let app = Router::new()
+        .route(
+            "/private/{*rest}",
+            any(|req: Request| async move {
+                let vars = req.extensions().get::<AuthorizerVariables>();
+                vars.and_then(|v| v.get("AUTH_USER"))
+                    .unwrap_or("-")
+                    .to_owned()
+            }),
+        )
+        .layer(layer);
+    let server = Server::start(app).await;
+    let client = server.http();
+    let asked = || auth.answered.load(Ordering::SeqCst);
+    assert_eq!(
+        get_with(&client, "/private/a", "Bearer good").await.text(),
+        "alice"
+    );
+    assert_eq!(
+        get_with(&client, "/private/a", "Bearer good").await.text(),
+        "alice"
+    );
+    assert_eq!(
+        asked(),
+        1,
+        "the second allow came from the cache, variables included"
+    );
+    get_with(&client, "/private/b", "Bearer good").await;
+    assert_eq!(asked(), 2, "another target is asked about");
+    for _ in 0..2 {
+        let denied = get_with(&client, "/private/a", "Bearer bad").await;
+        assert_eq!(denied.status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(asked(), 4, "refusals are never remembered");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    get_with(&client, "/private/a", "Bearer good").await;
+    assert_eq!(asked(), 5, "an expired allow is asked about again");
+}

@@ -11,6 +11,9 @@
 //! | any other status (401, 403, 302, 500, ...) | answers with it: the authorizer's status, headers (`WWW-Authenticate`, `Location`, ...) and body. The inner service is never called. |
 //! | nothing it can be sure of: unreachable, timed out, broken records, `FCGI_UNKNOWN_ROLE`, no output, a head without `Status` | fails closed: 502, 503 or 504 by cause (as [`Error::status_code`](crate::Error::status_code)), logged. Never a pass. |
 //!
+//! Allow decisions can be remembered for a TTL, per credential, method and target
+//! ([`FcgiAuthorizerLayer::cache_allowed`]); off by default.
+//!
 //! The authorizer is an ordinary [`FcgiService`]: its builder's backends, fleet, pool,
 //! timeouts, retry budget, error hook and statistics apply to the checks, and one service
 //! value can serve as an authorizer for several layers (they share its pool).
@@ -88,6 +91,7 @@
 //! service [`max_connections(1)`](crate::FcgiServiceBuilder::max_connections).
 
 mod body;
+mod cache;
 mod check;
 mod variables;
 
@@ -96,8 +100,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use http::{Request, Response};
+use http::{HeaderName, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -106,6 +111,7 @@ pub use variables::AuthorizerVariables;
 
 use crate::FcgiService;
 use crate::service::Inner;
+use cache::AllowCache;
 use check::Verdict;
 
 /// A layer that asks a FastCGI authorizer about every request before the service behind
@@ -116,13 +122,54 @@ use check::Verdict;
 #[derive(Clone)]
 pub struct FcgiAuthorizerLayer {
     authorizer: FcgiService,
+    /// Shared by every service this layer makes.
+    cache: Option<Arc<AllowCache>>,
+    capacity: usize,
 }
 
 impl FcgiAuthorizerLayer {
     /// A layer whose checks go to `authorizer` (with the Authorizer role, whatever the
     /// service is otherwise used for).
     pub fn new(authorizer: FcgiService) -> FcgiAuthorizerLayer {
-        FcgiAuthorizerLayer { authorizer }
+        FcgiAuthorizerLayer {
+            authorizer,
+            cache: None,
+            capacity: crate::defaults::AUTHORIZER_CACHE_CAPACITY,
+        }
+    }
+
+    /// Remembers each allow decision for `ttl`, keyed by the value of the request header
+    /// `header` (usually `Authorization`, or the session cookie) together with the method
+    /// and the whole request target, since an authorizer may decide by path. Off by
+    /// default: every request is checked.
+    ///
+    /// Only allows are remembered (with their variables), never refusals or failures, so
+    /// a revoked credential still passes for at most `ttl` on a target it already passed
+    /// on. Requests without `header` are always checked. The services made by one layer
+    /// share one cache of at most [`cache_capacity`](Self::cache_capacity) entries.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fastcgi::{FcgiAuthorizerLayer, FcgiService};
+    ///
+    /// let layer = FcgiAuthorizerLayer::new(FcgiService::tcp("127.0.0.1:9600"))
+    ///     .cache_allowed(http::header::AUTHORIZATION, Duration::from_secs(30));
+    /// # let _ = layer;
+    /// ```
+    pub fn cache_allowed(mut self, header: HeaderName, ttl: Duration) -> FcgiAuthorizerLayer {
+        self.cache = Some(Arc::new(AllowCache::new(header, ttl, self.capacity)));
+        self
+    }
+
+    /// Most allow decisions remembered at once (default
+    /// [`AUTHORIZER_CACHE_CAPACITY`](crate::defaults::AUTHORIZER_CACHE_CAPACITY)); a full
+    /// cache first drops expired entries, then stops remembering until some expire.
+    pub fn cache_capacity(mut self, entries: usize) -> FcgiAuthorizerLayer {
+        self.capacity = entries;
+        if let Some(cache) = &self.cache {
+            self.cache = Some(Arc::new(cache.with_capacity(entries)));
+        }
+        self
     }
 }
 
@@ -133,6 +180,7 @@ impl<S> Layer<S> for FcgiAuthorizerLayer {
         FcgiAuthorizer {
             inner,
             authorizer: Arc::clone(self.authorizer.shared()),
+            cache: self.cache.clone(),
         }
     }
 }
@@ -142,6 +190,7 @@ impl<S> Layer<S> for FcgiAuthorizerLayer {
 pub struct FcgiAuthorizer<S> {
     inner: S,
     authorizer: Arc<Inner>,
+    cache: Option<Arc<AllowCache>>,
 }
 
 impl<S> FcgiAuthorizer<S> {
@@ -178,10 +227,23 @@ where
         let fresh = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, fresh);
         let authorizer = Arc::clone(&self.authorizer);
+        let cache = self.cache.clone();
         AuthorizerFuture {
             inner: Box::pin(async move {
                 let (mut parts, body) = req.into_parts();
-                match check::authorize(&authorizer, &parts).await {
+                let cached = cache.as_ref().and_then(|c| Some((c, c.key(&parts)?)));
+                let remembered = cached.as_ref().and_then(|(c, key)| c.get(key));
+                let verdict = match remembered {
+                    Some(vars) => Verdict::Allow(vars),
+                    None => {
+                        let verdict = check::authorize(&authorizer, &parts).await;
+                        if let (Verdict::Allow(vars), Some((c, key))) = (&verdict, cached) {
+                            c.put(key, vars);
+                        }
+                        verdict
+                    }
+                };
+                match verdict {
                     Verdict::Allow(vars) => {
                         vars.apply(&mut parts.extensions);
                         let res = inner.call(Request::from_parts(parts, body)).await?;
@@ -219,6 +281,7 @@ impl fmt::Debug for FcgiAuthorizerLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FcgiAuthorizerLayer")
             .field("authorizer", &self.authorizer)
+            .field("cache", &self.cache.is_some())
             .finish()
     }
 }
