@@ -15,6 +15,8 @@ missing=()
 command -v php-fpm >/dev/null 2>&1 || compgen -G '/usr/sbin/php-fpm*' >/dev/null || missing+=(php-fpm)
 command -v php-cgi >/dev/null 2>&1 || missing+=(php-cgi)
 command -v fcgiwrap >/dev/null 2>&1 || [[ -x /usr/sbin/fcgiwrap ]] || missing+=(fcgiwrap)
+# Perl FCGI (libfcgi): one of the authorizers of tests/authorize.rs.
+perl -MFCGI -e 1 >/dev/null 2>&1 || missing+=(libfcgi-perl)
 # The real PHP application tests/dokuwiki.rs serves (copied into a temporary root).
 [[ -d /usr/share/dokuwiki ]] || missing+=(dokuwiki)
 if [[ ${#missing[@]} -gt 0 ]]; then
