@@ -17,7 +17,8 @@
 //! - `--filter PREFIX=BACKEND,root=DIR[,OPTS]`: DIR's files through a FastCGI *Filter*
 //!   application ([`FcgiFilter`](tower_fastcgi::FcgiFilter)): each file is streamed to it
 //!   as FCGI_DATA (with FCGI_DATA_LENGTH and FCGI_DATA_LAST_MOD) and its output is the
-//!   response; `.php` files are never sent, directories need their trailing slash.
+//!   response; `.php` files and dotfiles are never sent, directories need their
+//!   trailing slash.
 //!
 //! BACKEND is `tcp://HOST:PORT` or `unix:PATH`. OPTS (comma-separated):
 //! `backend=BACKEND` (repeatable: more backends for the mount, balanced by load, with

@@ -146,12 +146,15 @@ fn a_50_mib_file_is_transformed_by_each_filter_with_bounded_memory() {
 }
 
 #[test]
-fn the_request_body_goes_first_and_scripts_directories_and_missing_files_are_not_filtered() {
+fn the_request_body_goes_first_and_scripts_dotfiles_directories_and_missing_files_are_not_filtered()
+{
     let _serial = support::one_at_a_time();
     let root = tempfile::tempdir().unwrap();
     std::fs::write(root.path().join("small.txt"), "abc def").unwrap();
     std::fs::write(root.path().join("secret.php"), "<?php $password = 1;").unwrap();
     std::fs::create_dir(root.path().join("dir")).unwrap();
+    std::fs::create_dir(root.path().join(".git")).unwrap();
+    std::fs::write(root.path().join(".git/config"), "[remote]").unwrap();
     support::runtime().block_on(async {
         for flavor in [FilterFlavor::Flup, FilterFlavor::TokioFastcgi] {
             let Some(app) = start_filter_or_skip(flavor, CHILD_TEST) else {
@@ -176,6 +179,7 @@ fn the_request_body_goes_first_and_scripts_directories_and_missing_files_are_not
                 async move { filter.oneshot(get(target)).await.unwrap() }
             };
             assert_eq!(status("/secret.php").await.status(), StatusCode::NOT_FOUND);
+            assert_eq!(status("/.git/config").await.status(), StatusCode::NOT_FOUND);
             assert_eq!(status("/missing.txt").await.status(), StatusCode::NOT_FOUND);
             assert_eq!(
                 status("/../etc/passwd").await.status(),

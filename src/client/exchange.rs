@@ -80,7 +80,8 @@ pub(crate) struct Exchange<C> {
 /// What an exchange sends, besides the body chunks it still has to read.
 #[derive(Debug)]
 pub(crate) struct Outgoing {
-    /// The role BEGIN_REQUEST asks for (Responder, or Authorizer for an access check).
+    /// The role BEGIN_REQUEST asks for (Responder; Authorizer for an access check;
+    /// Filter for a file sent as `data`).
     pub(crate) role: Role,
     /// BEGIN_REQUEST asks the backend to keep the connection (FCGI_KEEP_CONN).
     pub(crate) keep_conn: bool,

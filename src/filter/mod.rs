@@ -15,8 +15,9 @@
 //!
 //! The application's output is the response, streamed back as an [`FcgiService`]'s is,
 //! with the same error mapping, error hook and logging. Scripts (the service's script
-//! extensions) are never sent as data: they are 404, as are paths with no regular file;
-//! a directory without its trailing slash is a 308, as in [`FcgiService`].
+//! extensions; so not with `any_file_is_a_script`) and dotfiles (any segment starting
+//! with `.`) are never sent as data: they are 404, as are paths with no regular file; a
+//! directory without its trailing slash is a 308, as in [`FcgiService`].
 //!
 //! No mainstream server implements this role as a client (nginx, Apache, lighttpd,
 //! HAProxy and Caddy do not); gofast does, with the same two variables. Applications:

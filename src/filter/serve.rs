@@ -39,6 +39,11 @@ where
     };
     let mount = Mount::of(parts);
     let clean = mount.clean_rest()?;
+    // `.git/config`, `.env`, `.htpasswd`: a directory of documents often holds files
+    // nobody meant to publish, filtered or not (PhpSite refuses them by default too).
+    if clean.segments().any(|s| s.starts_with(b".")) {
+        return Ok(Outcome::NotFound("dotfiles are never filtered"));
+    }
     let file = match root.lookup(&clean) {
         Lookup::File(file) => file,
         Lookup::DirectoryWithoutSlash => return Ok(Outcome::Redirect(mount.with_trailing_slash())),

@@ -31,8 +31,8 @@ pub use future::{FallibleFuture, ResponseFuture};
 pub use hook::{Cause, ErrorHandler, Failure};
 pub use stats::{BackendStats, Failures, Latency, PoolStats, Stats};
 
-// The authorizer layer (`crate::authorize`) sends its requests through the same fleet,
-// pools, retry and timeouts as the service's own.
+// The authorizer layer (`crate::authorize`) and the filter (`crate::filter`) send their
+// requests through the same fleet, pools, retry and timeouts as the service's own.
 pub(crate) use dispatch::send_request;
 pub(crate) use run::{build_response, drain};
 pub(crate) use send::{Encoded, Head};
