@@ -13,7 +13,12 @@
 //! - `--php PREFIX=BACKEND,root=DIR[,OPTS]`: a PHP site ([`PhpSite`]): static files from
 //!   DIR, `.php` through FastCGI, `index.php` for directories, `/index.php` as front
 //!   controller for paths matching no file, dotfiles refused;
-//! - `--cgi PREFIX=BACKEND,root=DIR[,OPTS]`: document-root mode, every file is a script.
+//! - `--cgi PREFIX=BACKEND,root=DIR[,OPTS]`: document-root mode, every file is a script;
+//! - `--filter PREFIX=BACKEND,root=DIR[,OPTS]`: DIR's files through a FastCGI *Filter*
+//!   application ([`FcgiFilter`](tower_fastcgi::FcgiFilter)): each file is streamed to it
+//!   as FCGI_DATA (with FCGI_DATA_LENGTH and FCGI_DATA_LAST_MOD) and its output is the
+//!   response; `.php` files and dotfiles are never sent, directories need their
+//!   trailing slash.
 //!
 //! BACKEND is `tcp://HOST:PORT`, `unix:PATH`, or `spawn:PROGRAM`: the gateway starts
 //! PROGRAM itself (php-cgi, fcgiwrap, a flup or Go app serving fd 0), `procs=N`
@@ -33,6 +38,21 @@
 //! `front=none`, `sendfile=/protected:/srv/private` (X-Accel-Redirect prefix and directory).
 //! An option the mount does not understand is a usage error (exit 2) naming it.
 //!
+//! Access control (repeatable): `--auth PREFIX=BACKEND[,OPTS]` asks the FastCGI
+//! *authorizer* at BACKEND (FastCGI's Authorizer role, as Apache's mod_authnz_fcgi and
+//! lighttpd's `"mode" => "authorizer"`) about every request whose path is under PREFIX,
+//! whichever mount serves it (matched after percent-decoding and resolving `..`). Its
+//! `Status: 200` lets the request through, its `Variable-NAME: value` fields becoming CGI
+//! variables `NAME` of the mount's backend; any other answer is the client's response;
+//! an authorizer that is down, slow or broken is a 502/503/504, never a pass. OPTS:
+//! `backend=`, `conns=`, `keepalive=0`, `resolve=` as for mounts, and `script=FILE`
+//! (SCRIPT_FILENAME, for an authorizer script run by php-fpm). A single-process
+//! authorizer (a Perl FCGI script) serves one connection at a time: give it `conns=1`.
+//!
+//! ```text
+//! --auth /admin=unix:/run/auth.sock,conns=1 --php /=unix:/run/php/php-fpm.sock,root=/srv/app
+//! ```
+//!
 //! ```text
 //! --php /=tcp://10.0.0.1:9000,backend=tcp://10.0.0.2:9000,backend=unix:/run/php/php-fpm.sock,root=/srv/app,conns=8
 //! --php /=unix:/run/php/php-fpm.sock,root=/srv/wiki,deny=/data:/conf:/bin:/inc:/vendor,index=doku.php
@@ -48,6 +68,8 @@ use std::process::ExitCode;
 use axum::Router;
 use tower_http::trace::TraceLayer;
 
+#[path = "support/gateway_auth.rs"]
+mod gateway_auth;
 #[path = "support/listen.rs"]
 mod listen;
 #[path = "support/mount.rs"]
@@ -61,6 +83,8 @@ use mount::{Kind, Mount, parse_mount};
 struct Args {
     listen: String,
     mounts: Vec<Mount>,
+    /// `--auth` options, in the order given.
+    auths: Vec<Mount>,
     quiet: bool,
     threads: usize,
 }
@@ -69,6 +93,7 @@ fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let mut listen = "127.0.0.1:8080".to_owned();
     let mut mounts = Vec::new();
+    let mut auths = Vec::new();
     let mut quiet = false;
     let mut threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     while let Some(arg) = args.next() {
@@ -78,6 +103,8 @@ fn parse_args() -> Result<Args, String> {
             "--app" => mounts.push(parse_mount(Kind::App, &value("--app")?)?),
             "--php" => mounts.push(parse_mount(Kind::Php, &value("--php")?)?),
             "--cgi" => mounts.push(parse_mount(Kind::Cgi, &value("--cgi")?)?),
+            "--filter" => mounts.push(parse_mount(Kind::Filter, &value("--filter")?)?),
+            "--auth" => auths.push(parse_mount(Kind::Auth, &value("--auth")?)?),
             "--quiet" => quiet = true,
             "--threads" => {
                 let n = value("--threads")?;
@@ -88,24 +115,27 @@ fn parse_args() -> Result<Args, String> {
                     .ok_or_else(|| format!("--threads {n}: expected a positive number"))?;
             }
             "-h" | "--help" => {
-                return Err("usage: gateway --listen ADDR [--app|--php|--cgi PREFIX=BACKEND[,OPTS]]... [--threads N] [--quiet]\n\
+                return Err("usage: gateway --listen ADDR [--app|--php|--cgi|--filter PREFIX=BACKEND[,OPTS]]... [--auth PREFIX=BACKEND[,OPTS]]... [--threads N] [--quiet]\n\
                      BACKEND: tcp://HOST:PORT, unix:PATH or spawn:PROGRAM (started and supervised here)\n\
                      OPTS: backend=BACKEND (repeatable: balance over several backends), conns=N (per backend),\n\
-                     procs=N, env=NAME=VALUE (spawn:),
-                     keepalive=0, resolve=SECS (re-resolve tcp:// names), health=values|/PING_PATH,
-                     index=A:B, script=FILE (--app),
-                     root=DIR (--php, --cgi),\n\
-                     deny=/A:/B, front=/index.php|none, sendfile=/URI:DIR (--php)".into());
+                     procs=N, env=NAME=VALUE (spawn:),\n\
+                     keepalive=0, resolve=SECS (re-resolve tcp:// names), health=values|/PING_PATH,\n\
+                     index=A:B, script=FILE (--app),\n\
+                     root=DIR (--php, --cgi, --filter),\n\
+                     deny=/A:/B, front=/index.php|none, sendfile=/URI:DIR (--php)\n\
+                     --auth: a FastCGI authorizer for every path under PREFIX; OPTS backend=, conns=, keepalive=0,\n\
+                     resolve=, health=, script=FILE".into());
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
     }
     if mounts.is_empty() {
-        return Err("no mounts: add --app, --php or --cgi (try --help)".into());
+        return Err("no mounts: add --app, --php, --cgi or --filter (try --help)".into());
     }
     Ok(Args {
         listen,
         mounts,
+        auths,
         quiet,
         threads,
     })
@@ -139,6 +169,21 @@ async fn serve(args: Args) -> ExitCode {
         };
         tracing::info!(prefix = %if mount.prefix.is_empty() { "/" } else { &mount.prefix }, backend = %mount.backend, more_backends = mount.more_backends.len(), kind = ?mount.kind, "mounted");
     }
+    let mut guards = Vec::new();
+    for auth in &args.auths {
+        match auth.authorizer() {
+            Ok(authorizer) => guards.push(gateway_auth::Guard {
+                prefix: auth.prefix.clone(),
+                authorizer,
+            }),
+            Err(msg) => {
+                eprintln!("gateway: --auth {}: {msg}", auth.prefix);
+                return ExitCode::from(2);
+            }
+        }
+        tracing::info!(prefix = %if auth.prefix.is_empty() { "/" } else { &auth.prefix }, backend = %auth.backend, "authorizer");
+    }
+    app = gateway_auth::guard(app, &guards);
     if !args.quiet {
         app = app.layer(TraceLayer::new_for_http());
     }

@@ -17,6 +17,8 @@ command -v php-cgi >/dev/null 2>&1 || missing+=(php-cgi)
 command -v fcgiwrap >/dev/null 2>&1 || [[ -x /usr/sbin/fcgiwrap ]] || missing+=(fcgiwrap)
 # Go's net/http/fcgi: tests/spawn.rs builds an `fcgi.Serve(nil, h)` program with it.
 command -v go >/dev/null 2>&1 || missing+=(golang-go)
+# Perl FCGI (libfcgi): one of the authorizers of tests/authorize.rs.
+perl -MFCGI -e 1 >/dev/null 2>&1 || missing+=(libfcgi-perl)
 # The real PHP application tests/dokuwiki.rs serves (copied into a temporary root).
 [[ -d /usr/share/dokuwiki ]] || missing+=(dokuwiki)
 if [[ ${#missing[@]} -gt 0 ]]; then

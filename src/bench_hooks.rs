@@ -30,6 +30,8 @@ pub fn encode_request_params(
         request_uri: mount.request_uri,
         content_length,
         connection: ConnectionInfo::from_extensions(&parts.extensions),
+        role: crate::proto::Role::Responder,
+        data: None,
     };
     env::write_params(&mut params, cfg, &info).ok()?;
     params.finish();

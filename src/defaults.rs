@@ -258,3 +258,11 @@ pub const SPAWN_LOG_LINE_LIMIT: usize = 4096;
 /// respawned in a hot loop. Not configurable.
 #[cfg(feature = "spawn")]
 pub(crate) const SPAWN_MIN_UPTIME: Duration = Duration::from_millis(100);
+
+// ---- FcgiAuthorizerLayer ----
+
+/// [`cache_capacity`](crate::FcgiAuthorizerLayer::cache_capacity): 10 000 remembered allow
+/// decisions at most (when [`cache_allowed`](crate::FcgiAuthorizerLayer::cache_allowed) is
+/// on; the cache is off by default). A full cache drops expired entries, then stops
+/// remembering until some expire.
+pub const AUTHORIZER_CACHE_CAPACITY: usize = 10_000;

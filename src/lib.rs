@@ -229,6 +229,30 @@
 //! with the process through a parent-death signal. See [`spawn`] for the details and
 //! `examples/gateway.rs` for `--php /=spawn:/usr/bin/php-cgi,procs=4,root=./www`.
 //!
+//! # Access control: FastCGI authorizers
+//!
+//! [`FcgiAuthorizerLayer`] asks a FastCGI application in the Authorizer role (Apache's
+//! mod_authnz_fcgi, lighttpd's `"mode" => "authorizer"`) about each request before any
+//! service behind it runs, native handlers included: `Status: 200` lets it through with
+//! the authorizer's `Variable-NAME` values as [`AuthorizerVariables`] and CGI variables;
+//! any other answer is the client's; a down, slow or broken authorizer fails closed. The
+//! authorizer is an [`FcgiService`], so its pool, fleet and timeouts apply. See
+//! [`authorize`] for the rules and how they differ from lighttpd's and Apache's.
+//!
+//! ```no_run
+//! use axum::Router;
+//! use tower_fastcgi::{FcgiAuthorizerLayer, FcgiService};
+//!
+//! let authorizer = FcgiService::builder().tcp("127.0.0.1:9600").build();
+//! let php = FcgiService::builder()
+//!     .unix("/run/php/php-fpm.sock")
+//!     .document_root("/var/www/admin")
+//!     .build();
+//! let app: Router = Router::new()
+//!     .nest_service("/admin", php)
+//!     .layer(FcgiAuthorizerLayer::new(authorizer));
+//! ```
+//!
 //! # Errors
 //!
 //! Before the response head, failures become responses: 502 (connect refused, protocol
@@ -329,6 +353,7 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod authorize;
 pub mod defaults;
 pub mod proto;
 
@@ -340,6 +365,7 @@ mod cgi;
 mod client;
 pub mod discover;
 mod error;
+pub mod filter;
 mod fleet;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
@@ -352,6 +378,9 @@ mod site;
 #[cfg_attr(docsrs, doc(cfg(all(feature = "spawn", unix))))]
 pub mod spawn;
 
+pub use authorize::{
+    AuthorizerBody, AuthorizerFuture, AuthorizerVariables, FcgiAuthorizer, FcgiAuthorizerLayer,
+};
 pub use body::FcgiBody;
 pub use cgi::{ConnectionInfo, RequestParams};
 #[cfg(feature = "axum")]
@@ -360,6 +389,7 @@ pub use client::upload::UnknownLengthBody;
 pub use client::{Backend, ParseBackendError};
 pub use discover::Change;
 pub use error::{BoxError, Error, ErrorKind, Timeout};
+pub use filter::FcgiFilter;
 pub use service::{
     BackendStats, BuildError, Cause, ErrorHandler, Failure, Failures, Fallible, FallibleFuture,
     FcgiService, FcgiServiceBuilder, HealthCheck, Latency, PoolStats, Probes, ResponseFuture,

@@ -9,13 +9,20 @@ use std::fmt;
 use std::path::PathBuf;
 
 use axum::Router;
-use tower_fastcgi::{Backend, FcgiService, FcgiServiceBuilder, HealthCheck, PhpSite, SpawnConfig};
+use tower_fastcgi::{
+    Backend, FcgiFilter, FcgiService, FcgiServiceBuilder, HealthCheck, PhpSite, SpawnConfig,
+};
 
 #[derive(Debug)]
 pub enum Kind {
     App,
     Php,
     Cgi,
+    /// `--filter`: the files under `root=DIR` through a FastCGI Filter application.
+    Filter,
+    /// `--auth`: not a mount but a FastCGI authorizer guarding the paths under PREFIX
+    /// (`examples/support/gateway_auth.rs`).
+    Auth,
 }
 
 impl Kind {
@@ -25,6 +32,8 @@ impl Kind {
             Kind::App => "--app",
             Kind::Php => "--php",
             Kind::Cgi => "--cgi",
+            Kind::Filter => "--filter",
+            Kind::Auth => "--auth",
         }
     }
 
@@ -32,6 +41,15 @@ impl Kind {
     /// so that a misspelt `conns=` or an option of another kind is never silently ignored.
     fn options(&self) -> &'static [&'static str] {
         match self {
+            Kind::Auth => &[
+                "backend",
+                "conns",
+                "keepalive",
+                "resolve",
+                "script",
+                "health",
+            ],
+            Kind::Filter => &["backend", "conns", "keepalive", "resolve", "root", "health"],
             Kind::App => &[
                 "backend",
                 "conns",
@@ -202,10 +220,29 @@ impl Mount {
             .ok_or_else(|| format!("{}: root=DIR is required", self.prefix))
     }
 
+    /// The service an `--auth` option talks to (its checks use the Authorizer role).
+    pub fn authorizer(&self) -> Result<FcgiService, String> {
+        let mut b = self.tune(FcgiService::builder())?;
+        if let Some(script) = self.option("script") {
+            b = b.script_filename(script);
+        }
+        b.try_build().map_err(|e| e.to_string())
+    }
+
     /// Adds this mount to the router.
     pub fn mount(&self, app: Router) -> Result<Router, String> {
         let prefix = self.prefix.as_str();
         match self.kind {
+            Kind::Auth => Err(format!("{prefix}: --auth guards mounts, it is not one")),
+            Kind::Filter => {
+                let svc = self
+                    .tune(FcgiService::builder())?
+                    .document_root(self.root()?)
+                    .try_build()
+                    .map_err(|e| e.to_string())?;
+                let filter = FcgiFilter::new(svc).map_err(|e| e.to_string())?;
+                Ok(attach(app, prefix, filter))
+            }
             Kind::App => {
                 let mut b = self.tune(FcgiService::builder())?;
                 if let Some(script) = self.option("script") {

@@ -15,7 +15,7 @@ use http::request::Parts;
 use super::text::{AddrText, fmt_u64, itoa_buf};
 use super::{CgiConfig, ConnectionInfo};
 use crate::error::{Error, ErrorKind};
-use crate::proto::{ParamsEncoder, ProtoError, encoded_pair_len};
+use crate::proto::{ParamsEncoder, ProtoError, Role, encoded_pair_len};
 
 /// The script that runs and what the request path means to it (its CGI path variables).
 #[derive(Debug, Clone, Default)]
@@ -40,9 +40,29 @@ pub(crate) struct RequestInfo<'a> {
     /// The exact request-body length, if the request has a body.
     pub(crate) content_length: Option<u64>,
     pub(crate) connection: Option<ConnectionInfo>,
+    /// The role the request is for. An Authorizer gets the request's environment minus
+    /// what only a responder of the body needs (see [`write_params`]).
+    pub(crate) role: Role,
+    /// A Filter's data file: FCGI_DATA_LENGTH and FCGI_DATA_LAST_MOD.
+    pub(crate) data: Option<DataFile>,
+}
+
+/// What a Filter is told about the file it gets on FCGI_DATA (FastCGI 1.0 §6.4).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DataFile {
+    /// Its size in bytes.
+    pub(crate) length: u64,
+    /// Its modification time, in seconds since the Unix epoch.
+    pub(crate) last_mod: u64,
 }
 
 /// Encodes the request's CGI environment as PARAMS records (without the terminator).
+///
+/// For the Authorizer role, as Apache's mod_authnz_fcgi and lighttpd do: no
+/// SCRIPT_NAME, PATH_INFO, PATH_TRANSLATED (nor DOCUMENT_URI, their concatenation) and
+/// no CONTENT_LENGTH (the authorizer never sees the body), `Authorization` always
+/// forwarded (it is what the authorizer checks), and `FCGI_ROLE=AUTHORIZER`, which
+/// Apache sends and flup-style applications without their own role variable read.
 pub(crate) fn write_params(
     enc: &mut ParamsEncoder<'_>,
     cfg: &CgiConfig,
@@ -70,9 +90,23 @@ pub(crate) fn write_params(
     }
     w.put(b"QUERY_STRING", parts.uri.query().unwrap_or("").as_bytes())?;
     w.put(b"REQUEST_URI", req.request_uri.as_bytes())?;
-    w.put(b"SCRIPT_NAME", &target.script_name)?;
-    w.put_parts(b"DOCUMENT_URI", &[&target.script_name, &target.path_info])?;
-    if !target.path_info.is_empty() {
+    let authorizer = req.role == Role::Authorizer;
+    if let Some(data) = req.data.filter(|_| req.role == Role::Filter) {
+        // A filter application tells the data file from the request by these (gofast
+        // requires both); FCGI_ROLE as for an authorizer, for servers that do not set it.
+        w.put(b"FCGI_ROLE", b"FILTER")?;
+        let mut buf = itoa_buf();
+        w.put(b"FCGI_DATA_LENGTH", fmt_u64(&mut buf, data.length))?;
+        let mut buf = itoa_buf();
+        w.put(b"FCGI_DATA_LAST_MOD", fmt_u64(&mut buf, data.last_mod))?;
+    }
+    if authorizer {
+        w.put(b"FCGI_ROLE", b"AUTHORIZER")?;
+    } else {
+        w.put(b"SCRIPT_NAME", &target.script_name)?;
+        w.put_parts(b"DOCUMENT_URI", &[&target.script_name, &target.path_info])?;
+    }
+    if !target.path_info.is_empty() && !authorizer {
         w.put(b"PATH_INFO", &target.path_info)?;
         if let Some(root) = target.document_root {
             w.put_parts(
@@ -123,7 +157,7 @@ pub(crate) fn write_params(
         w.put(b"SERVER_ADDR", b"unix:")?;
     }
 
-    if let Some(len) = req.content_length {
+    if let Some(len) = req.content_length.filter(|_| !authorizer) {
         let mut buf = itoa_buf();
         w.put(b"CONTENT_LENGTH", fmt_u64(&mut buf, len))?;
     }
@@ -139,7 +173,7 @@ pub(crate) fn write_params(
             w.put(name.as_bytes(), value)?;
         }
     }
-    write_http_headers(&mut w, parts, host)?;
+    write_http_headers(&mut w, parts, host, authorizer)?;
     for (name, value) in &cfg.params {
         w.put_unchecked(name.as_bytes(), value.as_bytes())?;
     }
@@ -158,13 +192,16 @@ fn write_http_headers(
     w: &mut Writer<'_, '_>,
     parts: &Parts,
     host: Option<&[u8]>,
+    authorizer: bool,
 ) -> Result<(), Error> {
     let headers = &parts.headers;
     let connection_listed = ConnectionTokens::new(headers);
     let mut joined = Vec::new();
     let mut name_buf = [0u8; 128];
     for name in headers.keys() {
-        if !w.cfg.forwards_header(name) || connection_listed.contains(name) {
+        let forwarded =
+            w.cfg.forwards_header(name) || (authorizer && name == header::AUTHORIZATION);
+        if !forwarded || connection_listed.contains(name) {
             continue;
         }
         let mut values = headers.get_all(name).iter();

@@ -25,6 +25,26 @@ fn env_with(
     content_length: Option<u64>,
     connection: Option<ConnectionInfo>,
 ) -> Result<BTreeMap<String, String>, Error> {
+    env_in_role(
+        cfg,
+        req,
+        target,
+        content_length,
+        connection,
+        Role::Responder,
+        None,
+    )
+}
+
+fn env_in_role(
+    cfg: &CgiConfig,
+    req: http::Request<()>,
+    target: &Script<'_>,
+    content_length: Option<u64>,
+    connection: Option<ConnectionInfo>,
+    role: Role,
+    data: Option<DataFile>,
+) -> Result<BTreeMap<String, String>, Error> {
     let (parts, ()) = req.into_parts();
     let uri = parts
         .uri
@@ -37,6 +57,8 @@ fn env_with(
         request_uri: &uri,
         content_length,
         connection,
+        role,
+        data,
     };
     let mut buf = BytesMut::new();
     let mut enc = ParamsEncoder::new(&mut buf, 1);
@@ -285,4 +307,61 @@ fn size_limits() {
         .unwrap();
     let err = env_of(&cfg, req, &Script::default(), None).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::RequestHeadersTooLarge);
+}
+
+#[test]
+fn an_authorizer_gets_no_path_variables_no_length_and_always_the_authorization() {
+    // Even a service that keeps Authorization from its responders sends it to its
+    // authorizer.
+    let cfg = CgiConfig {
+        pass_authorization: false,
+        ..CgiConfig::default()
+    };
+    let req = http::Request::post("/app/x%20y?a=1")
+        .header("host", "example.com")
+        .header("authorization", "Basic YWxpY2U6cw==")
+        .header("content-type", "text/plain")
+        .header("content-length", "5")
+        .body(())
+        .unwrap();
+    let target = Script {
+        script_filename: Some(Cow::Borrowed(Path::new("/srv/auth.php"))),
+        ..app_target()
+    };
+    let env = env_in_role(&cfg, req, &target, Some(5), None, Role::Authorizer, None).unwrap();
+    assert_eq!(env["FCGI_ROLE"], "AUTHORIZER");
+    assert_eq!(env["HTTP_AUTHORIZATION"], "Basic YWxpY2U6cw==");
+    assert_eq!(env["REQUEST_URI"], "/app/x%20y?a=1");
+    assert_eq!(env["SCRIPT_FILENAME"], "/srv/auth.php");
+    assert_eq!(env["CONTENT_TYPE"], "text/plain");
+    for absent in [
+        "SCRIPT_NAME",
+        "PATH_INFO",
+        "PATH_TRANSLATED",
+        "DOCUMENT_URI",
+        "CONTENT_LENGTH",
+    ] {
+        assert!(!env.contains_key(absent), "{absent} sent to an authorizer");
+    }
+}
+
+#[test]
+fn a_filter_is_told_the_length_and_modification_time_of_its_data_file() {
+    let req = http::Request::get("/docs/a.txt").body(()).unwrap();
+    let target = Script {
+        script_name: Cow::Borrowed(b"/docs/a.txt"),
+        script_filename: Some(Cow::Borrowed(Path::new("/srv/docs/a.txt"))),
+        ..Script::default()
+    };
+    let data = DataFile {
+        length: 52_428_800,
+        last_mod: 1_700_000_000,
+    };
+    let cfg = CgiConfig::default();
+    let env = env_in_role(&cfg, req, &target, None, None, Role::Filter, Some(data)).unwrap();
+    assert_eq!(env["FCGI_ROLE"], "FILTER");
+    assert_eq!(env["FCGI_DATA_LENGTH"], "52428800");
+    assert_eq!(env["FCGI_DATA_LAST_MOD"], "1700000000");
+    assert_eq!(env["SCRIPT_FILENAME"], "/srv/docs/a.txt");
+    assert_eq!(env["SCRIPT_NAME"], "/docs/a.txt");
 }

@@ -23,6 +23,12 @@ pub(crate) struct ResponseHead {
     /// (`Status: 404 Not Found` needs nothing kept). Not validated here: the HTTP/1
     /// server decides what it can write.
     pub(crate) reason: Option<Bytes>,
+    /// The head had a `Status` field (an Authorizer must say 200 to allow).
+    pub(crate) explicit_status: bool,
+    /// An Authorizer's `Variable-NAME: value` fields, NAME exactly as the backend wrote
+    /// it (`http` lowercases header names). Empty, and never looked for, in a Responder's
+    /// head; in an Authorizer's they are kept out of `headers`.
+    pub(crate) variables: Vec<(Bytes, Bytes)>,
 }
 
 /// Accumulates STDOUT bytes until the blank line that ends the CGI header block.
@@ -35,6 +41,8 @@ pub(crate) struct ResponseHead {
 pub(crate) struct HeadParser {
     buf: BytesMut,
     limit: usize,
+    /// Collect `Variable-*` fields apart (the Authorizer role).
+    variables: bool,
 }
 
 impl HeadParser {
@@ -42,6 +50,16 @@ impl HeadParser {
         HeadParser {
             buf: BytesMut::new(),
             limit,
+            variables: false,
+        }
+    }
+
+    /// A parser for an Authorizer's head: `Variable-*` fields go to
+    /// [`ResponseHead::variables`] with their names as written, not to the headers.
+    pub(crate) fn authorizer(limit: usize) -> HeadParser {
+        HeadParser {
+            variables: true,
+            ..HeadParser::new(limit)
         }
     }
 
@@ -54,7 +72,7 @@ impl HeadParser {
                 self.check_limit(end)?;
                 let mut body = data;
                 let block = body.split_to(end.min(body.len()));
-                let head = parse_head(&block)?;
+                let head = parse_head(&block, self.variables)?;
                 return Ok(Some((head, body)));
             }
             self.check_limit(data.len())?;
@@ -68,7 +86,7 @@ impl HeadParser {
             Some(end) => {
                 self.check_limit(end)?;
                 let block = self.buf.split_to(end.min(self.buf.len())).freeze();
-                let head = parse_head(&block)?;
+                let head = parse_head(&block, self.variables)?;
                 let rest = self.buf.split().freeze();
                 Ok(Some((head, rest)))
             }
@@ -134,7 +152,7 @@ fn shared(block: &Bytes, part: &[u8]) -> Bytes {
 
 /// Parses a complete header block (ending with its blank line). Header values are
 /// slices of the block, not copies.
-fn parse_head(block: &Bytes) -> Result<ResponseHead, Error> {
+fn parse_head(block: &Bytes, keep_variables: bool) -> Result<ResponseHead, Error> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let parsed = match httparse::parse_headers(block, &mut slots) {
         Ok(httparse::Status::Complete((_, parsed))) => parsed,
@@ -150,9 +168,14 @@ fn parse_head(block: &Bytes) -> Result<ResponseHead, Error> {
     let mut content_length: Option<u64> = None;
     let mut transfer_encoding = false;
     let mut connection_tokens: Vec<HeaderName> = Vec::new();
+    let mut variables = Vec::new();
 
     for field in parsed.iter() {
         let value = trim(field.value);
+        if keep_variables && let Some(name) = variable_name(field.name) {
+            variables.push((shared(block, name.as_bytes()), shared(block, value)));
+            continue;
+        }
         if field.name.eq_ignore_ascii_case("status") {
             if status.is_some() {
                 return Err(invalid("more than one Status header"));
@@ -211,6 +234,7 @@ fn parse_head(block: &Bytes) -> Result<ResponseHead, Error> {
         content_length = None;
     }
 
+    let status_seen = status.is_some();
     let status = match status {
         Some(status) => status,
         None if has_location => StatusCode::FOUND,
@@ -229,7 +253,18 @@ fn parse_head(block: &Bytes) -> Result<ResponseHead, Error> {
         content_length,
         local_redirect,
         reason,
+        explicit_status: status_seen,
+        variables,
     })
+}
+
+/// `Variable-AUTH_USER` → `AUTH_USER` (the prefix in any case, as Apache and lighttpd
+/// match it); `None` for every other field and for an empty name.
+fn variable_name(field: &str) -> Option<&str> {
+    const PREFIX: &str = "variable-";
+    let prefix = field.get(..PREFIX.len())?;
+    let name = field.get(PREFIX.len()..)?;
+    (prefix.eq_ignore_ascii_case(PREFIX) && !name.is_empty()).then_some(name)
 }
 
 fn trim(bytes: &[u8]) -> &[u8] {

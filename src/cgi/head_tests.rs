@@ -247,3 +247,30 @@ fn raw_utf8_values_pass() {
     let (head, _) = parse_all("X-Name: Zoë\r\n\r\n".as_bytes()).unwrap();
     assert_eq!(head.headers["x-name"].as_bytes(), "Zoë".as_bytes());
 }
+
+#[test]
+fn an_authorizer_head_keeps_variable_names_as_written_and_out_of_the_headers() {
+    let mut p = HeadParser::authorizer(1024);
+    let raw = b"Status: 200\r\nVariable-AUTH_USER: alice\r\nVARIABLE-X-Team:  ops \r\nX-Other: 1\r\nVariable-: x\r\n\r\nbody";
+    let (head, body) = p.push(Bytes::from_static(raw)).unwrap().unwrap();
+    assert!(head.explicit_status);
+    let vars: Vec<(&[u8], &[u8])> = head
+        .variables
+        .iter()
+        .map(|(n, v)| (n.as_ref(), v.as_ref()))
+        .collect();
+    assert_eq!(
+        vars,
+        [(&b"AUTH_USER"[..], &b"alice"[..]), (b"X-Team", b"ops")]
+    );
+    assert!(!head.headers.contains_key("variable-auth_user"));
+    assert_eq!(head.headers["x-other"], "1");
+    // `Variable-` with no name is an ordinary (odd) header, not a variable.
+    assert!(head.headers.contains_key("variable-"));
+    assert_eq!(body, "body");
+
+    // A responder's head is untouched: Variable-* are ordinary headers there.
+    let (head, _) = parse_all(b"Variable-AUTH_USER: alice\r\n\r\n").unwrap();
+    assert!(head.variables.is_empty() && !head.explicit_status);
+    assert_eq!(head.headers["variable-auth_user"], "alice");
+}

@@ -60,6 +60,10 @@ pub(crate) struct Exchange<C> {
     upload_done: bool,
     /// STDIN comes from `upload` (else it was all in the first write).
     streams_stdin: bool,
+    /// A Filter's data file, streamed as FCGI_DATA after the whole of STDIN.
+    data: Option<Upload>,
+    /// The DATA terminator has been queued (or there is no DATA stream).
+    data_done: bool,
     /// Writing failed (the backend closed its side); keep reading the response.
     write_failed: bool,
     stdout_ended: bool,
@@ -76,12 +80,17 @@ pub(crate) struct Exchange<C> {
 /// What an exchange sends, besides the body chunks it still has to read.
 #[derive(Debug)]
 pub(crate) struct Outgoing {
+    /// The role BEGIN_REQUEST asks for (Responder; Authorizer for an access check;
+    /// Filter for a file sent as `data`).
+    pub(crate) role: Role,
     /// BEGIN_REQUEST asks the backend to keep the connection (FCGI_KEEP_CONN).
     pub(crate) keep_conn: bool,
     /// The PARAMS stream and, when `stdin` is `None`, the whole STDIN stream after it.
     pub(crate) records: Bytes,
     /// The request body still to be sent as STDIN, as the backend accepts it.
     pub(crate) stdin: Option<Upload>,
+    /// A Filter's data file, sent as FCGI_DATA after STDIN with the same flow control.
+    pub(crate) data: Option<Upload>,
 }
 
 impl<C: DerefMut<Target = Connection>> Exchange<C> {
@@ -94,11 +103,10 @@ impl<C: DerefMut<Target = Connection>> Exchange<C> {
     ) -> Exchange<C> {
         conn.reusable = false;
         let mut out = WriteQueue::with_segments(std::mem::take(&mut conn.spare_segments));
-        out.push(Bytes::from_static(if request.keep_conn {
-            &BEGIN_KEEP
-        } else {
-            &BEGIN_CLOSE
-        }));
+        out.push(Bytes::from_static(begin_record(
+            request.role,
+            request.keep_conn,
+        )));
         out.push(request.records);
         let streams_stdin = request.stdin.is_some();
         Exchange {
@@ -107,6 +115,8 @@ impl<C: DerefMut<Target = Connection>> Exchange<C> {
             upload: request.stdin.unwrap_or(Upload::Empty),
             upload_done: !streams_stdin,
             streams_stdin,
+            data_done: request.data.is_none(),
+            data: request.data,
             write_failed: false,
             stdout_ended: false,
             ended: false,
@@ -128,11 +138,12 @@ impl<C: DerefMut<Target = Connection>> Exchange<C> {
         self.deadlines.head = None;
     }
 
-    /// Gives back what remains of the body, so that a request that failed before any
-    /// response byte can be retried on another connection (`None`: the whole STDIN
-    /// stream was in [`Outgoing::records`]). The connection closes.
-    pub(crate) fn into_upload(self) -> Option<Upload> {
-        self.streams_stdin.then_some(self.upload)
+    /// Gives back what remains of the body (and of a Filter's data file), so that a
+    /// request that failed before any response byte can be retried on another connection
+    /// (`None` body: the whole STDIN stream was in [`Outgoing::records`]). The
+    /// connection closes.
+    pub(crate) fn into_uploads(self) -> (Option<Upload>, Option<Upload>) {
+        (self.streams_stdin.then_some(self.upload), self.data)
     }
 
     /// END_REQUEST arrived: the connection may serve another exchange only if the
@@ -142,6 +153,7 @@ impl<C: DerefMut<Target = Connection>> Exchange<C> {
     fn on_end(&mut self) {
         let reusable = self.keep_conn
             && self.upload_done
+            && self.data_done
             && self.out.is_empty()
             && !self.write_failed
             && self.conn.is_clean();
@@ -193,8 +205,25 @@ impl<C: DerefMut<Target = Connection>> Exchange<C> {
                 }
                 Poll::Pending => return Ok(true),
             }
-            if self.upload_done || self.ended {
+            if self.ended || (self.upload_done && self.data_done) {
                 return Ok(false);
+            }
+            if self.upload_done {
+                // STDIN is complete and on its way: a Filter's data file follows.
+                if let Some(data) = &mut self.data {
+                    match data.poll_chunk(cx) {
+                        Poll::Pending => return Ok(false),
+                        Poll::Ready(Ok(Some(chunk))) => {
+                            self.out.push_stream(RecordType::Data, chunk);
+                        }
+                        Poll::Ready(Ok(None)) => {
+                            self.out.push_data_end();
+                            self.data_done = true;
+                        }
+                        Poll::Ready(Err(err)) => return Err(err),
+                    }
+                }
+                continue;
             }
             match self.upload.poll_chunk(cx) {
                 Poll::Pending => return Ok(false),
@@ -320,19 +349,35 @@ impl<C: DerefMut<Target = Connection>> Exchange<C> {
 
 use std::future::Future as _;
 
-static BEGIN_KEEP: [u8; 16] = begin_request(true);
-static BEGIN_CLOSE: [u8; 16] = begin_request(false);
+// Every BEGIN_REQUEST the crate sends is one of these compile-time records, so choosing
+// the role costs a match, as choosing KEEP_CONN always did.
+static BEGIN_KEEP: [u8; 16] = begin_request(Role::Responder, true);
+static BEGIN_CLOSE: [u8; 16] = begin_request(Role::Responder, false);
+static BEGIN_AUTHORIZER_KEEP: [u8; 16] = begin_request(Role::Authorizer, true);
+static BEGIN_AUTHORIZER_CLOSE: [u8; 16] = begin_request(Role::Authorizer, false);
+static BEGIN_FILTER_KEEP: [u8; 16] = begin_request(Role::Filter, true);
+static BEGIN_FILTER_CLOSE: [u8; 16] = begin_request(Role::Filter, false);
 
-/// The BEGIN_REQUEST record (Responder role), built at compile time.
+/// The BEGIN_REQUEST record for `role`. A role the specification does not define is
+/// never built by the crate; it falls back to Responder rather than sending a number
+/// no backend knows.
+fn begin_record(role: Role, keep_conn: bool) -> &'static [u8; 16] {
+    match (role, keep_conn) {
+        (Role::Authorizer, true) => &BEGIN_AUTHORIZER_KEEP,
+        (Role::Authorizer, false) => &BEGIN_AUTHORIZER_CLOSE,
+        (Role::Filter, true) => &BEGIN_FILTER_KEEP,
+        (Role::Filter, false) => &BEGIN_FILTER_CLOSE,
+        (Role::Responder | Role::Unknown(_), true) => &BEGIN_KEEP,
+        (Role::Responder | Role::Unknown(_), false) => &BEGIN_CLOSE,
+    }
+}
+
+/// A BEGIN_REQUEST record, built at compile time.
 // Fixed-size arrays indexed below 8 in a const context (checked at compile time).
 #[allow(clippy::indexing_slicing)]
-const fn begin_request(keep_conn: bool) -> [u8; 16] {
+const fn begin_request(role: Role, keep_conn: bool) -> [u8; 16] {
     let header = Header::new(RecordType::BeginRequest, REQUEST_ID, 8, 0).to_bytes();
-    let body = BeginRequest {
-        role: Role::Responder,
-        keep_conn,
-    }
-    .to_bytes();
+    let body = BeginRequest { role, keep_conn }.to_bytes();
     let mut out = [0u8; 16];
     let mut i = 0;
     while i < 8 {

@@ -50,11 +50,16 @@ impl WriteQueue {
     }
 
     /// Queues `data` as STDIN records.
-    pub(super) fn push_stdin(&mut self, mut data: Bytes) {
+    pub(super) fn push_stdin(&mut self, data: Bytes) {
+        self.push_stream(RecordType::Stdin, data);
+    }
+
+    /// Queues `data` as records of the stream `kind` (STDIN, or DATA for a Filter).
+    pub(super) fn push_stream(&mut self, kind: RecordType, mut data: Bytes) {
         while !data.is_empty() {
             let n = data.len().min(MAX_PADDED_CONTENT_LEN);
             let piece = data.split_to(n);
-            let header = stream_header(RecordType::Stdin, REQUEST_ID, n);
+            let header = stream_header(kind, REQUEST_ID, n);
             let pad = crate::proto::padding_len(n) as usize;
             self.scratch.reserve(8 + COPY_THRESHOLD + 8);
             self.scratch.put_slice(&header);
@@ -76,6 +81,11 @@ impl WriteQueue {
     /// Queues the empty STDIN record that ends the stream.
     pub(super) fn push_stdin_end(&mut self) {
         self.push(Bytes::from_static(&STDIN_END));
+    }
+
+    /// Queues the empty DATA record that ends a Filter's data stream.
+    pub(super) fn push_data_end(&mut self) {
+        self.push(Bytes::from_static(&DATA_END));
     }
 
     pub(super) fn poll_flush(
@@ -122,3 +132,5 @@ impl WriteQueue {
 
 /// `{FCGI_STDIN, 1, ""}`.
 static STDIN_END: [u8; 8] = stream_header(RecordType::Stdin, REQUEST_ID, 0);
+/// `{FCGI_DATA, 1, ""}`.
+static DATA_END: [u8; 8] = stream_header(RecordType::Data, REQUEST_ID, 0);

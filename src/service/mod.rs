@@ -33,6 +33,12 @@ pub use future::{FallibleFuture, ResponseFuture};
 pub use hook::{Cause, ErrorHandler, Failure};
 pub use stats::{BackendStats, Failures, Latency, PoolStats, Probes, Stats};
 
+// The authorizer layer (`crate::authorize`) and the filter (`crate::filter`) send their
+// requests through the same fleet, pools, retry and timeouts as the service's own.
+pub(crate) use dispatch::send_request;
+pub(crate) use run::{build_response, drain};
+pub(crate) use send::{Encoded, Head};
+
 use crate::body::FcgiBody;
 use crate::cgi::CgiConfig;
 use crate::client::upload::BodyConfig;
@@ -173,6 +179,11 @@ impl FcgiService {
         let (parts, body) = req.into_parts();
         let result = redirect::follow(&self.inner, router, &parts, body).await;
         respond::respond(&self.inner, &parts, result).await
+    }
+
+    /// The shared state: configuration, fleet, pools, counters.
+    pub(crate) fn shared(&self) -> &Arc<Inner> {
+        &self.inner
     }
 
     /// The document root, in document-root mode.

@@ -24,7 +24,7 @@ use crate::client::values::get_values;
 use crate::error::{Error, ErrorKind, Timeout};
 use crate::fleet::{Fleet, Load};
 use crate::pool::{Checkout, Reuse};
-use crate::proto::{ParamsEncoder, RecordType, encode_stream};
+use crate::proto::{ParamsEncoder, RecordType, Role, encode_stream};
 
 /// What one probe found.
 enum Found {
@@ -143,9 +143,11 @@ async fn ping(member: &Member, path: &str, check: &HealthCheck) -> Result<bool, 
         }
     };
     let outgoing = Outgoing {
+        role: Role::Responder,
         keep_conn: !conn.is_last_use(),
         records: ping_records(path)?.freeze(),
         stdin: None,
+        data: None,
     };
     let deadline = Instant::now().checked_add(check.timeout);
     let deadlines = Deadlines {
@@ -155,7 +157,7 @@ async fn ping(member: &Member, path: &str, check: &HealthCheck) -> Result<bool, 
         total: deadline,
     };
     let mut exchange = Exchange::new(conn, outgoing, deadlines, 1024);
-    let (head, _) = read_head(&mut exchange, 16 * 1024).await?;
+    let (head, _) = read_head(&mut exchange, 16 * 1024, Role::Responder).await?;
     // The body ("pong") is read to END_REQUEST so the connection returns to the pool.
     while let Event::Stdout(_) = poll_fn(|cx| exchange.poll_event(cx)).await? {}
     if head.status != http::StatusCode::OK {

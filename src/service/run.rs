@@ -20,7 +20,7 @@ use crate::cgi::{ConnectionInfo, Mount};
 use crate::client::exchange::{Event, REQUEST_ID};
 use crate::client::upload::Upload;
 use crate::error::Error;
-use crate::proto::{ParamsEncoder, RecordType, encode_stream};
+use crate::proto::{ParamsEncoder, RecordType, Role, encode_stream};
 
 /// Encodes the request, sends it on a pooled connection and reads the response head,
 /// retrying once on a fresh connection when a reused one turns out to be stale.
@@ -44,6 +44,8 @@ pub(super) async fn exchange_head(
             request_uri: mount.request_uri,
             content_length,
             connection: ConnectionInfo::from_extensions(&parts.extensions),
+            role: Role::Responder,
+            data: None,
         },
     )?;
     params.finish();
@@ -65,7 +67,9 @@ pub(super) async fn exchange_head(
     let encoded = Encoded {
         records: request.freeze(),
         stdin: upload,
+        data: None,
         idempotent: parts.method.is_idempotent(),
+        role: Role::Responder,
     };
     let Head {
         exchange,
@@ -75,7 +79,7 @@ pub(super) async fn exchange_head(
     Ok((exchange, head, rest))
 }
 
-pub(super) async fn build_response(
+pub(crate) async fn build_response(
     inner: &Inner,
     method: &Method,
     exchange: PooledExchange,
@@ -101,7 +105,7 @@ pub(super) async fn build_response(
 }
 
 /// Discards the rest of a response nobody will read, then returns the connection.
-pub(super) async fn drain(inner: &Inner, mut exchange: PooledExchange, mut discarded: usize) {
+pub(crate) async fn drain(inner: &Inner, mut exchange: PooledExchange, mut discarded: usize) {
     loop {
         match poll_fn(|cx| exchange.poll_event(cx)).await {
             Ok(Event::Stdout(data)) => {

@@ -24,7 +24,7 @@ use crate::client::stream::Stream;
 use crate::client::upload::Upload;
 use crate::error::{Error, ErrorKind, Timeout};
 use crate::pool::{Checkout, Poolable, Pooled, Reuse};
-use crate::proto::{EndRequest, ProtocolStatus};
+use crate::proto::{EndRequest, ProtocolStatus, Role};
 
 impl Poolable for Connection {
     fn can_reuse(&self) -> bool {
@@ -42,9 +42,13 @@ impl Poolable for Connection {
 pub(crate) struct Encoded {
     pub(crate) records: Bytes,
     pub(crate) stdin: Option<Upload>,
+    /// A Filter's data file (FCGI_DATA), replayed with the body.
+    pub(crate) data: Option<Upload>,
     /// The method may be replayed on another backend even if the first one may have run
     /// it (RFC 9110 §9.2.2: GET, HEAD, OPTIONS, TRACE, PUT, DELETE).
     pub(crate) idempotent: bool,
+    /// The role BEGIN_REQUEST asks for.
+    pub(crate) role: Role,
 }
 
 /// The response head and the exchange whose remaining STDOUT is the body.
@@ -100,7 +104,8 @@ async fn send_with_retry(
     // `tests/health.rs::posts_probe_pooled_connections_…`). A replayable idempotent
     // request skips it: its retry is safe, at the cost of a round trip once per
     // recycled worker instead of a syscall on every request.
-    let replayable = request.stdin.as_ref().is_none_or(Upload::is_replayable);
+    let replayable = request.stdin.as_ref().is_none_or(Upload::is_replayable)
+        && request.data.as_ref().is_none_or(Upload::is_replayable);
     let reuse = Reuse::Idle {
         probe: !replayable || !request.idempotent,
     };
@@ -143,12 +148,16 @@ async fn try_send_request(
     let Encoded {
         records,
         stdin,
+        data,
         idempotent,
+        role,
     } = request;
     let outgoing = Outgoing {
+        role,
         keep_conn: !conn.is_last_use(),
         records: records.clone(),
         stdin,
+        data,
     };
     let deadlines = Deadlines {
         read_idle: inner.read_timeout,
@@ -159,7 +168,7 @@ async fn try_send_request(
         total: inner.total_timeout.and_then(|t| started.checked_add(t)),
     };
     let mut exchange = Exchange::new(conn, outgoing, deadlines, inner.stderr_limit);
-    let head = read_head(&mut exchange, inner.max_response_head);
+    let head = read_head(&mut exchange, inner.max_response_head, role);
     let head = match inner.unserved_after {
         // Only a new connection can be one no worker accepted.
         Some(after) if !reused => {
@@ -177,14 +186,18 @@ async fn try_send_request(
         }),
         Err(error) => {
             let answered = exchange.response_started();
-            let mut stdin = exchange.into_upload();
-            let again = !answered && stdin.as_mut().is_none_or(Upload::rewind);
+            let (mut stdin, mut data) = exchange.into_uploads();
+            let again = !answered
+                && stdin.as_mut().is_none_or(Upload::rewind)
+                && data.as_mut().is_none_or(Upload::rewind);
             Err(Failed {
                 error,
                 request: again.then_some(Encoded {
                     records,
                     stdin,
+                    data,
                     idempotent,
+                    role,
                 }),
                 reused,
             })
@@ -232,8 +245,12 @@ async fn connection(
 pub(crate) async fn read_head(
     exchange: &mut PooledExchange,
     limit: usize,
+    role: Role,
 ) -> Result<(ResponseHead, Bytes), Error> {
-    let mut parser = HeadParser::new(limit);
+    let mut parser = match role {
+        Role::Authorizer => HeadParser::authorizer(limit),
+        _ => HeadParser::new(limit),
+    };
     loop {
         match poll_fn(|cx| exchange.poll_event(cx)).await? {
             Event::Stdout(data) => {
@@ -242,19 +259,32 @@ pub(crate) async fn read_head(
                     return Ok(done);
                 }
             }
-            Event::End(end) => return Err(ended_before_head(end, parser.buffered())),
+            Event::End(end) => return Err(ended_before_head(end, parser.buffered(), role)),
         }
     }
 }
 
-fn ended_before_head(end: EndRequest, buffered: usize) -> Error {
+/// Names the refused role and what usually causes the refusal.
+fn unknown_role_hint(role: Role) -> &'static str {
+    match role {
+        Role::Authorizer => {
+            "the backend refused the Authorizer role; is this address really a FastCGI authorizer \
+             (flup: WSGIServer(app, roles=(FCGI_AUTHORIZER,)))?"
+        }
+        Role::Filter => {
+            "the backend refused the Filter role; is this address really a FastCGI filter?"
+        }
+        Role::Responder | Role::Unknown(_) => {
+            "the backend refused the Responder role; is this address really a FastCGI responder?"
+        }
+    }
+}
+
+fn ended_before_head(end: EndRequest, buffered: usize, role: Role) -> Error {
     match end.protocol_status {
         ProtocolStatus::Overloaded => Error::new(ErrorKind::Overloaded),
         ProtocolStatus::CantMpxConn => Error::new(ErrorKind::CantMultiplex),
-        ProtocolStatus::UnknownRole => Error::msg(
-            ErrorKind::UnknownRole,
-            "the backend refused the Responder role; is this address really a FastCGI responder?",
-        ),
+        ProtocolStatus::UnknownRole => Error::msg(ErrorKind::UnknownRole, unknown_role_hint(role)),
         _ if buffered == 0 => Error::msg(
             ErrorKind::InvalidResponseHead,
             format!(

@@ -34,6 +34,7 @@
 //! Every test binary compiles the whole tree and uses part of it; hence the allows.
 #![allow(dead_code, unused_imports)]
 
+pub mod authorizers;
 pub mod backends;
 pub mod dump;
 pub mod fake;
