@@ -51,7 +51,9 @@ impl Faults {
                 _ => {}
             }
         }
-        faults.down.extend(since.into_values().map(|from| (from, u64::MAX)));
+        faults
+            .down
+            .extend(since.into_values().map(|from| (from, u64::MAX)));
         faults
     }
 
@@ -78,7 +80,11 @@ impl Faults {
                 .filter(|&from| (start..=end).contains(&from)),
         );
         instants.into_iter().any(|at| {
-            let down = self.down.iter().filter(|&&(f, t)| f <= at && at <= t).count();
+            let down = self
+                .down
+                .iter()
+                .filter(|&&(f, t)| f <= at && at <= t)
+                .count();
             self.backends > 0 && down >= self.backends
         })
     }
@@ -146,15 +152,33 @@ mod tests {
         let f = Faults::parse(log, 3);
         let failed = || Outcome::FailedHead("status 502".into());
         let cut = || Outcome::FailedBody("reset".into());
-        assert_eq!(judge(&record(Kind::PostBig, failed(), 900, 1200), &f), Verdict::PostOnKilled);
-        assert_eq!(judge(&record(Kind::Download, cut(), 900, 1200), &f), Verdict::CutMidResponse);
+        assert_eq!(
+            judge(&record(Kind::PostBig, failed(), 900, 1200), &f),
+            Verdict::PostOnKilled
+        );
+        assert_eq!(
+            judge(&record(Kind::Download, cut(), 900, 1200), &f),
+            Verdict::CutMidResponse
+        );
         // One death, no head: the fleet should have retried the GET elsewhere.
-        assert_eq!(judge(&record(Kind::Get, failed(), 900, 1200), &f), Verdict::Disallowed);
+        assert_eq!(
+            judge(&record(Kind::Get, failed(), 900, 1200), &f),
+            Verdict::Disallowed
+        );
         // All three down at 3100 (two stopped, one killed).
-        assert_eq!(judge(&record(Kind::Get, failed(), 3050, 3200), &f), Verdict::NoBackendLeft);
+        assert_eq!(
+            judge(&record(Kind::Get, failed(), 3050, 3200), &f),
+            Verdict::NoBackendLeft
+        );
         // A stop alone explains nothing: every timeout is far longer than a stop.
-        assert_eq!(judge(&record(Kind::Get, failed(), 3000, 3090), &f), Verdict::Disallowed);
-        assert_eq!(judge(&record(Kind::PostSmall, cut(), 2000, 2500), &f), Verdict::Disallowed);
+        assert_eq!(
+            judge(&record(Kind::Get, failed(), 3000, 3090), &f),
+            Verdict::Disallowed
+        );
+        assert_eq!(
+            judge(&record(Kind::PostSmall, cut(), 2000, 2500), &f),
+            Verdict::Disallowed
+        );
         assert_eq!(f.counts.get("stop"), Some(&2));
     }
 }

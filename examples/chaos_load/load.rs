@@ -229,7 +229,15 @@ pub async fn one(client: &HttpClient, base: &str, kind: Kind, rng: &mut Rng) -> 
                 pause: Duration::from_millis(30),
                 sleep: None,
             };
-            exchange(client, post(body.boxed(), data.len()), answer_len, sha, None, None).await
+            exchange(
+                client,
+                post(body.boxed(), data.len()),
+                answer_len,
+                sha,
+                None,
+                None,
+            )
+            .await
         }
         Kind::Download => {
             let req = get(format!("/download.php?size={BIG}&cl={}", seed & 1));
@@ -247,7 +255,9 @@ pub async fn one(client: &HttpClient, base: &str, kind: Kind, rng: &mut Rng) -> 
         }
         Kind::VanishUpload => {
             let data = rng.bytes(1 << 20);
-            let pieces: Vec<Bytes> = (0..16).map(|i| data.slice(i << 16..(i + 1) << 16)).collect();
+            let pieces: Vec<Bytes> = (0..16)
+                .map(|i| data.slice(i << 16..(i + 1) << 16))
+                .collect();
             let body = Trickle {
                 pieces: pieces.into_iter(),
                 pause: Duration::from_millis(20),

@@ -57,7 +57,11 @@ fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let number = || value.parse::<u64>().map_err(|_| format!("{flag} {value}: not a number"));
+        let number = || {
+            value
+                .parse::<u64>()
+                .map_err(|_| format!("{flag} {value}: not a number"))
+        };
         match flag.as_str() {
             "--url" => args.url = value.trim_end_matches('/').to_owned(),
             "--seconds" => args.seconds = number()?,
@@ -71,9 +75,11 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     if args.url.is_empty() || args.gateway_pid == 0 || args.events.is_empty() {
-        return Err("usage: chaos_load --url URL --gateway-pid PID --events FILE [--seconds N] \
+        return Err(
+            "usage: chaos_load --url URL --gateway-pid PID --events FILE [--seconds N] \
                     [--concurrency N] [--backends N] [--settle SECS] [--seed N]"
-            .into());
+                .into(),
+        );
     }
     Ok(args)
 }
@@ -100,7 +106,11 @@ fn describe_fds(pid: u32) -> String {
         .flatten()
         .map(|e| {
             let target = std::fs::read_link(e.path()).map(|t| t.display().to_string());
-            format!("{}={}", e.file_name().to_string_lossy(), target.unwrap_or_default())
+            format!(
+                "{}={}",
+                e.file_name().to_string_lossy(),
+                target.unwrap_or_default()
+            )
         })
         .collect();
     out.sort();
@@ -149,7 +159,12 @@ async fn main() -> ExitCode {
                         .await
                         .unwrap_or_else(|_| Outcome::FailedHead("driver timeout".into()));
                     let end_ms = load::now_ms();
-                    done.push(Record { kind, start_ms, end_ms, outcome });
+                    done.push(Record {
+                        kind,
+                        start_ms,
+                        end_ms,
+                        outcome,
+                    });
                 }
                 done
             })
@@ -172,7 +187,10 @@ async fn main() -> ExitCode {
     sampler.abort();
     let rss_peak = peak.load(Ordering::Relaxed).max(end.0);
 
-    let faults = Faults::parse(&std::fs::read_to_string(&args.events).unwrap_or_default(), args.backends);
+    let faults = Faults::parse(
+        &std::fs::read_to_string(&args.events).unwrap_or_default(),
+        args.backends,
+    );
     let mut by: BTreeMap<Verdict, usize> = BTreeMap::new();
     let mut shown = 0;
     let mut causes: BTreeMap<(Verdict, &str), usize> = BTreeMap::new();
@@ -182,12 +200,19 @@ async fn main() -> ExitCode {
         if let Some(cause) = record.outcome.cause() {
             *causes.entry((verdict, cause)).or_default() += 1;
         }
-        if matches!(verdict, Verdict::Disallowed | Verdict::Mismatch | Verdict::FalseComplete) && shown < 20 {
+        if matches!(
+            verdict,
+            Verdict::Disallowed | Verdict::Mismatch | Verdict::FalseComplete
+        ) && shown < 20
+        {
             shown += 1;
             eprintln!(
                 "chaos_load: {verdict:?}: {:?} {}..{} ({} ms): {:?}",
-                record.kind, record.start_ms, record.end_ms,
-                record.end_ms - record.start_ms, record.outcome
+                record.kind,
+                record.start_ms,
+                record.end_ms,
+                record.end_ms - record.start_ms,
+                record.outcome
             );
         }
     }
@@ -198,10 +223,18 @@ async fn main() -> ExitCode {
     let allowed = n(Verdict::PostOnKilled) + n(Verdict::CutMidResponse) + n(Verdict::NoBackendLeft);
     let fd_leak = end.1.saturating_sub(fds_start);
     if fd_leak > 0 {
-        eprintln!("chaos_load: gateway descriptors at the end: {}", describe_fds(args.gateway_pid));
+        eprintln!(
+            "chaos_load: gateway descriptors at the end: {}",
+            describe_fds(args.gateway_pid)
+        );
     }
-    let must_be_zero = n(Verdict::Mismatch) + n(Verdict::FalseComplete) + n(Verdict::Disallowed) + fd_leak;
-    let faults_line: Vec<String> = faults.counts.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let must_be_zero =
+        n(Verdict::Mismatch) + n(Verdict::FalseComplete) + n(Verdict::Disallowed) + fd_leak;
+    let faults_line: Vec<String> = faults
+        .counts
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     println!(
         "chaos: requests={} ok={} vanished={} checksum_mismatch={} false_complete={} \
          allowed={allowed} (post_on_killed={} cut_mid_response={} no_backend_left={}) \
@@ -221,5 +254,9 @@ async fn main() -> ExitCode {
         end.1,
         if must_be_zero == 0 { "PASS" } else { "FAIL" },
     );
-    if must_be_zero == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if must_be_zero == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

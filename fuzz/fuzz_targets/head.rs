@@ -55,7 +55,10 @@ fuzz_target!(|input: &[u8]| {
     let n = usize::from(n % 8).min(rest.len());
     let (plan, data) = rest.split_at(n);
     let stdout = Bytes::copy_from_slice(data);
-    let mut cuts: Vec<usize> = plan.iter().map(|&b| usize::from(b) % (data.len() + 1)).collect();
+    let mut cuts: Vec<usize> = plan
+        .iter()
+        .map(|&b| usize::from(b) % (data.len() + 1))
+        .collect();
     cuts.sort_unstable();
 
     let whole = parse_response_head_pieces(&stdout, &[], limit);
@@ -66,13 +69,24 @@ fuzz_target!(|input: &[u8]| {
         return;
     };
     assert!(data.ends_with(&head.body), "body bytes were altered");
-    assert!(data.len() - head.body.len() <= limit, "head longer than the cap");
+    assert!(
+        data.len() - head.body.len() <= limit,
+        "head longer than the cap"
+    );
     assert!((100..=999).contains(&head.status));
     for (name, _) in &head.headers {
-        assert!(!HOP_BY_HOP.contains(&name.as_str()), "{name} passed through");
+        assert!(
+            !HOP_BY_HOP.contains(&name.as_str()),
+            "{name} passed through"
+        );
     }
     // The validated length is the one Content-Length field the response carries.
-    let lengths: Vec<&[u8]> = head.headers.iter().filter(|(n, _)| n == "content-length").map(|(_, v)| &v[..]).collect();
+    let lengths: Vec<&[u8]> = head
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "content-length")
+        .map(|(_, v)| &v[..])
+        .collect();
     match head.content_length {
         Some(len) => assert_eq!(lengths, [len.to_string().as_bytes()]),
         None => assert!(lengths.is_empty()),

@@ -109,7 +109,11 @@ fuzz_target!(|input: &[u8]| {
     let total: usize = pairs
         .iter()
         .map(|(n, v)| encoded_pair_len(n.len(), v.len()))
-        .chain(stretched.iter().map(|(n, v)| encoded_pair_len(n.len(), v.len())))
+        .chain(
+            stretched
+                .iter()
+                .map(|(n, v)| encoded_pair_len(n.len(), v.len())),
+        )
         .sum();
     let mut wire = BytesMut::with_capacity(total + 16 * (total / 32768 + 4));
     let mut accepted = Vec::new();
@@ -153,7 +157,9 @@ fuzz_target!(|input: &[u8]| {
     assert!(contents.last().is_some_and(|d| d.is_empty()) && wire.is_empty());
     let got: Vec<(&[u8], &[u8])> = contents
         .iter()
-        .flat_map(|data| PairIter::new(data).map(|pair| pair.expect("no pair straddles two records")))
+        .flat_map(|data| {
+            PairIter::new(data).map(|pair| pair.expect("no pair straddles two records"))
+        })
         .collect();
     assert!(got == accepted);
 });
