@@ -13,18 +13,14 @@ const SLACK_MS: u64 = 100;
 #[derive(Default)]
 pub struct Faults {
     deaths: Vec<(u64, String)>,
-    down: Vec<(u64, u64)>,
-    backends: usize,
+    down: Vec<(String, u64, u64)>,
     pub counts: BTreeMap<String, usize>,
 }
 
 impl Faults {
-    /// Parses `EPOCH_MS KIND BACKEND` lines; `backends` is how many the fleet has.
-    pub fn parse(text: &str, backends: usize) -> Faults {
-        let mut faults = Faults {
-            backends,
-            ..Faults::default()
-        };
+    /// Parses `EPOCH_MS KIND BACKEND` lines.
+    pub fn parse(text: &str) -> Faults {
+        let mut faults = Faults::default();
         // When each backend went down (killed or stopped) and has not come back yet.
         let mut since: BTreeMap<String, u64> = BTreeMap::new();
         for line in text.lines() {
@@ -45,7 +41,7 @@ impl Faults {
                 }
                 "start" | "cont" => {
                     if let Some(from) = since.remove(backend) {
-                        faults.down.push((from, ms));
+                        faults.down.push((backend.to_owned(), from, ms));
                     }
                 }
                 _ => {}
@@ -53,7 +49,7 @@ impl Faults {
         }
         faults
             .down
-            .extend(since.into_values().map(|from| (from, u64::MAX)));
+            .extend(since.into_iter().map(|(b, from)| (b, from, u64::MAX)));
         faults
     }
 
@@ -70,23 +66,23 @@ impl Faults {
         hit.len()
     }
 
-    /// Whether every backend was down (killed or stopped) at some moment of `[start, end]`.
-    fn all_down_during(&self, start: u64, end: u64) -> bool {
-        // The count of down backends only rises at an interval's start.
-        let instants = std::iter::once(start).chain(
-            self.down
-                .iter()
-                .map(|&(from, _)| from)
-                .filter(|&from| (start..=end).contains(&from)),
-        );
-        instants.into_iter().any(|at| {
-            let down = self
-                .down
-                .iter()
-                .filter(|&&(f, t)| f <= at && at <= t)
-                .count();
-            self.backends > 0 && down >= self.backends
-        })
+    /// Distinct backends that were out during `[start, end]`: died in it, or were down
+    /// (killed and not yet restarted, or stopped) at some moment of it.
+    fn out_during(&self, start: u64, end: u64) -> usize {
+        let from = start.saturating_sub(SLACK_MS);
+        let to = end.saturating_add(SLACK_MS);
+        let died = self
+            .deaths
+            .iter()
+            .filter(|(ms, _)| (from..=to).contains(ms))
+            .map(|(_, b)| b.as_str());
+        let down = self
+            .down
+            .iter()
+            .filter(|(_, f, t)| *f <= to && from <= *t)
+            .map(|(b, _, _)| b.as_str());
+        let out: BTreeSet<&str> = died.chain(down).collect();
+        out.len()
     }
 }
 
@@ -102,8 +98,8 @@ pub enum Verdict {
     /// A 200 head, then a backend died: the response was under way and cannot be replayed;
     /// the cut is visible to the client, which is what must hold.
     CutMidResponse,
-    /// No head, and the retry had nowhere to go: two backends died during the request,
-    /// or none was serving at some moment of it.
+    /// No head, and the one retry elsewhere could not be sure to find a live backend:
+    /// two or more backends died or were down during the request.
     NoBackendLeft,
     /// Anything else: a failure no fault explains.
     Disallowed,
@@ -125,9 +121,7 @@ pub fn judge(record: &Record, faults: &Faults) -> Verdict {
             Verdict::PostOnKilled
         }
         Outcome::FailedBody(_) if deaths > 0 => Verdict::CutMidResponse,
-        Outcome::FailedHead(_) if deaths >= 2 || faults.all_down_during(start, end) => {
-            Verdict::NoBackendLeft
-        }
+        Outcome::FailedHead(_) if faults.out_during(start, end) >= 2 => Verdict::NoBackendLeft,
         Outcome::FailedHead(_) | Outcome::FailedBody(_) => Verdict::Disallowed,
     }
 }
@@ -148,8 +142,8 @@ mod tests {
     #[test]
     fn faults_explain_only_what_the_rules_allow() {
         let log = "1000 kill b0\n1500 start b0\n3000 stop b1\n3000 stop b2\n3100 kill b0\n\
-                   3400 start b0\n3500 cont b1\n3600 cont b2\n";
-        let f = Faults::parse(log, 3);
+                   3400 start b0\n3500 cont b1\n3600 cont b2\n5000 stop b1\n5500 cont b1\n";
+        let f = Faults::parse(log);
         let failed = || Outcome::FailedHead("status 502".into());
         let cut = || Outcome::FailedBody("reset".into());
         assert_eq!(
@@ -165,20 +159,20 @@ mod tests {
             judge(&record(Kind::Get, failed(), 900, 1200), &f),
             Verdict::Disallowed
         );
-        // All three down at 3100 (two stopped, one killed).
+        // Two stopped, then one killed: the retry may land on a stopped one.
         assert_eq!(
             judge(&record(Kind::Get, failed(), 3050, 3200), &f),
             Verdict::NoBackendLeft
         );
         // A stop alone explains nothing: every timeout is far longer than a stop.
         assert_eq!(
-            judge(&record(Kind::Get, failed(), 3000, 3090), &f),
+            judge(&record(Kind::Get, failed(), 5100, 5200), &f),
             Verdict::Disallowed
         );
         assert_eq!(
             judge(&record(Kind::PostSmall, cut(), 2000, 2500), &f),
             Verdict::Disallowed
         );
-        assert_eq!(f.counts.get("stop"), Some(&2));
+        assert_eq!(f.counts.get("stop"), Some(&3));
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! chaos_load --url http://127.0.0.1:8080 --seconds 100 --concurrency 10 \
-//!     --gateway-pid 1234 --events /tmp/chaos/events --backends 3 --settle 20
+//!     --gateway-pid 1234 --events /tmp/chaos/events --settle 20
 //! ```
 //!
 //! The PHP scripts it talks to (written by `scripts/chaos.sh`) put the SHA-256 of what
@@ -38,7 +38,6 @@ struct Args {
     concurrency: usize,
     gateway_pid: u32,
     events: String,
-    backends: usize,
     settle: u64,
     seed: u64,
 }
@@ -50,7 +49,6 @@ fn parse_args() -> Result<Args, String> {
         concurrency: 8,
         gateway_pid: 0,
         events: String::new(),
-        backends: 3,
         settle: 20,
         seed: 0x5eed,
     };
@@ -68,7 +66,6 @@ fn parse_args() -> Result<Args, String> {
             "--concurrency" => args.concurrency = number()?.max(1) as usize,
             "--gateway-pid" => args.gateway_pid = number()? as u32,
             "--events" => args.events = value,
-            "--backends" => args.backends = number()? as usize,
             "--settle" => args.settle = number()?,
             "--seed" => args.seed = number()?.max(1),
             _ => return Err(format!("unknown flag {flag}")),
@@ -77,7 +74,7 @@ fn parse_args() -> Result<Args, String> {
     if args.url.is_empty() || args.gateway_pid == 0 || args.events.is_empty() {
         return Err(
             "usage: chaos_load --url URL --gateway-pid PID --events FILE [--seconds N] \
-                    [--concurrency N] [--backends N] [--settle SECS] [--seed N]"
+                    [--concurrency N] [--settle SECS] [--seed N]"
                 .into(),
         );
     }
@@ -114,6 +111,20 @@ fn describe_fds(pid: u32) -> String {
         })
         .collect();
     out.sort();
+    // Sockets: their TCP endpoints and state, from /proc/net/tcp (state 01 is
+    // ESTABLISHED, 08 CLOSE_WAIT, 0A LISTEN).
+    let tcp = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
+    for line in tcp.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if let (Some(local), Some(remote), Some(state), Some(inode)) =
+            (f.get(1), f.get(2), f.get(3), f.get(9))
+        {
+            let tag = format!("socket:[{inode}]");
+            for entry in out.iter_mut().filter(|e| e.ends_with(&tag)) {
+                entry.push_str(&format!("({local}->{remote} st={state})"));
+            }
+        }
+    }
     out.join(" ")
 }
 
@@ -187,10 +198,7 @@ async fn main() -> ExitCode {
     sampler.abort();
     let rss_peak = peak.load(Ordering::Relaxed).max(end.0);
 
-    let faults = Faults::parse(
-        &std::fs::read_to_string(&args.events).unwrap_or_default(),
-        args.backends,
-    );
+    let faults = Faults::parse(&std::fs::read_to_string(&args.events).unwrap_or_default());
     let mut by: BTreeMap<Verdict, usize> = BTreeMap::new();
     let mut shown = 0;
     let mut causes: BTreeMap<(Verdict, &str), usize> = BTreeMap::new();
