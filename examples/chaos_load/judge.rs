@@ -8,11 +8,14 @@ use crate::load::{Kind, Outcome, Record};
 /// How far (ms) a fault may lie outside a request's own interval and still be blamed:
 /// the two clocks are the same, but the fault log is written just after the signal.
 const SLACK_MS: u64 = 100;
+/// A reload kills busy workers up to `process_control_timeout` (1 s in chaos.sh) after
+/// the signal: its deaths span that long.
+const RELOAD_MS: u64 = 1000;
 
 /// The faults, per backend: when it died (kill -9, reload) and when it was not serving.
 #[derive(Default)]
 pub struct Faults {
-    deaths: Vec<(u64, String)>,
+    deaths: Vec<(u64, u64, String)>,
     down: Vec<(String, u64, u64)>,
     pub counts: BTreeMap<String, usize>,
 }
@@ -32,7 +35,8 @@ impl Faults {
             let Ok(ms) = ms.parse::<u64>() else { continue };
             *faults.counts.entry(kind.to_owned()).or_default() += 1;
             match kind {
-                "kill" | "reload" => faults.deaths.push((ms, backend.to_owned())),
+                "kill" => faults.deaths.push((ms, ms, backend.to_owned())),
+                "reload" => faults.deaths.push((ms, ms + RELOAD_MS, backend.to_owned())),
                 _ => {}
             }
             match kind {
@@ -60,8 +64,8 @@ impl Faults {
         let hit: BTreeSet<&str> = self
             .deaths
             .iter()
-            .filter(|(ms, _)| (from..=to).contains(ms))
-            .map(|(_, b)| b.as_str())
+            .filter(|(first, last, _)| *first <= to && from <= *last)
+            .map(|(_, _, b)| b.as_str())
             .collect();
         hit.len()
     }
@@ -74,8 +78,8 @@ impl Faults {
         let died = self
             .deaths
             .iter()
-            .filter(|(ms, _)| (from..=to).contains(ms))
-            .map(|(_, b)| b.as_str());
+            .filter(|(first, last, _)| *first <= to && from <= *last)
+            .map(|(_, _, b)| b.as_str());
         let down = self
             .down
             .iter()
