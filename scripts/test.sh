@@ -39,4 +39,11 @@ fi
 cargo check --quiet --lib --no-default-features
 
 export FCGI_INTEROP=require
-exec cargo test "$@"
+cargo test "$@"
+
+# The 2-minute chaos soak (RELIABILITY.md) after the tests, only from this script (plain
+# `cargo test` never runs it) and only for a whole-suite run: skipped when arguments
+# narrow the run, or with CHAOS_MINUTES=0.
+if [[ $# -eq 0 && ${CHAOS_MINUTES:-2} != 0 ]]; then
+    scripts/chaos.sh "${CHAOS_MINUTES:-2}"
+fi

@@ -53,3 +53,55 @@ fn default_config() -> &'static CgiConfig {
     static CONFIG: std::sync::OnceLock<CgiConfig> = std::sync::OnceLock::new();
     CONFIG.get_or_init(CgiConfig::default)
 }
+
+/// What [`HeadParser`] made of a CGI response head, in a form fuzz targets can compare.
+#[derive(Debug, PartialEq, Eq)]
+pub struct HeadSummary {
+    /// The HTTP status (`Status:`, or 302 for a client redirect, else 200).
+    pub status: u16,
+    /// Header names and values in the map's order.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The backend's validated `Content-Length`.
+    pub content_length: Option<u64>,
+    /// `Location: /path` without `Status`: an RFC 3875 local redirect.
+    pub local_redirect: bool,
+    /// A non-standard reason phrase kept from `Status:`.
+    pub reason: Option<Bytes>,
+    /// Every byte after the head: what the response body starts with.
+    pub body: Vec<u8>,
+}
+
+/// Feeds `stdout` to a [`HeadParser`] capped at `limit`, cut at `cuts` (offsets into
+/// `stdout`, ascending), as STDOUT records would arrive. `Ok(None)`: the head never ended;
+/// an error gives its kind. For `fuzz/fuzz_targets/head.rs`.
+pub fn parse_response_head_pieces(
+    stdout: &Bytes,
+    cuts: &[usize],
+    limit: usize,
+) -> Result<Option<HeadSummary>, crate::ErrorKind> {
+    let mut parser = HeadParser::new(limit);
+    let mut from = 0;
+    for &at in cuts.iter().chain(std::iter::once(&stdout.len())) {
+        let to = at.clamp(from, stdout.len());
+        let piece = stdout.slice(from..to);
+        from = to;
+        if let Some((head, rest)) = parser.push(piece).map_err(|e| e.kind())? {
+            let mut body = rest.to_vec();
+            body.extend_from_slice(stdout.get(from..).unwrap_or_default());
+            let headers = head
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+                .collect();
+            return Ok(Some(HeadSummary {
+                status: head.status.as_u16(),
+                headers,
+                content_length: head.content_length,
+                local_redirect: head.local_redirect,
+                reason: head.reason,
+                body,
+            }));
+        }
+    }
+    Ok(None)
+}

@@ -1,0 +1,246 @@
+#!/usr/bin/env bash
+# Chaos soak: the gateway example (release build) in front of a fleet of real php-fpm
+# masters, mixed load from examples/chaos_load, and at random moments a backend killed
+# with SIGKILL (and restarted), frozen with SIGSTOP for a few seconds, or reloaded
+# (SIGUSR2). Ends with the one summary line of chaos_load; exits non-zero when a
+# must-be-zero count (checksum mismatches, false completes, disallowed failures, leaked
+# descriptors) is not zero. See RELIABILITY.md.
+#
+#   scripts/chaos.sh [MINUTES]       # default 2; the soak of record is 60
+#
+# Environment: CHAOS_CONCURRENCY (10), CHAOS_FPM (3 masters), CHAOS_WORKERS (4 per
+# master), CHAOS_MAX_REQUESTS (pm.max_requests, 25), CHAOS_SEED, CHAOS_KEEP=1 (keep the
+# work directory and its logs). Loopback only; everything it starts runs in process
+# groups of its own and is stopped on exit, also on Ctrl-C.
+set -euo pipefail
+shopt -s nullglob
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+MINUTES=${1:-2}
+CONCURRENCY=${CHAOS_CONCURRENCY:-10}
+FPM_COUNT=${CHAOS_FPM:-3}
+WORKERS=${CHAOS_WORKERS:-4}
+MAX_REQUESTS=${CHAOS_MAX_REQUESTS:-25}
+SEED=${CHAOS_SEED:-$RANDOM$RANDOM}
+RANDOM=$((SEED % 32768))
+# The gateway's idle_timeout is 15 s and its reaper looks at idle connections about that
+# often, so one may live up to ~30 s: the last part of the run lets them expire so that
+# the descriptor count at the end means something.
+SETTLE=35
+TOTAL=$((MINUTES * 60))
+LOAD=$((TOTAL - SETTLE - 5))
+((LOAD >= 10)) || { echo "chaos.sh: MINUTES must be at least 1" >&2; exit 2; }
+
+FPM=$(command -v php-fpm || compgen -G '/usr/sbin/php-fpm*' | head -n1 || true)
+[[ -x $FPM ]] || { echo "chaos.sh: php-fpm not found (scripts/test.sh installs it)" >&2; exit 1; }
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/tower-fastcgi-chaos.XXXXXX")
+EVENTS=$WORK/events
+: >"$EVENTS"
+GATEWAY_PGID=
+LOAD_PID=
+
+cleanup() {
+    set +e
+    # Fault subshells first (they would restart backends), then every group we started.
+    local jobs_left
+    jobs_left=$(jobs -p)
+    [[ -n $jobs_left ]] && kill $jobs_left 2>/dev/null
+    for f in "$WORK"/pgid.*; do
+        [[ -f $f ]] && kill -CONT -- "-$(cat "$f")" 2>/dev/null && kill -KILL -- "-$(cat "$f")" 2>/dev/null
+    done
+    [[ -n $GATEWAY_PGID ]] && kill -INT -- "-$GATEWAY_PGID" 2>/dev/null && sleep 0.3 \
+        && kill -KILL -- "-$GATEWAY_PGID" 2>/dev/null
+    wait 2>/dev/null
+    if [[ ${CHAOS_KEEP:-0} == 1 ]]; then echo "chaos.sh: logs kept in $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log_event() { echo "$(date +%s%3N) $1 $2" >>"$EVENTS"; }
+
+# A free loopback TCP port (bound and released; the backend binds it a moment later).
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# ---- the PHP application: every answer carries the SHA-256 of its body ----
+mkdir -p "$WORK/root"
+cat >"$WORK/root/small.php" <<'PHP'
+<?php
+$n = (int)($_GET['n'] ?? 0);
+$body = 'n=' . $n . ' seed=' . ($_GET['seed'] ?? '') . "\n" . str_repeat('s', $n);
+header('X-Sha256: ' . hash('sha256', $body));
+if (($_GET['cl'] ?? '0') === '1') header('Content-Length: ' . strlen($body));
+echo $body;
+PHP
+cat >"$WORK/root/echo.php" <<'PHP'
+<?php
+$in = file_get_contents('php://input');
+$body = strlen($in) . ' ' . hash('sha256', $in);
+header('X-Sha256: ' . hash('sha256', $body));
+echo $body;
+PHP
+cat >"$WORK/root/download.php" <<'PHP'
+<?php
+$size = min((int)($_GET['size'] ?? 0), 16 << 20);
+$body = random_bytes($size);
+header('Content-Type: application/octet-stream');
+header('X-Sha256: ' . hash('sha256', $body));
+if (($_GET['cl'] ?? '0') === '1') header('Content-Length: ' . $size);
+// In 64 KiB writes, so that a kill lands in the middle of a response, not only before it.
+for ($at = 0; $at < $size; $at += 65536) echo substr($body, $at, 65536);
+PHP
+
+# ---- backends: NAME[i], KIND[i], ADDR[i]; start_backend i starts or restarts one ----
+NAMES=()
+KINDS=()
+ADDRS=()
+
+add_fpm_masters() {
+    local i port dir
+    for ((i = 0; i < FPM_COUNT; i++)); do
+        port=$(free_port)
+        dir=$WORK/fpm$i
+        mkdir -p "$dir"
+        cat >"$dir/php-fpm.conf" <<CONF
+[global]
+pid = $dir/php-fpm.pid
+error_log = $dir/php-fpm.log
+log_level = warning
+daemonize = no
+; a reload (SIGUSR2) gives busy workers 1 s, then terminates them
+process_control_timeout = 1s
+[chaos]
+$( ((EUID == 0)) && printf 'user = root\ngroup = root\n')
+listen = 127.0.0.1:$port
+listen.backlog = 511
+pm = static
+pm.max_children = $WORKERS
+pm.max_requests = $MAX_REQUESTS
+request_terminate_timeout = 120s
+catch_workers_output = yes
+clear_env = yes
+php_admin_value[post_max_size] = 64M
+php_admin_value[memory_limit] = 256M
+php_admin_value[output_buffering] = 0
+CONF
+        NAMES+=("fpm$i")
+        KINDS+=(fpm)
+        ADDRS+=("tcp://127.0.0.1:$port")
+    done
+}
+
+# Hook (issue 14): a php-cgi set the gateway spawns itself. When spawning lands, add its
+# mount option here (e.g. a `spawn=` backend) and make start_backend/fault know the
+# kind "spawned" (faults then go to the spawned children's process group).
+add_spawned_php_cgi() { :; }
+
+# Hook (issue 13): a multiplexing backend (the Go responder). When it lands, start it
+# here with its own process group, append NAMES/KINDS=mux/ADDRS, and start_backend
+# learns to (re)start it.
+add_multiplex_backend() { :; }
+
+start_backend() {
+    local i=$1 dir=$WORK/${NAMES[$1]}
+    case ${KINDS[$i]} in
+        fpm)
+            # exec setsid in a subshell that is not a group leader: no fork, so $! is the
+            # master and its pid is its process group (workers included).
+            (exec setsid "$FPM" -n -F -R -p "$dir" -y "$dir/php-fpm.conf" \
+                >>"$dir/stdout.log" 2>&1 </dev/null) &
+            echo $! >"$WORK/pgid.$i"
+            disown $!  # stopped by process group; no "Killed" notices from bash
+            ;;
+        *) echo "chaos.sh: no way to start backend kind ${KINDS[$i]}" >&2; return 1 ;;
+    esac
+}
+
+wait_listening() {
+    local port=${1##*:} n
+    for ((n = 0; n < 100; n++)); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "chaos.sh: nothing listens on $1" >&2
+    return 1
+}
+
+add_fpm_masters
+add_spawned_php_cgi
+add_multiplex_backend
+COUNT=${#NAMES[@]}
+
+echo "chaos.sh: building (release, nice 19)" >&2
+nice -n 19 cargo build --quiet --release --example gateway --example chaos_load
+
+for ((i = 0; i < COUNT; i++)); do start_backend "$i"; done
+for ((i = 0; i < COUNT; i++)); do wait_listening "${ADDRS[$i]}"; done
+
+GW_PORT=$(free_port)
+mount="/=${ADDRS[0]}"
+for ((i = 1; i < COUNT; i++)); do mount+=",backend=${ADDRS[$i]}"; done
+mount+=",root=$WORK/root,conns=$WORKERS"
+(exec setsid nice -n 10 target/release/examples/gateway --quiet --threads 2 \
+    --listen "127.0.0.1:$GW_PORT" --php "$mount" >"$WORK/gateway.log" 2>&1 </dev/null) &
+GATEWAY_PGID=$!
+disown "$GATEWAY_PGID"
+wait_listening "127.0.0.1:$GW_PORT"
+
+echo "chaos.sh: ${MINUTES} min: $COUNT backends, load ${LOAD}s at c=$CONCURRENCY, settle ${SETTLE}s, seed $SEED, work dir $WORK" >&2
+nice -n 19 target/release/examples/chaos_load --url "http://127.0.0.1:$GW_PORT" \
+    --seconds "$LOAD" --concurrency "$CONCURRENCY" --gateway-pid "$GATEWAY_PGID" \
+    --events "$EVENTS" --settle "$SETTLE" --seed "$SEED" &
+LOAD_PID=$!
+
+# ---- the faults: one every 1-4 s on a backend that is up, at most two down at once ----
+fault() {
+    local i=$1 action=$2 pause_ms=$3 pgid
+    pgid=$(cat "$WORK/pgid.$i")
+    case $action in
+        kill)
+            kill -KILL -- "-$pgid" 2>/dev/null || true
+            log_event kill "${NAMES[$i]}"
+            sleep "$(printf '%d.%03d' $((pause_ms / 1000)) $((pause_ms % 1000)))"
+            start_backend "$i"
+            wait_listening "${ADDRS[$i]}" || true
+            log_event start "${NAMES[$i]}"
+            ;;
+        stop)
+            kill -STOP -- "-$pgid" 2>/dev/null || true
+            log_event stop "${NAMES[$i]}"
+            sleep "$(printf '%d.%03d' $((pause_ms / 1000)) $((pause_ms % 1000)))"
+            kill -CONT -- "-$pgid" 2>/dev/null || true
+            log_event cont "${NAMES[$i]}"
+            ;;
+        reload)
+            kill -USR2 "$pgid" 2>/dev/null || true
+            log_event reload "${NAMES[$i]}"
+            sleep 2
+            ;;
+    esac
+    rm -f "$WORK/busy.$i"
+}
+
+chaos_until=$((SECONDS + LOAD - 3))
+while ((SECONDS < chaos_until)) && kill -0 "$LOAD_PID" 2>/dev/null; do
+    sleep "$((1 + RANDOM % 3)).$((RANDOM % 10))"
+    busy=("$WORK"/busy.*)
+    ((${#busy[@]} < 2)) || continue
+    i=$((RANDOM % COUNT))
+    [[ -e $WORK/busy.$i ]] && continue
+    case $((RANDOM % 10)) in
+        0 | 1 | 2 | 3) action=kill ;;
+        4 | 5 | 6) action=stop ;;
+        *) action=reload ;;
+    esac
+    touch "$WORK/busy.$i"
+    fault "$i" "$action" $((300 + RANDOM % 3700)) &
+done
+# Let the last faults recover (every backend up) before the load ends.
+while compgen -G "$WORK/busy.*" >/dev/null; do sleep 0.2; done
+
+status=0
+wait "$LOAD_PID" || status=$?
+LOAD_PID=
+exit "$status"
