@@ -759,4 +759,12 @@ async fn streamed_body_is_not_replayed() {
         0,
         "a streamed body cannot be replayed"
     );
+    // So it is never sent on a pooled connection, which a backend recycling its worker
+    // may be closing: the GET's idle connection was left alone.
+    assert_eq!(
+        fake.connections(),
+        2,
+        "the streamed body got a new connection"
+    );
+    assert_eq!(svc.pool_stats().connections_reused, 0);
 }

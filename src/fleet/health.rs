@@ -95,6 +95,8 @@ struct Score {
     /// Ejections in a row without a success in between (the backoff's exponent).
     streak: u32,
     trial_in_flight: bool,
+    /// When the latest trial began: early trials come at most once per `backoff`.
+    last_trial: Option<Instant>,
 }
 
 impl Health {
@@ -142,7 +144,36 @@ impl Health {
             return false;
         }
         score.trial_in_flight = true;
+        score.last_trial = Some(now);
         true
+    }
+
+    /// Claims a trial before the backoff is over, for when no backend of the fleet is in
+    /// rotation or due (see `Fleet::pick`); false if the backend is in rotation, its
+    /// latest probe failed, a trial already runs, or one began less than the first
+    /// `backoff` ago (so a fleet that stays down gets one attempt per backend per
+    /// `backoff`, not one per request).
+    pub(crate) fn begin_early_trial(&self, now: Instant) -> bool {
+        let mut score = self.lock();
+        let recent = score
+            .last_trial
+            .is_some_and(|at| now.saturating_duration_since(at) < self.cfg.backoff);
+        if score.trial_in_flight
+            || recent
+            || self.out_until.load(Ordering::Acquire) == 0
+            || self.probe_failing.load(Ordering::Acquire)
+        {
+            return false;
+        }
+        score.trial_in_flight = true;
+        score.last_trial = Some(now);
+        true
+    }
+
+    /// When the backoff ends (milliseconds since this health's epoch, plus one); 0 in
+    /// rotation. Only compared between backends to find whose backoff ends first.
+    pub(crate) fn out_until(&self) -> u64 {
+        self.out_until.load(Ordering::Acquire)
     }
 
     /// Records an attempt's verdict; `trial` says it was the trial request. Returns

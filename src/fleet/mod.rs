@@ -216,6 +216,9 @@ impl<S: Load> Fleet<S> {
                 Standing::TrialDue | Standing::Out => {}
             }
         }
+        if candidates == 0 {
+            return self.early_trial(&members, untried, now);
+        }
         // The k-th candidate, found again by scanning rather than collected: fleets are
         // small, and this keeps the request path free of allocations. (A standing that
         // changed since the count only makes `nth` come up short, which is handled.)
@@ -265,6 +268,25 @@ impl<S: Load> Fleet<S> {
                 tracing::info!(backend = %endpoint.key, "FastCGI backend answered its health probe; back in the rotation");
             }
         }
+    }
+
+    /// Every backend is out and none is due: rather than a 503 until the first backoff
+    /// ends (up to `max_backoff` after a fleet-wide outage, long after the backends may
+    /// be back), the backend whose backoff ends first gets its trial now. Still one
+    /// trial per backend at a time, and at most one per backend per first `backoff`, so
+    /// a fleet that is really down costs an attempt per backend per second (default)
+    /// and every other request its 503 at once (nginx, in the same spot, forgets its
+    /// failure counts so that the next request tries again).
+    fn early_trial(
+        &self,
+        members: &[Arc<Endpoint<S>>],
+        untried: impl Fn(&&Arc<Endpoint<S>>) -> bool,
+        now: Instant,
+    ) -> Option<Pick<'_, S>> {
+        let mut out: Vec<&Arc<Endpoint<S>>> = members.iter().filter(untried).collect();
+        out.sort_by_key(|e| e.health.out_until());
+        let endpoint = out.into_iter().find(|e| e.health.begin_early_trial(now))?;
+        Some(Pick::new(self, Arc::clone(endpoint), true, false))
     }
 
     /// Counts a retry the budget refused.

@@ -160,11 +160,30 @@ async fn a_trial_dropped_unsettled_is_given_to_the_next_request() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn everything_ejected_picks_nothing_at_once() {
+async fn everything_ejected_gets_one_early_trial_per_backend_per_backoff() {
     let f = fleet(2, 4);
     eject(&f, 0);
     eject(&f, 1);
+    // Nothing in rotation and nothing due: the one whose backoff ends first is tried
+    // now, then the other; while both trials run, nothing.
+    let first = f.pick(&[]).unwrap();
+    let second = f.pick(&[]).unwrap();
+    assert!(first.is_trial() && second.is_trial());
+    assert_ne!(index(&f, &first), index(&f, &second));
+    let first_until = f.members()[index(&f, &first)].health.out_until();
+    assert!(first_until <= f.members()[index(&f, &second)].health.out_until());
     assert!(f.pick(&[]).is_none());
+    // Failed trials: no other attempt within the first backoff (the 503 comes at once).
+    first.settle(Verdict::Failed);
+    second.settle(Verdict::Failed);
+    assert!(f.pick(&[]).is_none());
+    // Trials run again after it; the one that answers readmits its backend.
+    tokio::time::advance(HEALTH.backoff).await;
+    let again = f.pick(&[]).unwrap();
+    assert!(again.is_trial());
+    let i = index(&f, &again);
+    again.settle(Verdict::Healthy);
+    assert!(f.members()[i].in_rotation());
 }
 
 #[test]

@@ -94,20 +94,31 @@ async fn send_with_retry(
     request: Encoded,
     started: Instant,
 ) -> Result<Head, Failed> {
-    // A body that cannot be replayed gets the probe (one syscall): a stale connection
-    // would otherwise fail it with nothing to retry. So does a non-idempotent method:
-    // the stale retry below replays it, and an EOF without a byte on a reused
-    // connection is usually a recycled worker but could be a crash after the script
-    // read the request; probing first leaves only the race where the backend closes
-    // between the probe and the write (measured with php-fpm recycling its worker every
-    // 2 requests: stale retries of POSTs drop from every second request to 0-2 in 100,
+    // A body that cannot be replayed goes on a new connection: a pooled one may belong
+    // to a php-fpm worker that is exiting after its last request (`pm.max_requests`),
+    // and the EOF would come after part of the body is gone, with nothing to retry
+    // (seen in the soak, `scripts/chaos.sh`: streamed POSTs failing with no fault near
+    // them). A worker that accepts a new connection is not exiting; the cost is one
+    // connect per streamed upload, small beside a body over the read-ahead. At the cap
+    // the pool closes an idle connection to make room, which also frees its worker.
+    //
+    // A non-idempotent method with a replayable body gets the probe (one syscall): the
+    // stale retry below replays it, and an EOF without a byte on a reused connection is
+    // usually a recycled worker but could be a crash after the script read the
+    // request; probing first leaves only the race where the backend closes between the
+    // probe and the write (measured with php-fpm recycling its worker every 2 requests:
+    // stale retries of POSTs drop from every second request to 0-2 in 100,
     // `tests/health.rs::posts_probe_pooled_connections_…`). A replayable idempotent
     // request skips it: its retry is safe, at the cost of a round trip once per
     // recycled worker instead of a syscall on every request.
     let replayable = request.stdin.as_ref().is_none_or(Upload::is_replayable)
         && request.data.as_ref().is_none_or(Upload::is_replayable);
-    let reuse = Reuse::Idle {
-        probe: !replayable || !request.idempotent,
+    let reuse = if replayable {
+        Reuse::Idle {
+            probe: !request.idempotent,
+        }
+    } else {
+        Reuse::Never
     };
     match try_send_request(inner, endpoint, request, reuse, started).await {
         Err(Failed {
