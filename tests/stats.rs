@@ -80,3 +80,47 @@ async fn stats_count_failures_by_cause() {
     assert_eq!(stats.failures.queue_timeout, 1, "{stats:?}");
     assert!(stats.queue_wait.max >= Duration::from_millis(50));
 }
+
+/// The `fastcgi_backend` span names the backend and carries the queue wait and the time
+/// to the response head, for a tracing backend (Jaeger, Tempo) to show per request.
+#[tokio::test]
+async fn the_backend_span_carries_the_backend_queue_wait_and_time_to_head() {
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::fmt::format::FmtSpan;
+
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("tower_fastcgi=debug")
+        .with_span_events(FmtSpan::CLOSE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    // A current-thread test: the default subscriber covers every poll of the request.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let fake = fake(|req, w| async move { answer(req, w, "Status: 200 OK", b"ok").await }).await;
+    let svc = fake.builder().build();
+    body(send(&svc, get("/a")).await)
+        .await
+        .expect("complete body");
+    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let close = text
+        .lines()
+        .find(|l| l.contains("fastcgi_backend") && l.contains("close"))
+        .unwrap_or_else(|| panic!("no span close in:\n{text}"));
+    for field in ["backend=", "queue_wait_us=", "head_us=", "attempt=1"] {
+        assert!(close.contains(field), "{field} missing from {close}");
+    }
+}

@@ -58,7 +58,11 @@ async fn dispatch(inner: &Inner, mut request: Encoded, started: Instant) -> Resu
             "fastcgi_backend",
             backend = %endpoint.key(),
             trial = pick.is_trial(),
-            attempt = tried.len() + 1
+            attempt = tried.len() + 1,
+            // Filled in by `send` when known: time waiting for a connection, and from
+            // the start of the request to its response head.
+            queue_wait_us = tracing::field::Empty,
+            head_us = tracing::field::Empty
         );
         let Failed {
             error,

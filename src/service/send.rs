@@ -82,7 +82,11 @@ pub(crate) async fn send_on(
     counters.count_request();
     let result = send_with_retry(inner, endpoint, request, started).await;
     match &result {
-        Ok(head) => counters.record_head(head.head.status, started.elapsed()),
+        Ok(head) => {
+            let elapsed = started.elapsed();
+            counters.record_head(head.head.status, elapsed);
+            record_in_span("head_us", elapsed);
+        }
         Err(failed) => counters.record_failure(&failed.error),
     }
     result
@@ -216,6 +220,15 @@ async fn try_send_request(
     }
 }
 
+/// Fills a field of the `fastcgi_backend` span (`service::dispatch`) with microseconds.
+/// The span is at debug level: when it is off, this costs one check of the level.
+fn record_in_span(field: &str, took: std::time::Duration) {
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        tracing::Span::current().record(field, micros);
+    }
+}
+
 /// A pooled connection to the endpoint: an idle one, or a new one opened on granted
 /// capacity.
 async fn connection(
@@ -228,6 +241,7 @@ async fn connection(
     let waited = waiting.elapsed();
     endpoint.service.counters.record_queue_wait(waited);
     inner.counters.record_queue_wait(waited);
+    record_in_span("queue_wait_us", waited);
     let slot = match checkout? {
         Checkout::Reused(conn) => return Ok(conn),
         Checkout::Open(slot) => slot,
