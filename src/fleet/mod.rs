@@ -392,4 +392,6 @@ impl<S> Drop for Pick<'_, S> {
 }
 
 #[cfg(test)]
+mod sim_tests;
+#[cfg(test)]
 mod tests;
