@@ -144,10 +144,13 @@ fn run(policy: Policy, shape: &[(usize, u64)], clients: usize, duration_us: u64)
     }
 }
 
+/// A simulated fleet: a name, its backends as (workers, µs per request), its clients.
+type Scenario = (&'static str, &'static [(usize, u64)], usize);
+
 #[test]
 fn in_flight_places_load_as_well_as_peak_ewma_on_the_fleets_that_matter() {
     // (name, backends as (workers, µs per request), clients)
-    let scenarios: [(&str, &[(usize, u64)], usize); 3] = [
+    let scenarios: [Scenario; 3] = [
         ("1 vs 6 workers, 20 ms", &[(1, 20_000), (6, 20_000)], 16),
         (
             "3 x 4 workers, one 3x slower",
