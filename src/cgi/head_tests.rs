@@ -247,3 +247,67 @@ fn raw_utf8_values_pass() {
     let (head, _) = parse_all("X-Name: Zoë\r\n\r\n".as_bytes()).unwrap();
     assert_eq!(head.headers["x-name"].as_bytes(), "Zoë".as_bytes());
 }
+
+fn parse_stream(input: &[u8]) -> Result<(ResponseHead, Bytes), Error> {
+    let mut p = HeadParser::with_dialect(64 * 1024, Dialect::Stream);
+    match p.push(Bytes::copy_from_slice(input))? {
+        Some(done) => Ok(done),
+        None => Err(invalid("incomplete")),
+    }
+}
+
+#[test]
+fn stream_heads_accept_a_status_line() {
+    let (head, body) =
+        parse_stream(b"HTTP/1.1 201 Created\r\nContent-Type: text/plain\r\n\r\nmade").unwrap();
+    assert_eq!(head.status, 201);
+    assert!(head.reason.is_none(), "the standard phrase is not kept");
+    assert_eq!(head.headers["content-type"], "text/plain");
+    assert_eq!(&body[..], b"made");
+    let (head, _) = parse_stream(b"HTTP/1.0 299 Custom Thing\n\n").unwrap();
+    assert_eq!(head.status, 299);
+    assert_eq!(head.reason.as_deref(), Some(&b"Custom Thing"[..]));
+    // CGI-style heads (SCGI) still parse the same way in the stream dialect.
+    let (head, _) = parse_stream(b"Status: 404 Not Found\r\n\r\n").unwrap();
+    assert_eq!(head.status, 404);
+}
+
+#[test]
+fn a_status_line_is_never_a_local_redirect() {
+    let (head, _) = parse_stream(b"HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\n\r\n").unwrap();
+    assert_eq!(head.status, 302);
+    assert!(!head.local_redirect);
+    let (head, _) = parse_stream(b"Location: /elsewhere\r\n\r\n").unwrap();
+    assert!(head.local_redirect, "a CGI-style head keeps RFC 3875 semantics");
+}
+
+#[test]
+fn hostile_status_lines_are_refused() {
+    for bad in [
+        &b"HTTP/1.1 200\rOK\r\n\r\n"[..],
+        b"HTTP/2 200 OK\r\n\r\n",
+        b"HTTP/1.1 099 Low\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\n",
+        b"HTTP/1.1 20x OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nStatus: 404\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ] {
+        let err = parse_stream(bad).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidResponseHead, "{bad:?}");
+    }
+}
+
+#[test]
+fn fastcgi_heads_refuse_a_status_line() {
+    assert!(parse_all(b"HTTP/1.1 200 OK\r\n\r\n").is_err());
+}
+
+#[test]
+fn stream_heads_have_the_same_cap() {
+    let mut p = HeadParser::with_dialect(64, Dialect::Stream);
+    let mut big = b"HTTP/1.1 200 OK\r\n".to_vec();
+    big.extend(std::iter::repeat_n(b'x', 100));
+    let err = p.push(Bytes::from(big)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ResponseHeadTooLarge);
+}
