@@ -334,6 +334,7 @@ pub mod bench_hooks;
 mod body;
 mod cgi;
 mod client;
+pub mod connector;
 pub mod discover;
 mod error;
 mod fleet;
@@ -354,6 +355,7 @@ pub use cgi::{ConnectionInfo, RequestParams};
 pub use cgi::{ConnectionInfoListener, ListenerAddr, ListenerIo};
 pub use client::upload::UnknownLengthBody;
 pub use client::{Backend, ParseBackendError};
+pub use connector::{ScgiService, StreamService, UwsgiService};
 pub use discover::Change;
 pub use error::{BoxError, Error, ErrorKind, Timeout};
 pub use service::{

@@ -173,7 +173,10 @@ fn split_status_line(block: &Bytes) -> Result<((StatusCode, Bytes), Bytes), Erro
         .ok_or_else(|| invalid("status line without a line end"))?;
     let line = block.get(..lf).unwrap_or_default();
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let rest = match (line.strip_prefix(b"HTTP/1.1 "), line.strip_prefix(b"HTTP/1.0 ")) {
+    let rest = match (
+        line.strip_prefix(b"HTTP/1.1 "),
+        line.strip_prefix(b"HTTP/1.0 "),
+    ) {
         (Some(rest), _) | (_, Some(rest)) => rest,
         _ => {
             return Err(invalid(format!(

@@ -278,7 +278,10 @@ fn a_status_line_is_never_a_local_redirect() {
     assert_eq!(head.status, 302);
     assert!(!head.local_redirect);
     let (head, _) = parse_stream(b"Location: /elsewhere\r\n\r\n").unwrap();
-    assert!(head.local_redirect, "a CGI-style head keeps RFC 3875 semantics");
+    assert!(
+        head.local_redirect,
+        "a CGI-style head keeps RFC 3875 semantics"
+    );
 }
 
 #[test]

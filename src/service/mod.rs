@@ -170,6 +170,11 @@ impl FcgiService {
         respond::respond(&self.inner, &parts, result).await
     }
 
+    /// The shared state, for the connector services built from the same builder.
+    pub(crate) fn into_inner(self) -> Arc<Inner> {
+        self.inner
+    }
+
     /// The document root, in document-root mode.
     #[cfg(feature = "php")]
     pub(crate) fn document_root(&self) -> Option<&crate::cgi::path::DocumentRoot> {
