@@ -12,6 +12,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::AsyncWrite;
 use tokio::time::{Instant, Sleep};
 
 use crate::client::Backend;
@@ -30,6 +31,8 @@ pub(crate) struct Limits {
     pub(crate) read: Option<Duration>,
     pub(crate) write: Option<Duration>,
     pub(crate) total: Option<Duration>,
+    /// Shut the write side down once the body is sent (see `Encode::HALF_CLOSE`).
+    pub(crate) half_close: bool,
 }
 
 /// A request in flight on its own connection.
@@ -162,6 +165,19 @@ impl StreamExchange {
         Error::io(err)
     }
 
+    /// The request is complete: EOF tells a server that reads its input to the end
+    /// (flup's SCGI `wsgi.input` is the raw socket) that nothing more comes.
+    fn shutdown_write(&mut self, cx: &mut Context<'_>) {
+        // tokio's sockets shut down at once (`shutdown(2)`), never Pending.
+        let result = match &mut self.stream {
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        };
+        if let Poll::Ready(Err(err)) = result {
+            tracing::debug!(error = %err, "shutting down the write side failed");
+        }
+    }
+
     fn abandon_upload(&mut self, err: io::Error) {
         self.upload = None;
         self.out = Bytes::new();
@@ -183,6 +199,9 @@ impl StreamExchange {
                     Ok(Some(chunk)) => self.out = chunk,
                     Ok(None) => {
                         self.upload = None;
+                        if self.limits.half_close {
+                            self.shutdown_write(cx);
+                        }
                         return Poll::Ready(Ok(()));
                     }
                     Err(err) => return Poll::Ready(Err(WriteFailed::Body(err))),

@@ -70,6 +70,12 @@ mod sealed {
         /// For logs and `Debug`.
         const NAME: &'static str;
 
+        /// Whether to shut the write side down after the body. The connection carries
+        /// one request either way; EOF lets a server that reads its input to the end
+        /// (flup's SCGI server hands the raw socket to the application as
+        /// `wsgi.input`) finish instead of waiting.
+        const HALF_CLOSE: bool;
+
         /// The whole request head, ready to write, for a body of `content_length` bytes.
         fn encode(
             cfg: &crate::cgi::CgiConfig,
@@ -99,6 +105,7 @@ fn encode_with<H: Framing>(
 #[allow(private_interfaces)]
 impl sealed::Encode for Scgi {
     const NAME: &'static str = "SCGI";
+    const HALF_CLOSE: bool = true;
     fn encode(cfg: &CgiConfig, req: &RequestInfo<'_>) -> Result<Bytes, Error> {
         encode_with(
             scgi::ScgiHead::new(req.content_length.unwrap_or(0)),
@@ -112,6 +119,7 @@ impl Protocol for Scgi {}
 #[allow(private_interfaces)]
 impl sealed::Encode for Uwsgi {
     const NAME: &'static str = "uwsgi";
+    const HALF_CLOSE: bool = true;
     fn encode(cfg: &CgiConfig, req: &RequestInfo<'_>) -> Result<Bytes, Error> {
         encode_with(
             uwsgi::UwsgiHead::new(req.content_length.unwrap_or(0)),

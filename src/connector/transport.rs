@@ -57,7 +57,7 @@ impl<P: Protocol> Transport for Connector<P> {
                 },
             )?;
             inner.counters.count_request();
-            let result = send(inner, head, upload, started).await;
+            let result = send::<P>(inner, head, upload, started).await;
             match &result {
                 Ok((_, head, _)) => inner.counters.record_head(head.status, started.elapsed()),
                 Err(err) => inner.counters.record_failure(err),
@@ -89,7 +89,7 @@ impl<P: Protocol> Transport for Connector<P> {
 
 /// One attempt on one backend of the fleet (no retry elsewhere: the request may have
 /// run, and SCGI gives no way to tell; see the module docs).
-async fn send(
+async fn send<P: Protocol>(
     inner: &Inner,
     head: Bytes,
     upload: Upload,
@@ -103,6 +103,7 @@ async fn send(
     })?;
     let backend = pick.endpoint().key().clone();
     let limits = Limits {
+        half_close: <P as super::sealed::Encode>::HALF_CLOSE,
         connect: inner.connect_timeout,
         head: inner.head_timeout,
         read: inner.read_timeout,
