@@ -10,6 +10,9 @@
 
 mod support;
 
+#[path = "connectors/faults.rs"]
+mod faults;
+
 use std::fmt::Display;
 use std::future::Future;
 use std::sync::Arc;
