@@ -13,7 +13,11 @@
 //! - `--php PREFIX=BACKEND,root=DIR[,OPTS]`: a PHP site ([`PhpSite`]): static files from
 //!   DIR, `.php` through FastCGI, `index.php` for directories, `/index.php` as front
 //!   controller for paths matching no file, dotfiles refused;
-//! - `--cgi PREFIX=BACKEND,root=DIR[,OPTS]`: document-root mode, every file is a script.
+//! - `--cgi PREFIX=BACKEND,root=DIR[,OPTS]`: document-root mode, every file is a script;
+//! - `--scgi PREFIX=BACKEND[,OPTS]` and `--uwsgi PREFIX=BACKEND[,OPTS]`: application mode
+//!   as `--app`, over SCGI (flup's or uWSGI's `--scgi-socket`) or the uwsgi protocol
+//!   (uWSGI's `--uwsgi-socket`). One connection per request (the protocols end a
+//!   response by closing), so only `backend=`, `resolve=` and `script=` apply.
 //!
 //! BACKEND is `tcp://HOST:PORT`, `unix:PATH`, or `spawn:PROGRAM`: the gateway starts
 //! PROGRAM itself (php-cgi, fcgiwrap, a flup or Go app serving fd 0), `procs=N`
@@ -76,6 +80,8 @@ fn parse_args() -> Result<Args, String> {
             "--app" => mounts.push(parse_mount(Kind::App, &value("--app")?)?),
             "--php" => mounts.push(parse_mount(Kind::Php, &value("--php")?)?),
             "--cgi" => mounts.push(parse_mount(Kind::Cgi, &value("--cgi")?)?),
+            "--scgi" => mounts.push(parse_mount(Kind::Scgi, &value("--scgi")?)?),
+            "--uwsgi" => mounts.push(parse_mount(Kind::Uwsgi, &value("--uwsgi")?)?),
             "--quiet" => quiet = true,
             "--threads" => {
                 let n = value("--threads")?;
@@ -86,8 +92,10 @@ fn parse_args() -> Result<Args, String> {
                     .ok_or_else(|| format!("--threads {n}: expected a positive number"))?;
             }
             "-h" | "--help" => {
-                return Err("usage: gateway --listen ADDR [--app|--php|--cgi PREFIX=BACKEND[,OPTS]]... [--threads N] [--quiet]\n\
+                return Err("usage: gateway --listen ADDR [--app|--php|--cgi|--scgi|--uwsgi PREFIX=BACKEND[,OPTS]]... [--threads N] [--quiet]\n\
                      BACKEND: tcp://HOST:PORT, unix:PATH or spawn:PROGRAM (started and supervised here)\n\
+                     --scgi, --uwsgi: application mode as --app over SCGI or uwsgi (tcp:// or unix: only;\n\
+                     one connection per request, so only backend=, resolve=, script= apply)\n\
                      OPTS: backend=BACKEND (repeatable: balance over several backends), conns=N (per backend),\n\
                      procs=N, env=NAME=VALUE (spawn:),\n\
                      keepalive=0, resolve=SECS (re-resolve tcp:// names), index=A:B, script=FILE (--app),\n\
@@ -98,7 +106,7 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     if mounts.is_empty() {
-        return Err("no mounts: add --app, --php or --cgi (try --help)".into());
+        return Err("no mounts: add --app, --php, --cgi, --scgi or --uwsgi (try --help)".into());
     }
     Ok(Args {
         listen,
