@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: installs the real FastCGI backends the interop tests talk to
-# (php-fpm, php-cgi, fcgiwrap and Go from Debian; flup from PyPI) and the PHP application the
+# (php-fpm, php-cgi, fcgiwrap, Go, uWSGI and Ruby's rack + fcgi from Debian; flup from PyPI) and the PHP application the
 # end-to-end test serves (DokuWiki, from Debian) when they are missing, then runs
 # `cargo test` with FCGI_INTEROP=require so that a backend that is still missing
 # fails the run instead of being skipped. Extra arguments go to `cargo test`.
@@ -19,6 +19,12 @@ command -v fcgiwrap >/dev/null 2>&1 || [[ -x /usr/sbin/fcgiwrap ]] || missing+=(
 command -v go >/dev/null 2>&1 || missing+=(golang-go)
 # The real PHP application tests/dokuwiki.rs serves (copied into a temporary root).
 [[ -d /usr/share/dokuwiki ]] || missing+=(dokuwiki)
+# uWSGI for tests/connectors.rs (its --scgi-socket and --uwsgi-socket, Python 3 apps).
+command -v uwsgi >/dev/null 2>&1 || missing+=(uwsgi-core)
+[[ -e /usr/lib/uwsgi/plugins/python3_plugin.so ]] || missing+=(uwsgi-plugin-python3)
+# Rack over FastCGI (Rack::Handler::FastCGI, tests/interop_ruby.rs).
+ruby -e 'require "rack"' >/dev/null 2>&1 || missing+=(ruby-rack)
+ruby -e 'require "fcgi"' >/dev/null 2>&1 || missing+=(ruby-fcgi)
 if [[ ${#missing[@]} -gt 0 ]]; then
     echo "scripts/test.sh: installing ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive

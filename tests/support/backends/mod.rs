@@ -16,6 +16,7 @@ mod options;
 mod php_cgi;
 mod php_fpm;
 mod requests;
+pub mod ruby;
 pub mod scgi;
 mod uwsgi;
 
