@@ -16,6 +16,7 @@ mod faults;
 use std::fmt::Display;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -25,7 +26,7 @@ use http_body::Body;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
-use tower_fastcgi::{FcgiService, FcgiServiceBuilder};
+use tower_fastcgi::{FcgiService, FcgiServiceBuilder, PoolStats, ScgiService, UwsgiService};
 
 use support::backends::scgi::{Flavor, StreamServer};
 use support::http::{Chunked, ClientBody as ReqBody, HttpClient, Server, empty, full};
@@ -36,8 +37,23 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(120);
 
 struct Gateway {
     server: StreamServer,
+    svc: Svc,
     http: Server,
     client: HttpClient,
+}
+
+enum Svc {
+    Scgi(ScgiService),
+    Uwsgi(UwsgiService),
+}
+
+impl Svc {
+    fn pool_stats(&self) -> PoolStats {
+        match self {
+            Svc::Scgi(svc) => svc.pool_stats(),
+            Svc::Uwsgi(svc) => svc.pool_stats(),
+        }
+    }
 }
 
 fn builder(server: &StreamServer) -> FcgiServiceBuilder {
@@ -49,18 +65,36 @@ fn builder(server: &StreamServer) -> FcgiServiceBuilder {
 
 impl Gateway {
     async fn start(server: StreamServer) -> Gateway {
-        let b = builder(&server);
-        let app: Router = match server.flavor() {
+        Gateway::start_with(server, |b| b).await
+    }
+
+    async fn start_with(
+        server: StreamServer,
+        configure: impl FnOnce(FcgiServiceBuilder) -> FcgiServiceBuilder,
+    ) -> Gateway {
+        let b = configure(builder(&server));
+        let (app, svc): (Router, Svc) = match server.flavor() {
             Flavor::FlupScgi | Flavor::UwsgiScgi => {
-                Router::new().nest_service("/app", b.build_scgi())
+                let svc = b.build_scgi();
+                (
+                    Router::new().nest_service("/app", svc.clone()),
+                    Svc::Scgi(svc),
+                )
             }
-            Flavor::UwsgiNative => Router::new().nest_service("/app", b.build_uwsgi()),
+            Flavor::UwsgiNative => {
+                let svc = b.build_uwsgi();
+                (
+                    Router::new().nest_service("/app", svc.clone()),
+                    Svc::Uwsgi(svc),
+                )
+            }
         };
         let app = app.route("/native", axum::routing::get(|| async { "native handler" }));
         let http = Server::start(app).await;
         let client = http.http();
         Gateway {
             server,
+            svc,
             http,
             client,
         }
@@ -461,10 +495,31 @@ async fn head_has_no_body(server: StreamServer) {
     );
 }
 
-/// 100 concurrent requests, each on its own connection: none fails.
+/// 100 concurrent requests on at most four connections at a time (max_connections is
+/// a cap on connections in flight): none fails, the rest queue.
 async fn concurrent_requests(server: StreamServer) {
-    let g = Arc::new(Gateway::start(server).await);
+    let g = Arc::new(
+        Gateway::start_with(server, |b| {
+            b.max_connections(4).queue_timeout(Duration::from_secs(60))
+        })
+        .await,
+    );
     let url = g.url("/app/sleep?ms=5");
+    let done = Arc::new(AtomicBool::new(false));
+    let monitor = {
+        let g = Arc::clone(&g);
+        let done = Arc::clone(&done);
+        tokio::spawn(async move {
+            let (mut max_open, mut max_waiting) = (0, 0);
+            while !done.load(Ordering::Relaxed) {
+                let stats = g.svc.pool_stats();
+                max_open = max_open.max(stats.open);
+                max_waiting = max_waiting.max(stats.waiting);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            (max_open, max_waiting)
+        })
+    };
     let mut tasks = Vec::new();
     for _ in 0..100 {
         let client = g.client.clone();
@@ -492,9 +547,19 @@ async fn concurrent_requests(server: StreamServer) {
             Err(err) => failures.push(err),
         }
     }
+    done.store(true, Ordering::Relaxed);
+    let (max_open, max_waiting) = monitor.await.expect("monitor");
+    let stats = g.svc.pool_stats();
     assert!(
         failures.is_empty(),
         "{}",
         g.context(format!("{failures:?}"))
     );
+    assert!(max_open <= 4, "{}", g.context(format!("{max_open} open")));
+    assert!(
+        max_waiting > 0,
+        "{}",
+        g.context("100 requests on 4 connections queue")
+    );
+    assert_eq!((stats.open, stats.connections_reused), (0, 0), "{stats:?}");
 }

@@ -16,9 +16,11 @@ use tokio::io::AsyncWrite;
 use tokio::time::{Instant, Sleep};
 
 use crate::client::Backend;
+use crate::client::conn::Connection;
 use crate::client::stream::Stream;
 use crate::client::upload::Upload;
 use crate::error::{Error, ErrorKind, Timeout};
+use crate::pool::Checkout;
 
 /// Bytes asked of the socket per read: one response chunk at most.
 const READ_CHUNK: usize = 64 * 1024;
@@ -50,7 +52,12 @@ pub(crate) struct StreamExchange {
     head_done: bool,
     write_deadline: Option<Pin<Box<Sleep>>>,
     total_deadline: Option<Pin<Box<Sleep>>>,
+    /// The backend pool's capacity this connection uses, freed when the exchange drops.
+    _permit: Permit,
 }
+
+/// A slot of the backend's pool (see `transport::send`).
+pub(crate) type Permit = Checkout<Connection>;
 
 impl StreamExchange {
     /// Connects (within the connect timeout) and queues `head` and `upload`.
@@ -60,6 +67,7 @@ impl StreamExchange {
         upload: Upload,
         limits: Limits,
         started: Instant,
+        permit: Permit,
     ) -> Result<StreamExchange, Error> {
         let connecting = Stream::connect(backend);
         let stream = match limits.connect {
@@ -75,14 +83,13 @@ impl StreamExchange {
             upload: Some(upload),
             write_error: None,
             limits,
-            read_deadline: limits
-                .head
-                .map(|d| Box::pin(tokio::time::sleep_until(started + d))),
+            // As for FastCGI: the head timeout runs from the start of the exchange (a
+            // body read ahead or spooled does not eat it), the total from the request's.
+            read_deadline: deadline(Instant::now(), limits.head),
             head_done: false,
             write_deadline: None,
-            total_deadline: limits
-                .total
-                .map(|d| Box::pin(tokio::time::sleep_until(started + d))),
+            total_deadline: deadline(started, limits.total),
+            _permit: permit,
         })
     }
 
@@ -238,6 +245,12 @@ impl StreamExchange {
             return Poll::Pending;
         }
     }
+}
+
+/// A timer `after` past `from`; none when unset or beyond what an `Instant` holds.
+fn deadline(from: Instant, after: Option<Duration>) -> Option<Pin<Box<Sleep>>> {
+    let at = from.checked_add(after?)?;
+    Some(Box::pin(tokio::time::sleep_until(at)))
 }
 
 enum WriteFailed {

@@ -1,7 +1,7 @@
 //! SCGI and uwsgi: the other connector protocols, on the same CGI layer as FastCGI.
 //!
 //! A protocol is a small module that encodes the CGI environment and frames the
-//! request body ([`scgi`], [`uwsgi`]); everything else is shared with [`FcgiService`]:
+//! request body ([`scgi`], [`uwsgi`]); everything else is shared with [`FcgiService`](crate::FcgiService):
 //! the builder and its settings, routing (application or document-root mode), the
 //! environment (`cgi::env`, through a `ParamSink`), the response head parser (in its
 //! stream dialect, which also accepts an `HTTP/1.x` status line), bodies read ahead or
@@ -11,8 +11,9 @@
 //! What differs, because the protocols have no framing for the response:
 //! - **One connection per request.** The response ends when the server closes the
 //!   connection (SCGI says so; uwsgi has no end marker either, and uWSGI closes after
-//!   each request), so nothing is pooled: `max_connections`, `max_idle`,
-//!   `idle_timeout`, `keep_alive` and `max_requests_per_connection` do not apply.
+//!   each request), so nothing is pooled: `max_idle`, `idle_timeout`, `keep_alive` and
+//!   `max_requests_per_connection` do not apply. `max_connections` (per backend) and
+//!   `queue_timeout` do: they cap the connections in flight and queue the rest.
 //! - **A truncated body is only detectable with a Content-Length**: a connection that
 //!   closes short of the length the backend declared is a body error; without one, EOF
 //!   is the end.
@@ -58,7 +59,10 @@ use crate::cgi::env::{self, ParamSink, RequestInfo};
 use crate::client::upload::UnknownLengthBody;
 use crate::error::{BoxError, Error};
 use crate::service::redirect::{self, follow_via};
-use crate::service::{BuildError, FcgiServiceBuilder, Inner, ResponseFuture, respond};
+use crate::service::{
+    BackendStats, BuildError, FcgiService, FcgiServiceBuilder, PoolStats, ResponseFuture, Stats,
+    respond,
+};
 use transport::Connector;
 
 // The sealed-trait pattern: `Encode` is public in name only (its module is private),
@@ -151,7 +155,10 @@ impl Protocol for Uwsgi {}
 ///     .nest_service("/uwsgi", uwsgi);
 /// ```
 pub struct StreamService<P> {
-    inner: Arc<Inner>,
+    /// The FastCGI service the builder made: its settings, fleet and counters. Its pools
+    /// hold no connection here, only capacity: each request takes a slot for its own
+    /// connection, so `max_connections` and `queue_timeout` cap and queue as for FastCGI.
+    fcgi: FcgiService,
     protocol: PhantomData<fn() -> P>,
 }
 
@@ -163,7 +170,7 @@ pub type UwsgiService = StreamService<Uwsgi>;
 impl<P> Clone for StreamService<P> {
     fn clone(&self) -> Self {
         StreamService {
-            inner: Arc::clone(&self.inner),
+            fcgi: self.fcgi.clone(),
             protocol: PhantomData,
         }
     }
@@ -182,7 +189,7 @@ impl<P: Protocol> StreamService<P> {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        let inner = Arc::clone(&self.inner);
+        let inner = Arc::clone(self.fcgi.inner());
         async move {
             let (parts, body) = req.into_parts();
             let transport = Connector::<P>::new();
@@ -196,6 +203,22 @@ impl<P: Protocol> StreamService<P> {
     /// [`FcgiService::error_response`](crate::FcgiService::error_response).
     pub fn error_response(&self, err: &Error) -> Response<FcgiBody> {
         respond::default_error_response(err)
+    }
+
+    /// Connections in flight (`open`, `busy`) and requests queued for one (`waiting`),
+    /// added up over the backends; nothing is ever idle or reused.
+    pub fn pool_stats(&self) -> PoolStats {
+        self.fcgi.pool_stats()
+    }
+
+    /// The counters of [`FcgiService::stats`](crate::FcgiService::stats).
+    pub fn stats(&self) -> Stats {
+        self.fcgi.stats()
+    }
+
+    /// The counters of [`FcgiService::backend_stats`](crate::FcgiService::backend_stats).
+    pub fn backend_stats(&self) -> Vec<BackendStats> {
+        self.fcgi.backend_stats()
     }
 }
 
@@ -215,7 +238,7 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> ResponseFuture {
-        let inner = Arc::clone(&self.inner);
+        let inner = Arc::clone(self.fcgi.inner());
         ResponseFuture::new(async move {
             let (parts, body) = req.into_parts();
             let transport = Connector::<P>::new();
@@ -230,8 +253,8 @@ impl<P: Protocol> fmt::Debug for StreamService<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StreamService")
             .field("protocol", &<P as sealed::Encode>::NAME)
-            .field("backends", &format_args!("{}", self.inner.fleet))
-            .field("mode", &self.inner.cgi.mode)
+            .field("backends", &format_args!("{}", self.fcgi.inner().fleet))
+            .field("mode", &self.fcgi.inner().cgi.mode)
             .finish_non_exhaustive()
     }
 }
@@ -273,15 +296,15 @@ impl FcgiServiceBuilder {
                 "spawn starts FastCGI programs; it cannot be used with SCGI or uwsgi",
             ));
         }
-        let inner = self.try_build()?.into_inner();
-        if inner.body.unknown_length == UnknownLengthBody::Stream {
+        let fcgi = self.try_build()?;
+        if fcgi.inner().body.unknown_length == UnknownLengthBody::Stream {
             return Err(BuildError::new(
                 "unknown_length_body(Stream) cannot be used with SCGI or uwsgi: \
                  they need a CONTENT_LENGTH (use Spool or Reject)",
             ));
         }
         Ok(StreamService {
-            inner,
+            fcgi,
             protocol: PhantomData,
         })
     }

@@ -4,6 +4,7 @@
 use std::future::{Future, poll_fn};
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -20,6 +21,7 @@ use crate::cgi::{ConnectionInfo, Mount};
 use crate::client::upload::Upload;
 use crate::error::{Error, ErrorKind};
 use crate::fleet::Verdict;
+use crate::pool::Reuse;
 use crate::service::Inner;
 use crate::service::redirect::Transport;
 
@@ -95,13 +97,31 @@ async fn send<P: Protocol>(
     upload: Upload,
     started: Instant,
 ) -> Result<(StreamExchange, ResponseHead, Bytes), Error> {
+    // A service built outside a runtime starts its discovery here, as FastCGI's does.
+    inner.discovery.start(&inner.fleet);
     let pick = inner.fleet.pick(&[]).ok_or_else(|| {
         Error::msg(
             ErrorKind::NoBackend,
             format!("no backend in rotation: {}", inner.fleet),
         )
     })?;
-    let backend = pick.endpoint().key().clone();
+    let endpoint = Arc::clone(pick.endpoint());
+    let backend = endpoint.key().clone();
+    // Capacity only: the slot is never filled (no connection is ever pooled), and held
+    // until the exchange ends, so `max_connections` caps and queues as for FastCGI and
+    // the fleet's load counts these requests.
+    let waiting = Instant::now();
+    let permit = endpoint.service.pool.checkout(Reuse::Never).await;
+    let waited = waiting.elapsed();
+    endpoint.service.counters.record_queue_wait(waited);
+    inner.counters.record_queue_wait(waited);
+    let permit = match permit {
+        Ok(permit) => permit,
+        Err(err) => {
+            pick.settle(Verdict::Unknown);
+            return Err(err);
+        }
+    };
     let limits = Limits {
         half_close: <P as super::sealed::Encode>::HALF_CLOSE,
         connect: inner.connect_timeout,
@@ -111,7 +131,8 @@ async fn send<P: Protocol>(
         total: inner.total_timeout,
     };
     let result = async {
-        let mut exchange = StreamExchange::open(&backend, head, upload, limits, started).await?;
+        let mut exchange =
+            StreamExchange::open(&backend, head, upload, limits, started, permit).await?;
         let (head, rest) = read_head(&mut exchange, inner.max_response_head).await?;
         Ok((exchange, head, rest))
     }

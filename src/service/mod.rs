@@ -171,8 +171,8 @@ impl FcgiService {
     }
 
     /// The shared state, for the connector services built from the same builder.
-    pub(crate) fn into_inner(self) -> Arc<Inner> {
-        self.inner
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
     }
 
     /// The document root, in document-root mode.

@@ -253,3 +253,21 @@ fn streaming_an_unknown_length_body_is_a_build_error() {
         .unwrap_err();
     assert!(err.to_string().contains("CONTENT_LENGTH"), "{err}");
 }
+
+/// `max_connections` caps connections in flight; past `queue_timeout` a request is 503.
+#[tokio::test]
+async fn a_full_backend_queues_then_503s() {
+    let (addr, server) = serve_once(Proto::Scgi, Vec::new(), true).await;
+    let svc = builder(&addr)
+        .max_connections(1)
+        .queue_timeout(Duration::from_millis(200))
+        .build_scgi();
+    let req = || Request::get("/x").body(axum::body::Body::empty()).unwrap();
+    let hanging = tokio::spawn(svc.clone().oneshot(req()));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(svc.pool_stats().open, 1);
+    let res = svc.clone().oneshot(req()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    hanging.abort();
+    server.abort();
+}
