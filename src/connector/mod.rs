@@ -1,7 +1,7 @@
 //! SCGI and uwsgi: the other connector protocols, on the same CGI layer as FastCGI.
 //!
 //! A protocol is a small module that encodes the CGI environment and frames the
-//! request body ([`scgi`], [`uwsgi`]); everything else is shared with [`FcgiService`](crate::FcgiService):
+//! request body ([`scgi`], [`uwsgi`]); everything else is shared with [`FcgiService`]:
 //! the builder and its settings, routing (application or document-root mode), the
 //! environment (`cgi::env`, through a `ParamSink`), the response head parser (in its
 //! stream dialect, which also accepts an `HTTP/1.x` status line), bodies read ahead or
@@ -135,7 +135,7 @@ impl sealed::Encode for Uwsgi {
 impl Protocol for Uwsgi {}
 
 /// A `tower::Service` that forwards HTTP requests to an SCGI or uwsgi server, built
-/// from the same [`FcgiServiceBuilder`] as [`FcgiService`](crate::FcgiService):
+/// from the same [`FcgiServiceBuilder`] as [`FcgiService`]:
 /// moving an application between protocols is one call,
 /// [`build_scgi`](FcgiServiceBuilder::build_scgi) or
 /// [`build_uwsgi`](FcgiServiceBuilder::build_uwsgi) instead of `build`.
