@@ -38,6 +38,12 @@ if ! python3 -c 'import flup.server.fcgi' >/dev/null 2>&1; then
         || python3 -m pip install --quiet --break-system-packages flup
 fi
 
+if ! python3 -c 'import scgi.scgi_server' >/dev/null 2>&1; then
+    echo "scripts/test.sh: installing scgi (the reference SCGI server, tests/connectors.rs)" >&2
+    python3 -m pip install --quiet scgi \
+        || python3 -m pip install --quiet --break-system-packages scgi
+fi
+
 # Tests, examples and benches see the crate with `unstable` (a dev-dependency on
 # itself), so the feature-off library is checked on its own first.
 cargo check --quiet --lib --no-default-features

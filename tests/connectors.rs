@@ -1,5 +1,5 @@
 //! `ScgiService` and `UwsgiService` end to end against real servers: flup's SCGI
-//! WSGIServer, uWSGI with `--scgi-socket` and uWSGI with `--uwsgi-socket`, all running
+//! WSGIServer, the reference `scgi` package from PyPI (with a small WSGI adapter), uWSGI with `--scgi-socket` and uWSGI with `--uwsgi-socket`, all running
 //! `tests/fixtures/wsgi_app.py` (the application of the FastCGI interop tests), mounted
 //! at `/app` in application mode and reached over HTTP through the served router.
 //!
@@ -74,7 +74,7 @@ impl Gateway {
     ) -> Gateway {
         let b = configure(builder(&server));
         let (app, svc): (Router, Svc) = match server.flavor() {
-            Flavor::FlupScgi | Flavor::UwsgiScgi => {
+            Flavor::FlupScgi | Flavor::PyScgi | Flavor::UwsgiScgi => {
                 let svc = b.build_scgi();
                 (
                     Router::new().nest_service("/app", svc.clone()),
@@ -248,6 +248,10 @@ macro_rules! for_each_server {
             #[test]
             fn flup_scgi() {
                 run(Flavor::FlupScgi, super::$check);
+            }
+            #[test]
+            fn pypi_scgi() {
+                run(Flavor::PyScgi, super::$check);
             }
             #[test]
             fn uwsgi_scgi() {

@@ -24,6 +24,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub enum Flavor {
     /// flup's SCGI WSGIServer (threaded).
     FlupScgi,
+    /// The reference implementation (PyPI `scgi` 2.x, `scgi_server.SCGIServer`) with a
+    /// small WSGI adapter.
+    PyScgi,
     /// uWSGI `--scgi-socket`.
     UwsgiScgi,
     /// uWSGI `--uwsgi-socket` (its native protocol).
@@ -34,6 +37,7 @@ impl fmt::Display for Flavor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Flavor::FlupScgi => "flup-scgi",
+            Flavor::PyScgi => "pypi-scgi",
             Flavor::UwsgiScgi => "uwsgi-scgi",
             Flavor::UwsgiNative => "uwsgi-native",
         })
@@ -64,6 +68,7 @@ impl StreamServer {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let (mut command, env) = match flavor {
             Flavor::FlupScgi => flup_command(dir.path(), &app, addr)?,
+            Flavor::PyScgi => pypi_scgi_command(dir.path(), &app, addr)?,
             Flavor::UwsgiScgi => super::uwsgi::command(&app, addr, "--scgi-socket")?,
             Flavor::UwsgiNative => super::uwsgi::command(&app, addr, "--uwsgi-socket")?,
         };
@@ -145,6 +150,95 @@ fn flup_command(dir: &Path, app: &Path, addr: SocketAddr) -> Result<Launch, Star
             "PYTHONPATH".into(),
             flup.pythonpath.to_string_lossy().into_owned(),
         ),
+        ("PYTHONDONTWRITEBYTECODE".into(), "1".into()),
+    ];
+    Ok((command, env))
+}
+
+/// The WSGI adapter for the `scgi` package's server: it has no WSGI support of its own
+/// (`produce` gets the environment, the body size and the socket files). The body is
+/// limited to CONTENT_LENGTH, as the package's docs ask.
+const PYPI_SCGI_ADAPTER: &str = r#"
+import sys
+sys.path.insert(0, sys.argv[1])
+from wsgi_app import app
+from scgi.scgi_server import SCGIServer, SCGIHandler
+
+
+class Input:
+    def __init__(self, stream, left):
+        self.stream, self.left = stream, left
+
+    def read(self, size=-1):
+        if self.left <= 0:
+            return b""
+        if size is None or size < 0 or size > self.left:
+            size = self.left
+        data = self.stream.read(size)
+        self.left -= len(data)
+        return data
+
+
+class Handler(SCGIHandler):
+    def produce(self, env, bodysize, input, output):
+        environ = dict(env)
+        environ.update({
+            "wsgi.input": Input(input, bodysize), "wsgi.errors": sys.stderr,
+            "wsgi.version": (1, 0), "wsgi.url_scheme": "http",
+            "wsgi.multithread": False, "wsgi.multiprocess": True, "wsgi.run_once": False,
+        })
+        head = []
+
+        def start_response(status, headers, exc_info=None):
+            lines = ["Status: %s\r\n" % status] + ["%s: %s\r\n" % h for h in headers]
+            head[:] = ["".join(lines) + "\r\n"]
+            return output.write
+
+        result = app(environ, start_response)
+        try:
+            for chunk in result:
+                if head:
+                    output.write(head.pop().encode("latin-1"))
+                if chunk:
+                    output.write(chunk)
+            if head:
+                output.write(head.pop().encode("latin-1"))
+        finally:
+            if hasattr(result, "close"):
+                result.close()
+
+
+sys.stderr.write("pypi scgi: serving on 127.0.0.1:%s\n" % sys.argv[2])
+sys.stderr.flush()
+SCGIServer(handler_class=Handler, host="127.0.0.1", port=int(sys.argv[2]), max_children=8).serve()
+"#;
+
+/// The `scgi` package's forking server around `wsgi_app.py`.
+fn pypi_scgi_command(dir: &Path, app: &Path, addr: SocketAddr) -> Result<Launch, StartError> {
+    let python = programs::flup_location()
+        .map_err(StartError::Missing)?
+        .python;
+    // Where `scgi` lives (often the user site, which the backend's private HOME hides).
+    let probe = Command::new(&python)
+        .args(["-c", "import os, scgi.scgi_server as s; print(os.path.dirname(os.path.dirname(os.path.abspath(s.__file__))))"])
+        .output()
+        .map_err(|e| StartError::Missing(format!("python3: {e}")))?;
+    if !probe.status.success() {
+        return Err(StartError::Missing(
+            "the scgi Python package (python3 -m pip install scgi)".into(),
+        ));
+    }
+    let pythonpath = String::from_utf8_lossy(&probe.stdout).trim().to_owned();
+    let script = dir.join("pypi_scgi_server.py");
+    fs::write(&script, PYPI_SCGI_ADAPTER).map_err(|e| StartError::Failed(format!("{e}")))?;
+    let mut command = Command::new(&python);
+    command
+        .arg("-u")
+        .arg(&script)
+        .arg(app.parent().unwrap_or(dir))
+        .arg(addr.port().to_string());
+    let env = vec![
+        ("PYTHONPATH".into(), pythonpath),
         ("PYTHONDONTWRITEBYTECODE".into(), "1".into()),
     ];
     Ok((command, env))
