@@ -314,3 +314,29 @@ fn stream_heads_have_the_same_cap() {
     let err = p.push(Bytes::from(big)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ResponseHeadTooLarge);
 }
+
+#[test]
+fn a_status_line_split_at_every_byte() {
+    let input: &[u8] = b"HTTP/1.1 299 Odd One\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\nbody";
+    for cut in 0..input.len() {
+        let mut p = HeadParser::with_dialect(1024, Dialect::Stream);
+        let (head, body) = match p.push(Bytes::copy_from_slice(&input[..cut])).unwrap() {
+            Some((head, rest)) => (head, [&rest[..], &input[cut..]].concat()),
+            None => {
+                let (head, rest) = p
+                    .push(Bytes::copy_from_slice(&input[cut..]))
+                    .unwrap()
+                    .expect("complete");
+                (head, rest.to_vec())
+            }
+        };
+        assert_eq!(head.status, 299, "cut {cut}");
+        assert_eq!(head.reason.as_deref(), Some(&b"Odd One"[..]), "cut {cut}");
+        assert_eq!(
+            head.headers.get_all("set-cookie").iter().count(),
+            2,
+            "cut {cut}"
+        );
+        assert_eq!(&body[..], b"body", "cut {cut}");
+    }
+}
