@@ -19,6 +19,10 @@
 //!   as FCGI_DATA (with FCGI_DATA_LENGTH and FCGI_DATA_LAST_MOD) and its output is the
 //!   response; `.php` files and dotfiles are never sent, directories need their
 //!   trailing slash.
+//! - `--scgi PREFIX=BACKEND[,OPTS]` and `--uwsgi PREFIX=BACKEND[,OPTS]`: application mode
+//!   as `--app`, over SCGI (flup's or uWSGI's `--scgi-socket`) or the uwsgi protocol
+//!   (uWSGI's `--uwsgi-socket`). One connection per request (the protocols end a
+//!   response by closing), so only `backend=`, `resolve=` and `script=` apply.
 //!
 //! BACKEND is `tcp://HOST:PORT`, `unix:PATH`, or `spawn:PROGRAM`: the gateway starts
 //! PROGRAM itself (php-cgi, fcgiwrap, a flup or Go app serving fd 0), `procs=N`
@@ -105,6 +109,8 @@ fn parse_args() -> Result<Args, String> {
             "--cgi" => mounts.push(parse_mount(Kind::Cgi, &value("--cgi")?)?),
             "--filter" => mounts.push(parse_mount(Kind::Filter, &value("--filter")?)?),
             "--auth" => auths.push(parse_mount(Kind::Auth, &value("--auth")?)?),
+            "--scgi" => mounts.push(parse_mount(Kind::Scgi, &value("--scgi")?)?),
+            "--uwsgi" => mounts.push(parse_mount(Kind::Uwsgi, &value("--uwsgi")?)?),
             "--quiet" => quiet = true,
             "--threads" => {
                 let n = value("--threads")?;
@@ -115,8 +121,10 @@ fn parse_args() -> Result<Args, String> {
                     .ok_or_else(|| format!("--threads {n}: expected a positive number"))?;
             }
             "-h" | "--help" => {
-                return Err("usage: gateway --listen ADDR [--app|--php|--cgi|--filter PREFIX=BACKEND[,OPTS]]... [--auth PREFIX=BACKEND[,OPTS]]... [--threads N] [--quiet]\n\
+                return Err("usage: gateway --listen ADDR [--app|--php|--cgi|--filter|--scgi|--uwsgi PREFIX=BACKEND[,OPTS]]... [--auth PREFIX=BACKEND[,OPTS]]... [--threads N] [--quiet]\n\
                      BACKEND: tcp://HOST:PORT, unix:PATH or spawn:PROGRAM (started and supervised here)\n\
+                     --scgi, --uwsgi: application mode as --app over SCGI or uwsgi (tcp:// or unix: only;\n\
+                     one connection per request, so only backend=, resolve=, script= apply)\n\
                      OPTS: backend=BACKEND (repeatable: balance over several backends), conns=N (per backend),\n\
                      procs=N, env=NAME=VALUE (spawn:),\n\
                      keepalive=0, resolve=SECS (re-resolve tcp:// names), health=values|/PING_PATH,\n\
@@ -130,7 +138,9 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     if mounts.is_empty() {
-        return Err("no mounts: add --app, --php, --cgi or --filter (try --help)".into());
+        return Err(
+            "no mounts: add --app, --php, --cgi, --filter, --scgi or --uwsgi (try --help)".into(),
+        );
     }
     Ok(Args {
         listen,

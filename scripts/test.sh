@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: installs the real FastCGI backends the interop tests talk to
-# (php-fpm, php-cgi, fcgiwrap and Go from Debian; flup from PyPI) and the PHP application the
+# (php-fpm, php-cgi, fcgiwrap, Go, uWSGI and Ruby's rack + fcgi from Debian; flup from PyPI) and the PHP application the
 # end-to-end test serves (DokuWiki, from Debian) when they are missing, then runs
 # `cargo test` with FCGI_INTEROP=require so that a backend that is still missing
 # fails the run instead of being skipped. Extra arguments go to `cargo test`.
@@ -21,6 +21,12 @@ command -v go >/dev/null 2>&1 || missing+=(golang-go)
 perl -MFCGI -e 1 >/dev/null 2>&1 || missing+=(libfcgi-perl)
 # The real PHP application tests/dokuwiki.rs serves (copied into a temporary root).
 [[ -d /usr/share/dokuwiki ]] || missing+=(dokuwiki)
+# uWSGI for tests/connectors.rs (its --scgi-socket and --uwsgi-socket, Python 3 apps).
+command -v uwsgi >/dev/null 2>&1 || missing+=(uwsgi-core)
+[[ -e /usr/lib/uwsgi/plugins/python3_plugin.so ]] || missing+=(uwsgi-plugin-python3)
+# Rack over FastCGI (Rack::Handler::FastCGI, tests/interop_ruby.rs).
+ruby -e 'require "rack"' >/dev/null 2>&1 || missing+=(ruby-rack)
+ruby -e 'require "fcgi"' >/dev/null 2>&1 || missing+=(ruby-fcgi)
 if [[ ${#missing[@]} -gt 0 ]]; then
     echo "scripts/test.sh: installing ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
@@ -32,6 +38,12 @@ if ! python3 -c 'import flup.server.fcgi' >/dev/null 2>&1; then
     echo "scripts/test.sh: installing flup" >&2
     python3 -m pip install --quiet flup \
         || python3 -m pip install --quiet --break-system-packages flup
+fi
+
+if ! python3 -c 'import scgi.scgi_server' >/dev/null 2>&1; then
+    echo "scripts/test.sh: installing scgi (the reference SCGI server, tests/connectors.rs)" >&2
+    python3 -m pip install --quiet scgi \
+        || python3 -m pip install --quiet --break-system-packages scgi
 fi
 
 # Tests, examples and benches see the crate with `unstable` (a dev-dependency on

@@ -5,7 +5,7 @@ use bytes::{Bytes, BytesMut};
 use http::request::Parts;
 
 use crate::cgi::env::{self, RequestInfo};
-use crate::cgi::head::HeadParser;
+use crate::cgi::head::{Dialect, HeadParser};
 use crate::cgi::{self, CgiConfig, ConnectionInfo, Mount, Route};
 use crate::proto::ParamsEncoder;
 
@@ -47,6 +47,28 @@ pub fn parse_response_head(stdout: Bytes) -> Option<(usize, usize)> {
         Ok(Some((head, rest))) => Some((head.headers.len(), rest.len())),
         _ => None,
     }
+}
+
+/// Parses a response head as the SCGI and uwsgi services do (status line allowed,
+/// Transfer-Encoding refused, 64 KiB cap) from `chunks` pushed one by one. Returns the
+/// status, the header count and the body bytes after the head; `Ok(None)` if the head
+/// never completed; the error kind otherwise. For the `stream_head` fuzz target.
+pub fn parse_stream_response_head(
+    chunks: &[Bytes],
+) -> Result<Option<(u16, usize, usize)>, crate::ErrorKind> {
+    let mut parser = HeadParser::with_dialect(64 * 1024, Dialect::Stream);
+    let mut result = None;
+    for chunk in chunks {
+        match parser.push(chunk.clone()) {
+            Ok(Some((head, rest))) => {
+                result = Some((head.status.as_u16(), head.headers.len(), rest.len()));
+                break;
+            }
+            Ok(None) => {}
+            Err(err) => return Err(err.kind()),
+        }
+    }
+    Ok(result)
 }
 
 fn default_config() -> &'static CgiConfig {

@@ -315,6 +315,16 @@
 //! | path with NUL, CR/LF, backslash, encoded slash, `..` above the root | 400 or 404, never reaches the backend | `nul_and_line_breaks_in_the_path_are_400`, `traversal_never_escapes_the_document_root`, `cve_2019_11043_newline_in_path_info_is_refused` |
 //! | upload run as script (`/uploads/x.jpg/a.php`), symlink out of the root | 404 | `split_path_never_runs_an_upload`, `symlinks_out_of_the_root_are_refused` |
 //!
+//! # SCGI and uwsgi
+//!
+//! The same builder makes an [`ScgiService`] ([`build_scgi`](FcgiServiceBuilder::build_scgi):
+//! flup's SCGI server, uWSGI's `--scgi-socket`) or a [`UwsgiService`]
+//! ([`build_uwsgi`](FcgiServiceBuilder::build_uwsgi): uWSGI's `--uwsgi-socket`, what nginx
+//! `uwsgi_pass` speaks), with the same environment, routing, timeouts, limits, error
+//! responses and hook; only the framing differs, and a response ends when the server
+//! closes, so each request has a connection of its own. See [`connector`] (which also
+//! says what AJP would take).
+//!
 //! # Security defaults
 //!
 //! The `Proxy` header never becomes HTTP_PROXY (httpoxy); header names containing `_`
@@ -363,6 +373,7 @@ pub mod bench_hooks;
 mod body;
 mod cgi;
 mod client;
+pub mod connector;
 pub mod discover;
 mod error;
 pub mod filter;
@@ -387,6 +398,7 @@ pub use cgi::{ConnectionInfo, RequestParams};
 pub use cgi::{ConnectionInfoListener, ListenerAddr, ListenerIo};
 pub use client::upload::UnknownLengthBody;
 pub use client::{Backend, ParseBackendError};
+pub use connector::{ScgiService, StreamService, UwsgiService};
 pub use discover::Change;
 pub use error::{BoxError, Error, ErrorKind, Timeout};
 pub use filter::FcgiFilter;

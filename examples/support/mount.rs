@@ -1,4 +1,4 @@
-//! The mounts of the gateway example (`--app`, `--php`, `--cgi`): parsing
+//! The mounts of the gateway example (`--app`, `--php`, `--cgi`, `--scgi`, `--uwsgi`): parsing
 //! `PREFIX=BACKEND[,OPTS]` and adding the service to an axum `Router`. Shared with the
 //! tests, so that a test configured "as the gateway's `--php` would be" runs this code.
 //!
@@ -9,6 +9,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use axum::Router;
+use tower_fastcgi::connector::{Scgi, Uwsgi};
 use tower_fastcgi::{
     Backend, FcgiFilter, FcgiService, FcgiServiceBuilder, HealthCheck, PhpSite, SpawnConfig,
 };
@@ -23,6 +24,10 @@ pub enum Kind {
     /// `--auth`: not a mount but a FastCGI authorizer guarding the paths under PREFIX
     /// (`examples/support/gateway_auth.rs`).
     Auth,
+    /// Application mode over SCGI (`--scgi`).
+    Scgi,
+    /// Application mode over the uwsgi protocol (`--uwsgi`).
+    Uwsgi,
 }
 
 impl Kind {
@@ -34,6 +39,8 @@ impl Kind {
             Kind::Cgi => "--cgi",
             Kind::Filter => "--filter",
             Kind::Auth => "--auth",
+            Kind::Scgi => "--scgi",
+            Kind::Uwsgi => "--uwsgi",
         }
     }
 
@@ -60,6 +67,8 @@ impl Kind {
                 "env",
                 "health",
             ],
+            // One connection per request: no pool, keep-alive or spawned programs.
+            Kind::Scgi | Kind::Uwsgi => &["backend", "resolve", "script"],
             Kind::Cgi => &[
                 "backend",
                 "conns",
@@ -251,6 +260,17 @@ impl Mount {
                 let svc = b.try_build().map_err(|e| e.to_string())?;
                 Ok(attach(app, prefix, svc))
             }
+            Kind::Scgi | Kind::Uwsgi => {
+                let mut b = self.tune(FcgiService::builder())?;
+                if let Some(script) = self.option("script") {
+                    b = b.script_filename(script);
+                }
+                let err = |e: tower_fastcgi::BuildError| e.to_string();
+                Ok(match self.kind {
+                    Kind::Scgi => attach(app, prefix, b.try_build_stream::<Scgi>().map_err(err)?),
+                    _ => attach(app, prefix, b.try_build_stream::<Uwsgi>().map_err(err)?),
+                })
+            }
             Kind::Cgi => {
                 let mut b = self
                     .tune(FcgiService::builder())?
@@ -370,6 +390,21 @@ mod tests {
         let missing = parse_mount(Kind::App, "/=spawn:/nonexistent/php-cgi").unwrap();
         let err = missing.mount(Router::new()).unwrap_err();
         assert!(err.contains("/nonexistent/php-cgi"), "{err}");
+    }
+
+    #[test]
+    fn connector_mounts_take_only_what_applies_without_a_pool() {
+        assert!(
+            parse_mount(
+                Kind::Scgi,
+                "/s=tcp://127.0.0.1:4000,backend=tcp://127.0.0.1:4001"
+            )
+            .is_ok()
+        );
+        let err = parse_mount(Kind::Uwsgi, "/u=unix:/run/app.sock,conns=4").unwrap_err();
+        assert!(err.contains("--uwsgi"), "{err}");
+        let spawned = parse_mount(Kind::Scgi, "/s=spawn:/bin/true").unwrap();
+        assert!(spawned.mount(Router::new()).unwrap_err().contains("spawn"));
     }
 
     #[test]

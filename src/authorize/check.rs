@@ -16,7 +16,7 @@ use crate::error::{Error, ErrorKind};
 use crate::proto::{ParamsEncoder, Role};
 use crate::service::redirect::Outcome;
 use crate::service::respond::respond;
-use crate::service::{Encoded, Head, Inner, build_response, drain, send_request};
+use crate::service::{Encoded, FastCgi, Head, Inner, build_response, drain, send_request};
 
 /// What the layer does with the request.
 pub(crate) enum Verdict {
@@ -88,7 +88,7 @@ async fn ask(inner: &Inner, parts: &Parts) -> Result<Answer, Error> {
         rest,
     } = send_request(inner, encoded, started).await?;
     if head.status != StatusCode::OK {
-        return build_response(inner, &parts.method, exchange, head, rest)
+        return build_response(inner, &FastCgi, &parts.method, exchange, head, rest)
             .await
             .map(Answer::Deny);
     }

@@ -2,7 +2,8 @@
 //! variables php-fpm, flup and fcgiwrap read), written straight into PARAMS records.
 //!
 //! No map is built: variables are encoded in a fixed order as they are computed, and a
-//! user-configured parameter with the same name replaces the computed one.
+//! user-configured parameter with the same name replaces the computed one. Where the
+//! pairs go is a [`ParamSink`]: FastCGI PARAMS records, or the SCGI and uwsgi headers.
 
 use std::borrow::Cow;
 use std::os::unix::ffi::OsStrExt;
@@ -56,15 +57,33 @@ pub(crate) struct DataFile {
     pub(crate) last_mod: u64,
 }
 
-/// Encodes the request's CGI environment as PARAMS records (without the terminator).
+/// Where the variables go: one call per pair, in order. Names and values may be split
+/// in parts (`HTTP_` + the header name, joined values) so no temporary is built.
+pub(crate) trait ParamSink {
+    /// Appends one pair; the protocol refuses what it cannot carry (NUL, a length over
+    /// its field size) with [`ProtoError::NulInParam`] or [`ProtoError::PairTooLarge`].
+    fn pair(&mut self, name: &[&[u8]], value: &[&[u8]]) -> Result<(), ProtoError>;
+}
+
+impl ParamSink for ParamsEncoder<'_> {
+    // Static dispatch (write_params is generic): the FastCGI path compiles to the same
+    // direct call as before the trait existed.
+    #[inline]
+    fn pair(&mut self, name: &[&[u8]], value: &[&[u8]]) -> Result<(), ProtoError> {
+        self.push_parts(name, value)
+    }
+}
+
+/// Encodes the request's CGI environment into `enc` (for FastCGI, PARAMS records
+/// without the terminator).
 ///
 /// For the Authorizer role, as Apache's mod_authnz_fcgi and lighttpd do: no
 /// SCRIPT_NAME, PATH_INFO, PATH_TRANSLATED (nor DOCUMENT_URI, their concatenation) and
 /// no CONTENT_LENGTH (the authorizer never sees the body), `Authorization` always
 /// forwarded (it is what the authorizer checks), and `FCGI_ROLE=AUTHORIZER`, which
 /// Apache sends and flup-style applications without their own role variable read.
-pub(crate) fn write_params(
-    enc: &mut ParamsEncoder<'_>,
+pub(crate) fn write_params<S: ParamSink>(
+    enc: &mut S,
     cfg: &CgiConfig,
     req: &RequestInfo<'_>,
 ) -> Result<(), Error> {
@@ -188,8 +207,8 @@ pub(crate) fn write_params(
 /// - Content-Length and Content-Type are already CONTENT_LENGTH and CONTENT_TYPE;
 /// - Proxy-Authorization is never forwarded, Authorization only when enabled;
 /// - repeated fields are merged into one value, `Cookie` with `"; "`, others with `", "`.
-fn write_http_headers(
-    w: &mut Writer<'_, '_>,
+fn write_http_headers<S: ParamSink>(
+    w: &mut Writer<'_, S>,
     parts: &Parts,
     host: Option<&[u8]>,
     authorizer: bool,
@@ -304,13 +323,13 @@ impl CgiConfig {
 }
 
 /// Encodes pairs, applying user overrides and the total size limit.
-struct Writer<'e, 'b> {
-    enc: &'e mut ParamsEncoder<'b>,
+struct Writer<'e, S> {
+    enc: &'e mut S,
     cfg: &'e CgiConfig,
     total: usize,
 }
 
-impl Writer<'_, '_> {
+impl<S: ParamSink> Writer<'_, S> {
     fn put(&mut self, name: &[u8], value: &[u8]) -> Result<(), Error> {
         self.put_named(&[name], &[value])
     }
@@ -352,7 +371,7 @@ impl Writer<'_, '_> {
                 format!("CGI parameters exceed {} bytes", self.cfg.max_params_len),
             ));
         }
-        self.enc.push_parts(name, value).map_err(|err| match err {
+        self.enc.pair(name, value).map_err(|err| match err {
             ProtoError::PairTooLarge { .. } => Error::with(ErrorKind::RequestHeadersTooLarge, err),
             other => Error::with(ErrorKind::BadRequest, other),
         })

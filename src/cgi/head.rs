@@ -43,13 +43,31 @@ pub(crate) struct HeadParser {
     limit: usize,
     /// Collect `Variable-*` fields apart (the Authorizer role).
     variables: bool,
+    dialect: Dialect,
+}
+
+/// What the bytes after the head are, which decides two rules of the parser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    /// FastCGI STDOUT: records frame the body, so a backend's Transfer-Encoding is
+    /// dropped and the body passes through; a status line is not CGI and is refused.
+    Records,
+    /// A raw byte stream that ends at EOF (SCGI, uwsgi): the head may start with an
+    /// `HTTP/1.x NNN reason` status line (uWSGI, NPH scripts), and Transfer-Encoding is
+    /// refused, because the bytes that follow would be chunk framing nobody decodes.
+    Stream,
 }
 
 impl HeadParser {
     pub(crate) fn new(limit: usize) -> HeadParser {
+        HeadParser::with_dialect(limit, Dialect::Records)
+    }
+
+    pub(crate) fn with_dialect(limit: usize, dialect: Dialect) -> HeadParser {
         HeadParser {
             buf: BytesMut::new(),
             limit,
+            dialect,
             variables: false,
         }
     }
@@ -72,7 +90,7 @@ impl HeadParser {
                 self.check_limit(end)?;
                 let mut body = data;
                 let block = body.split_to(end.min(body.len()));
-                let head = parse_head(&block, self.variables)?;
+                let head = parse_head(&block, self.dialect, self.variables)?;
                 return Ok(Some((head, body)));
             }
             self.check_limit(data.len())?;
@@ -86,7 +104,7 @@ impl HeadParser {
             Some(end) => {
                 self.check_limit(end)?;
                 let block = self.buf.split_to(end.min(self.buf.len())).freeze();
-                let head = parse_head(&block, self.variables)?;
+                let head = parse_head(&block, self.dialect, self.variables)?;
                 let rest = self.buf.split().freeze();
                 Ok(Some((head, rest)))
             }
@@ -152,7 +170,58 @@ fn shared(block: &Bytes, part: &[u8]) -> Bytes {
 
 /// Parses a complete header block (ending with its blank line). Header values are
 /// slices of the block, not copies.
-fn parse_head(block: &Bytes, keep_variables: bool) -> Result<ResponseHead, Error> {
+fn parse_head(
+    block: &Bytes,
+    dialect: Dialect,
+    keep_variables: bool,
+) -> Result<ResponseHead, Error> {
+    if dialect == Dialect::Stream && block.starts_with(b"HTTP/") {
+        let (line_status, fields) = split_status_line(block)?;
+        let mut head = parse_fields(&fields, Some(line_status), dialect, keep_variables)?;
+        // An explicit status line is the application's final answer (a NPH response),
+        // never an RFC 3875 local redirect, whatever its Location says.
+        head.local_redirect = false;
+        return Ok(head);
+    }
+    parse_fields(block, None, dialect, keep_variables)
+}
+
+/// `HTTP/1.0 200 OK` or `HTTP/1.1 404 Not Found` (then CR LF or LF): the status and
+/// reason, by the same rules as a `Status:` field, and the header fields after it.
+fn split_status_line(block: &Bytes) -> Result<((StatusCode, Bytes), Bytes), Error> {
+    let lf = block
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or_else(|| invalid("status line without a line end"))?;
+    let line = block.get(..lf).unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let rest = match (
+        line.strip_prefix(b"HTTP/1.1 "),
+        line.strip_prefix(b"HTTP/1.0 "),
+    ) {
+        (Some(rest), _) | (_, Some(rest)) => rest,
+        _ => {
+            return Err(invalid(format!(
+                "invalid status line {:?}",
+                String::from_utf8_lossy(line)
+            )));
+        }
+    };
+    if rest.contains(&b'\r') {
+        return Err(invalid("CR inside the status line"));
+    }
+    let (code, phrase) = parse_status(rest)?;
+    let phrase = shared(block, phrase);
+    Ok(((code, phrase), block.slice(lf + 1..)))
+}
+
+/// The header fields of a head; `line_status` is the status line's, if it had one.
+fn parse_fields(
+    block: &Bytes,
+    line_status: Option<(StatusCode, Bytes)>,
+    dialect: Dialect,
+    keep_variables: bool,
+) -> Result<ResponseHead, Error> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let parsed = match httparse::parse_headers(block, &mut slots) {
         Ok(httparse::Status::Complete((_, parsed))) => parsed,
@@ -163,6 +232,12 @@ fn parse_head(block: &Bytes, keep_variables: bool) -> Result<ResponseHead, Error
     let mut headers = HeaderMap::with_capacity(parsed.len());
     let mut status: Option<StatusCode> = None;
     let mut reason: Option<Bytes> = None;
+    if let Some((code, phrase)) = line_status {
+        status = Some(code);
+        reason = Some(phrase).filter(|p| {
+            !p.is_empty() && code.canonical_reason().map(str::as_bytes) != Some(p.as_ref())
+        });
+    }
     let mut location_local = false;
     let mut has_location = false;
     let mut content_length: Option<u64> = None;
@@ -178,7 +253,7 @@ fn parse_head(block: &Bytes, keep_variables: bool) -> Result<ResponseHead, Error
         }
         if field.name.eq_ignore_ascii_case("status") {
             if status.is_some() {
-                return Err(invalid("more than one Status header"));
+                return Err(invalid("more than one Status header (or a status line)"));
             }
             let (code, phrase) = parse_status(value)?;
             status = Some(code);
@@ -223,6 +298,11 @@ fn parse_head(block: &Bytes, keep_variables: bool) -> Result<ResponseHead, Error
     }
     for token in connection_tokens {
         headers.remove(token);
+    }
+    if transfer_encoding && dialect == Dialect::Stream {
+        return Err(invalid(
+            "Transfer-Encoding from a stream backend (the body is not de-chunked)",
+        ));
     }
     if transfer_encoding {
         // The backend framed nothing: FastCGI records are the framing. Its

@@ -274,3 +274,96 @@ fn an_authorizer_head_keeps_variable_names_as_written_and_out_of_the_headers() {
     assert!(head.variables.is_empty() && !head.explicit_status);
     assert_eq!(head.headers["variable-auth_user"], "alice");
 }
+
+fn parse_stream(input: &[u8]) -> Result<(ResponseHead, Bytes), Error> {
+    let mut p = HeadParser::with_dialect(64 * 1024, Dialect::Stream);
+    match p.push(Bytes::copy_from_slice(input))? {
+        Some(done) => Ok(done),
+        None => Err(invalid("incomplete")),
+    }
+}
+
+#[test]
+fn stream_heads_accept_a_status_line() {
+    let (head, body) =
+        parse_stream(b"HTTP/1.1 201 Created\r\nContent-Type: text/plain\r\n\r\nmade").unwrap();
+    assert_eq!(head.status, 201);
+    assert!(head.reason.is_none(), "the standard phrase is not kept");
+    assert_eq!(head.headers["content-type"], "text/plain");
+    assert_eq!(&body[..], b"made");
+    let (head, _) = parse_stream(b"HTTP/1.0 299 Custom Thing\n\n").unwrap();
+    assert_eq!(head.status, 299);
+    assert_eq!(head.reason.as_deref(), Some(&b"Custom Thing"[..]));
+    // CGI-style heads (SCGI) still parse the same way in the stream dialect.
+    let (head, _) = parse_stream(b"Status: 404 Not Found\r\n\r\n").unwrap();
+    assert_eq!(head.status, 404);
+}
+
+#[test]
+fn a_status_line_is_never_a_local_redirect() {
+    let (head, _) = parse_stream(b"HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\n\r\n").unwrap();
+    assert_eq!(head.status, 302);
+    assert!(!head.local_redirect);
+    let (head, _) = parse_stream(b"Location: /elsewhere\r\n\r\n").unwrap();
+    assert!(
+        head.local_redirect,
+        "a CGI-style head keeps RFC 3875 semantics"
+    );
+}
+
+#[test]
+fn hostile_status_lines_are_refused() {
+    for bad in [
+        &b"HTTP/1.1 200\rOK\r\n\r\n"[..],
+        b"HTTP/2 200 OK\r\n\r\n",
+        b"HTTP/1.1 099 Low\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\n",
+        b"HTTP/1.1 20x OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nStatus: 404\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ] {
+        let err = parse_stream(bad).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidResponseHead, "{bad:?}");
+    }
+}
+
+#[test]
+fn fastcgi_heads_refuse_a_status_line() {
+    assert!(parse_all(b"HTTP/1.1 200 OK\r\n\r\n").is_err());
+}
+
+#[test]
+fn stream_heads_have_the_same_cap() {
+    let mut p = HeadParser::with_dialect(64, Dialect::Stream);
+    let mut big = b"HTTP/1.1 200 OK\r\n".to_vec();
+    big.extend(std::iter::repeat_n(b'x', 100));
+    let err = p.push(Bytes::from(big)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ResponseHeadTooLarge);
+}
+
+#[test]
+fn a_status_line_split_at_every_byte() {
+    let input: &[u8] = b"HTTP/1.1 299 Odd One\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\nbody";
+    for cut in 0..input.len() {
+        let mut p = HeadParser::with_dialect(1024, Dialect::Stream);
+        let (head, body) = match p.push(Bytes::copy_from_slice(&input[..cut])).unwrap() {
+            Some((head, rest)) => (head, [&rest[..], &input[cut..]].concat()),
+            None => {
+                let (head, rest) = p
+                    .push(Bytes::copy_from_slice(&input[cut..]))
+                    .unwrap()
+                    .expect("complete");
+                (head, rest.to_vec())
+            }
+        };
+        assert_eq!(head.status, 299, "cut {cut}");
+        assert_eq!(head.reason.as_deref(), Some(&b"Odd One"[..]), "cut {cut}");
+        assert_eq!(
+            head.headers.get_all("set-cookie").iter().count(),
+            2,
+            "cut {cut}"
+        );
+        assert_eq!(&body[..], b"body", "cut {cut}");
+    }
+}

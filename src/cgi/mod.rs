@@ -12,7 +12,7 @@ pub(crate) mod env;
 pub(crate) mod head;
 pub(crate) mod path;
 pub(crate) mod route;
-mod text;
+pub(crate) mod text;
 
 use std::path::PathBuf;
 

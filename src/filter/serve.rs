@@ -20,7 +20,7 @@ use crate::client::upload::{self, Upload};
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::proto::{ParamsEncoder, RecordType, Role, encode_stream};
 use crate::service::redirect::Outcome;
-use crate::service::{Encoded, Head, Inner, build_response, send_request};
+use crate::service::{Encoded, FastCgi, Head, Inner, build_response, send_request};
 
 /// Serves the file the request names through the filter application.
 pub(super) async fn serve<B>(inner: &Inner, parts: &Parts, body: B) -> Result<Outcome, Error>
@@ -107,7 +107,7 @@ where
         head,
         rest,
     } = send_request(inner, encoded, started).await?;
-    build_response(inner, &parts.method, exchange, head, rest)
+    build_response(inner, &FastCgi, &parts.method, exchange, head, rest)
         .await
         .map(Outcome::Backend)
 }

@@ -482,6 +482,14 @@ impl FcgiServiceBuilder {
         Ok(service)
     }
 
+    /// Whether the service would start its backend itself (the connectors refuse that).
+    pub(crate) fn spawns(&self) -> bool {
+        #[cfg(all(feature = "spawn", unix))]
+        return self.spawn.is_some();
+        #[cfg(not(all(feature = "spawn", unix)))]
+        false
+    }
+
     fn pool_config(&self) -> PoolConfig {
         self.pool_config_capped(self.max_connections)
     }

@@ -36,7 +36,7 @@ pub use stats::{BackendStats, Failures, Latency, PoolStats, Probes, Stats};
 // The authorizer layer (`crate::authorize`) and the filter (`crate::filter`) send their
 // requests through the same fleet, pools, retry and timeouts as the service's own.
 pub(crate) use dispatch::send_request;
-pub(crate) use run::{build_response, drain};
+pub(crate) use run::{FastCgi, build_response, drain};
 pub(crate) use send::{Encoded, Head};
 
 use crate::body::FcgiBody;

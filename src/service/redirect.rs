@@ -9,6 +9,8 @@
 use std::future::Future;
 use std::path::PathBuf;
 
+use bytes::Bytes;
+
 use http::request::Parts;
 use http::{Method, Response};
 use http_body::Body;
@@ -16,6 +18,7 @@ use tokio::time::Instant;
 
 use super::{Inner, run};
 use crate::body::FcgiBody;
+use crate::cgi::env::Script;
 use crate::cgi::head::ResponseHead;
 use crate::cgi::{self, CgiConfig, Mount, Route};
 use crate::client::upload::{self, Upload};
@@ -46,6 +49,39 @@ pub(crate) trait Router: Send + Sync {
     ) -> impl Future<Output = Result<Response<FcgiBody>, Error>> + Send {
         async move { Ok(res) }
     }
+}
+
+/// How one hop reaches a backend: FastCGI on a pooled connection (`run::FastCgi`), or
+/// a connector protocol on a connection of its own (`crate::connector`). Everything
+/// around it (routing, bodies read ahead or spooled, local redirects, HEAD, the error
+/// mapping) is the same loop.
+pub(crate) trait Transport: Sync {
+    /// What the response body reads from once the head is parsed.
+    type Exchange: Send;
+
+    /// Sends the hop's request and reads its response head.
+    #[allow(clippy::too_many_arguments)]
+    fn exchange_head<'a>(
+        &'a self,
+        inner: &'a Inner,
+        parts: &'a Parts,
+        mount: Mount<'a>,
+        target: &'a Script<'a>,
+        upload: Upload,
+        content_length: Option<u64>,
+        started: Instant,
+    ) -> impl Future<Output = Result<(Self::Exchange, ResponseHead, Bytes), Error>> + Send + 'a;
+
+    /// Ends an exchange whose body nobody will read (a local redirect, HEAD, 204, 304).
+    fn discard(
+        &self,
+        inner: &Inner,
+        exchange: Self::Exchange,
+        already: usize,
+    ) -> impl Future<Output = ()> + Send;
+
+    /// The response body: `rest` (read with the head), then the exchange's.
+    fn body(&self, exchange: Self::Exchange, rest: Bytes, content_length: Option<u64>) -> FcgiBody;
 }
 
 /// How a request ended, before the error hook and the default responses turn it into
@@ -96,6 +132,24 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    follow_via(inner, &run::FastCgi, router, parts, body).await
+}
+
+/// [`follow`] over another [`Transport`].
+pub(crate) async fn follow_via<T, R, B>(
+    inner: &Inner,
+    transport: &T,
+    router: &R,
+    parts: &Parts,
+    body: B,
+) -> Result<Outcome, Error>
+where
+    T: Transport,
+    R: Router,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
     let started = Instant::now();
     let mut body = Some(body);
     let mut redirected: Option<Parts> = None;
@@ -116,8 +170,9 @@ where
             None => (Upload::Empty, None),
         };
         let mount = Mount::of(hop);
-        let (exchange, mut head, rest) =
-            run::exchange_head(inner, hop, mount, &script, upload, content_length, started).await?;
+        let (exchange, mut head, rest) = transport
+            .exchange_head(inner, hop, mount, &script, upload, content_length, started)
+            .await?;
         drop(script);
 
         // RFC 3875 §6.2.2: `Location: /path` without a Status asks the server to serve
@@ -132,7 +187,7 @@ where
                         format!("more than {MAX_LOCAL_REDIRECTS} local redirects"),
                     ));
                 }
-                run::drain(inner, exchange, rest.len()).await;
+                transport.discard(inner, exchange, rest.len()).await;
                 redirected = Some(next);
                 continue;
             }
@@ -140,7 +195,8 @@ where
         let reason = head.reason.take();
         // The client's method decides whether a body goes out (HEAD), not the GET of a
         // redirected hop.
-        let mut res = run::build_response(inner, &parts.method, exchange, head, rest).await?;
+        let mut res =
+            run::build_response(inner, transport, &parts.method, exchange, head, rest).await?;
         if let Some(reason) = reason {
             set_reason_phrase(&mut res, reason);
         }

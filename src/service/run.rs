@@ -2,7 +2,7 @@
 //! retry is in `send.rs`. The routing and local-redirect loop around it is in
 //! `redirect.rs`.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 
 use bytes::{Bytes, BytesMut};
 use http::request::Parts;
@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use super::Inner;
 use super::dispatch::send_request;
+use super::redirect::Transport;
 use super::send::{Encoded, Head};
 use crate::body::FcgiBody;
 use crate::body::PooledExchange;
@@ -79,10 +80,46 @@ pub(super) async fn exchange_head(
     Ok((exchange, head, rest))
 }
 
-pub(crate) async fn build_response(
+/// FastCGI on a pooled connection: the [`Transport`] of `FcgiService` and `PhpSite`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FastCgi;
+
+impl Transport for FastCgi {
+    type Exchange = PooledExchange;
+
+    fn exchange_head<'a>(
+        &'a self,
+        inner: &'a Inner,
+        parts: &'a Parts,
+        mount: Mount<'a>,
+        target: &'a Script<'a>,
+        upload: Upload,
+        content_length: Option<u64>,
+        started: Instant,
+    ) -> impl Future<Output = Result<(PooledExchange, ResponseHead, Bytes), Error>> + Send + 'a
+    {
+        exchange_head(inner, parts, mount, target, upload, content_length, started)
+    }
+
+    fn discard(
+        &self,
+        inner: &Inner,
+        exchange: PooledExchange,
+        already: usize,
+    ) -> impl Future<Output = ()> + Send {
+        drain(inner, exchange, already)
+    }
+
+    fn body(&self, exchange: PooledExchange, rest: Bytes, content_length: Option<u64>) -> FcgiBody {
+        FcgiBody::stream(exchange, rest, content_length)
+    }
+}
+
+pub(crate) async fn build_response<T: Transport>(
     inner: &Inner,
+    transport: &T,
     method: &Method,
-    exchange: PooledExchange,
+    exchange: T::Exchange,
     head: ResponseHead,
     rest: Bytes,
 ) -> Result<Response<FcgiBody>, Error> {
@@ -93,10 +130,10 @@ pub(crate) async fn build_response(
         // No body goes to the client, but the backend may still send one (Go, flup and
         // fcgiwrap answer HEAD with a body): read it to END_REQUEST so the connection
         // can be reused, within a budget.
-        drain(inner, exchange, rest.len()).await;
+        transport.discard(inner, exchange, rest.len()).await;
         FcgiBody::empty()
     } else {
-        FcgiBody::stream(exchange, rest, head.content_length)
+        transport.body(exchange, rest, head.content_length)
     };
     let mut res = Response::new(body);
     *res.status_mut() = head.status;

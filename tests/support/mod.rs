@@ -132,6 +132,18 @@ fn skip_message(kind: Kind, why: &str) {
     ));
 }
 
+/// The banner of a skipped test for something that is not a [`Kind`] (the connector
+/// servers of `tests/connectors.rs`).
+pub fn skip_loudly(what: &str, why: &str) {
+    let current = std::thread::current();
+    let test = current.name().unwrap_or("(unnamed test)");
+    let line = "#".repeat(78);
+    loud(&format!(
+        "\n{line}\n## SKIPPED interop test {test} [{what}]: {why}\n\
+         ## run scripts/test.sh to install the servers (FCGI_INTEROP=require makes this fail)\n{line}\n"
+    ));
+}
+
 /// Writes to the process's stderr directly: libtest captures `eprintln!` of passing tests,
 /// and a skipped interop test passes, so a banner printed that way would never be seen.
 fn loud(text: &str) {

@@ -16,6 +16,9 @@ mod options;
 mod php_cgi;
 mod php_fpm;
 mod requests;
+pub mod ruby;
+pub mod scgi;
+mod uwsgi;
 
 use std::fmt;
 use std::fs;
