@@ -96,6 +96,12 @@ pub const EJECTION_BACKOFF: Duration = Duration::from_secs(1);
 /// ejection (before jitter).
 pub const EJECTION_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
+/// [`route_when_all_ejected`](crate::FcgiServiceBuilder::route_when_all_ejected): with
+/// every backend ejected, requests still go to them. On: ejections outlive the faults
+/// that caused them, so "all out" usually means "some back already"; nginx does the
+/// same when all its peers are down.
+pub const ROUTE_WHEN_ALL_EJECTED: bool = true;
+
 /// [`retry_budget`](crate::FcgiServiceBuilder::retry_budget): retries on another backend
 /// earned per 100 successful requests (tower's `Budget` default is 20% too).
 pub const RETRY_BUDGET_PERCENT: u32 = 20;

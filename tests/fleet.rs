@@ -500,3 +500,74 @@ async fn the_gateways_backend_option_balances_a_mount_over_several_backends() {
     // Each backend's pool is capped at `conns`.
     assert!(one.connections() <= 2 && two.connections() <= 2);
 }
+
+/// Sends `signal` (STOP or CONT) to a backend's whole process group (master and workers).
+fn signal_group(backend: &RunningBackend, signal: &str) {
+    let group = backend.pid().expect("the backend runs");
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), "--", &format!("-{group}")])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success(), "kill -{signal} -{group}");
+}
+
+/// Both php-fpm masters frozen (SIGSTOP) until both are ejected, then thawed: the
+/// backoff has 30 s to run, yet with panic routing (the default) the next burst is all
+/// answered, and the backends are readmitted by those answers. With it off, only the
+/// early trials (one per backend) get through and the rest of the burst gets its 503.
+/// This is the hour-long soak's failure (RELIABILITY.md): ejections outlive faults.
+#[test]
+fn a_fleet_ejected_whole_but_back_is_answered_at_once() {
+    let _serial = one_at_a_time();
+    let root = shared_root();
+    let (Some(a), Some(b)) = (php_fpm(root.path(), 4), php_fpm(root.path(), 4)) else {
+        return;
+    };
+    for panic_routing in [true, false] {
+        runtime().block_on(async {
+            let svc = FcgiService::builder()
+                .backends([a.fcgi_backend(), b.fcgi_backend()])
+                .document_root(root.path())
+                .response_head_timeout(Duration::from_millis(400))
+                .ejection_backoff(Duration::from_secs(30), Duration::from_secs(30))
+                .route_when_all_ejected(panic_routing)
+                .build();
+            for _ in 0..4 {
+                assert_eq!(call(&svc, get("/hello.php")).await.0, StatusCode::OK);
+            }
+            signal_group(&a, "STOP");
+            signal_group(&b, "STOP");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while svc.backend_stats().iter().any(|s| s.in_rotation) {
+                assert!(Instant::now() < deadline, "never ejected");
+                let (status, _) = call(&svc, get("/hello.php")).await;
+                assert_ne!(status, StatusCode::OK, "a frozen fleet answered");
+            }
+            signal_group(&a, "CONT");
+            signal_group(&b, "CONT");
+            let burst: Vec<_> = (0..16)
+                .map(|_| {
+                    let svc = svc.clone();
+                    // Slow enough that the early trials are still running when the
+                    // rest of the burst picks (else a trial's answer readmits its
+                    // backend first, and the "off" case proves nothing).
+                    tokio::spawn(async move { call(&svc, get("/sleep.php?ms=150")).await.0 })
+                })
+                .collect();
+            let mut statuses = Vec::new();
+            for request in burst {
+                statuses.push(request.await.expect("a request task").as_u16());
+            }
+            report(&format!("panic routing {panic_routing}"), &svc);
+            if panic_routing {
+                // The backlog the freeze left (requests we timed out) may still hold a
+                // worker for a moment, never long enough for a 503.
+                assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+                assert!(svc.backend_stats().iter().any(|s| s.in_rotation));
+            } else {
+                let refused = statuses.iter().filter(|s| **s == 503).count();
+                assert!(refused >= 14, "{statuses:?}");
+            }
+        });
+    }
+}

@@ -50,6 +50,9 @@ pub(crate) struct HealthConfig {
     /// Consecutive failed probes that eject a backend (active health; unused without
     /// probes); 0 never ejects on probes.
     pub(crate) probe_eject_after: u32,
+    /// With every backend out, send requests to the ejected ones anyway
+    /// (`fleet::outage`).
+    pub(crate) route_when_all_ejected: bool,
 }
 
 /// What one attempt says about its backend.
@@ -168,6 +171,27 @@ impl Health {
         score.trial_in_flight = true;
         score.last_trial = Some(now);
         true
+    }
+
+    /// The latest active health probe failed.
+    pub(crate) fn probe_failing(&self) -> bool {
+        self.probe_failing.load(Ordering::Acquire)
+    }
+
+    /// A request routed to the backend while it was out (panic routing) was answered:
+    /// that readmits it as a trial's answer would.
+    pub(crate) fn readmit(&self) -> Change {
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        if self.out_until.load(Ordering::Acquire) == 0 {
+            return Change::None;
+        }
+        let mut score = self.lock();
+        if self.out_until.load(Ordering::Acquire) == 0 {
+            return Change::None;
+        }
+        score.streak = 0;
+        self.out_until.store(0, Ordering::Release);
+        Change::Readmitted
     }
 
     /// When the backoff ends (milliseconds since this health's epoch, plus one); 0 in
@@ -305,6 +329,7 @@ mod tests {
             backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(8),
             probe_eject_after: 2,
+            route_when_all_ejected: true,
         })
     }
 

@@ -20,6 +20,7 @@
 
 mod balance;
 mod health;
+mod outage;
 mod retry;
 
 use std::fmt;
@@ -197,7 +198,8 @@ impl<S: Load> Fleet<S> {
     ///
     /// Order: a trial that is due goes first (else a busy fleet would never give an
     /// ejected backend the request that readmits it); then power of two choices among
-    /// those in rotation, preferring any with a free connection.
+    /// those in rotation, preferring any with a free connection; when none is in
+    /// rotation, an early trial or panic routing (`outage`).
     pub(crate) fn pick(&self, tried: &[Arc<Endpoint<S>>]) -> Option<Pick<'_, S>> {
         let members = self.members();
         let untried =
@@ -217,7 +219,7 @@ impl<S: Load> Fleet<S> {
             }
         }
         if candidates == 0 {
-            return self.early_trial(&members, untried, now);
+            return self.pick_in_outage(&members, untried, now);
         }
         // The k-th candidate, found again by scanning rather than collected: fleets are
         // small, and this keeps the request path free of allocations. (A standing that
@@ -270,25 +272,6 @@ impl<S: Load> Fleet<S> {
         }
     }
 
-    /// Every backend is out and none is due: rather than a 503 until the first backoff
-    /// ends (up to `max_backoff` after a fleet-wide outage, long after the backends may
-    /// be back), the backend whose backoff ends first gets its trial now. Still one
-    /// trial per backend at a time, and at most one per backend per first `backoff`, so
-    /// a fleet that is really down costs an attempt per backend per second (default)
-    /// and every other request its 503 at once (nginx, in the same spot, forgets its
-    /// failure counts so that the next request tries again).
-    fn early_trial(
-        &self,
-        members: &[Arc<Endpoint<S>>],
-        untried: impl Fn(&&Arc<Endpoint<S>>) -> bool,
-        now: Instant,
-    ) -> Option<Pick<'_, S>> {
-        let mut out: Vec<&Arc<Endpoint<S>>> = members.iter().filter(untried).collect();
-        out.sort_by_key(|e| e.health.out_until());
-        let endpoint = out.into_iter().find(|e| e.health.begin_early_trial(now))?;
-        Some(Pick::new(self, Arc::clone(endpoint), true, false))
-    }
-
     /// Counts a retry the budget refused.
     pub(crate) fn count_over_budget(&self) {
         self.over_budget.fetch_add(1, Ordering::Relaxed);
@@ -321,6 +304,8 @@ pub(crate) struct Pick<'a, S> {
     trial: bool,
     /// It was the only member when picked: a lone backend is never ejected.
     lone: bool,
+    /// Sent to an ejected backend because none was in rotation (`outage`).
+    panic: bool,
     settled: bool,
 }
 
@@ -336,6 +321,7 @@ impl<'a, S> Pick<'a, S> {
             endpoint,
             trial,
             lone,
+            panic: false,
             settled: false,
         }
     }
@@ -349,6 +335,11 @@ impl<'a, S> Pick<'a, S> {
         self.trial
     }
 
+    /// Whether this attempt went to an ejected backend because none was in rotation.
+    pub(crate) fn is_panic(&self) -> bool {
+        self.panic
+    }
+
     /// Reports what the attempt said about the backend.
     pub(crate) fn settle(mut self, verdict: Verdict) {
         self.settled = true;
@@ -360,11 +351,13 @@ impl<'a, S> Pick<'a, S> {
             return;
         }
         let key = &self.endpoint.key;
-        match self
-            .endpoint
-            .health
-            .record(verdict, self.trial, &self.fleet.rng)
-        {
+        let health = &self.endpoint.health;
+        let change = if self.panic && verdict == Verdict::Healthy {
+            health.readmit()
+        } else {
+            health.record(verdict, self.trial, &self.fleet.rng)
+        };
+        match change {
             health::Change::None => {}
             health::Change::Ejected(length) => tracing::warn!(
                 backend = %key,
@@ -372,6 +365,9 @@ impl<'a, S> Pick<'a, S> {
                 trial = self.trial,
                 "FastCGI backend failed repeatedly; out of the rotation"
             ),
+            health::Change::Readmitted if self.panic => {
+                tracing::info!(backend = %key, "FastCGI backend answered while every backend was out; back in the rotation");
+            }
             health::Change::Readmitted => {
                 tracing::info!(backend = %key, "FastCGI backend answered its trial request; back in the rotation");
             }
@@ -391,6 +387,8 @@ impl<S> Drop for Pick<'_, S> {
     }
 }
 
+#[cfg(test)]
+mod outage_tests;
 #[cfg(test)]
 mod sim_tests;
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::*;
 
 #[derive(Debug, Default)]
-struct FakeLoad {
+pub(super) struct FakeLoad {
     pending: AtomicUsize,
     cap: usize,
 }
@@ -21,11 +21,12 @@ impl Load for FakeLoad {
     }
 }
 
-const HEALTH: HealthConfig = HealthConfig {
+pub(super) const HEALTH: HealthConfig = HealthConfig {
     eject_after: 3,
     backoff: Duration::from_secs(1),
     max_backoff: Duration::from_secs(30),
     probe_eject_after: 2,
+    route_when_all_ejected: false,
 };
 
 const BUDGET: BudgetConfig = BudgetConfig {
@@ -33,7 +34,11 @@ const BUDGET: BudgetConfig = BudgetConfig {
     min_per_sec: 10,
 };
 
-fn fleet(n: usize, cap: usize) -> Fleet<FakeLoad> {
+pub(super) fn fleet(n: usize, cap: usize) -> Fleet<FakeLoad> {
+    fleet_with(n, cap, HEALTH)
+}
+
+pub(super) fn fleet_with(n: usize, cap: usize, health: HealthConfig) -> Fleet<FakeLoad> {
     Fleet::new(
         (0..n).map(|i| {
             let load = FakeLoad {
@@ -42,19 +47,19 @@ fn fleet(n: usize, cap: usize) -> Fleet<FakeLoad> {
             };
             (Backend::tcp(format!("127.0.0.1:{}", 9000 + i)), load)
         }),
-        HEALTH,
+        health,
         BUDGET,
     )
 }
 
-fn set(fleet: &Fleet<FakeLoad>, i: usize, pending: usize) {
+pub(super) fn set(fleet: &Fleet<FakeLoad>, i: usize, pending: usize) {
     fleet.members()[i]
         .service
         .pending
         .store(pending, Ordering::SeqCst);
 }
 
-fn index(fleet: &Fleet<FakeLoad>, pick: &Pick<'_, FakeLoad>) -> usize {
+pub(super) fn index(fleet: &Fleet<FakeLoad>, pick: &Pick<'_, FakeLoad>) -> usize {
     fleet
         .members()
         .iter()
@@ -73,7 +78,7 @@ fn spread(fleet: &Fleet<FakeLoad>, n: usize) -> Vec<usize> {
     counts
 }
 
-fn eject(fleet: &Fleet<FakeLoad>, i: usize) {
+pub(super) fn eject(fleet: &Fleet<FakeLoad>, i: usize) {
     for _ in 0..HEALTH.eject_after {
         let pick = Pick::new(fleet, Arc::clone(&fleet.members()[i]), false, false);
         pick.settle(Verdict::Failed);

@@ -197,6 +197,7 @@ impl FcgiServiceBuilder {
                 backoff: defaults::EJECTION_BACKOFF,
                 max_backoff: defaults::EJECTION_BACKOFF_MAX,
                 probe_eject_after: defaults::HEALTH_CHECK_FAILURES,
+                route_when_all_ejected: defaults::ROUTE_WHEN_ALL_EJECTED,
             },
             health_check: None,
             budget: BudgetConfig {

@@ -90,6 +90,23 @@ impl FcgiServiceBuilder {
         self
     }
 
+    /// When every backend of the fleet is ejected, send requests to them anyway, by
+    /// load ("panic routing"), instead of answering 503: one that answers is readmitted
+    /// at once, one that fails is not held out longer for it, and the request moves to
+    /// another within the [`retry_budget`](FcgiServiceBuilder::retry_budget). Backends
+    /// whose latest [`health_check`](FcgiServiceBuilder::health_check) probe failed are
+    /// left out (when that leaves none, the 503 comes at once). Either way, the backend
+    /// whose backoff ends first gets an early trial request first. Off: 503 until a
+    /// trial readmits a backend (HAProxy's behaviour). Default: on
+    /// ([`ROUTE_WHEN_ALL_EJECTED`](defaults::ROUTE_WHEN_ALL_EJECTED)), because ejections
+    /// outlive the faults that caused them: after a reload, or a kill that a supervisor
+    /// repaired, "all ejected" mostly means "some back already" (nginx, with every peer
+    /// down, forgets the failures and tries again).
+    pub fn route_when_all_ejected(mut self, on: bool) -> FcgiServiceBuilder {
+        self.health.route_when_all_ejected = on;
+        self
+    }
+
     /// How many requests may be retried on another backend, as `tower::retry::budget`:
     /// each successful request earns `percent`/100 of a retry, `min_per_sec` retries are
     /// earned every second regardless, and at most 10 seconds of that floor (and no

@@ -58,6 +58,7 @@ async fn dispatch(inner: &Inner, mut request: Encoded, started: Instant) -> Resu
             "fastcgi_backend",
             backend = %endpoint.key(),
             trial = pick.is_trial(),
+            panic = pick.is_panic(),
             attempt = tried.len() + 1,
             // Filled in by `send` when known: time waiting for a connection, and from
             // the start of the request to its response head.
@@ -80,6 +81,7 @@ async fn dispatch(inner: &Inner, mut request: Encoded, started: Instant) -> Resu
             Err(failed) => failed,
         };
         let (verdict, retry) = classify(&error);
+        let error = unavailable_in_outage(pick.is_panic(), retry, error);
         pick.settle(verdict);
         let replay = match (retry, back) {
             (Retry::Unprocessed, Some(again)) => again,
@@ -110,4 +112,18 @@ async fn dispatch(inner: &Inner, mut request: Encoded, started: Instant) -> Resu
         request = replay;
         pick = next;
     }
+}
+
+/// A request sent to an ejected backend because every backend was out (panic routing,
+/// `fleet::outage`) that no application saw (refused, connect timeout): the answer is
+/// the 503 with `Retry-After` it would have had without panic routing, not a 502,
+/// because what the client needs to know is that the whole fleet is unavailable.
+fn unavailable_in_outage(panic: bool, retry: Retry, error: Error) -> Error {
+    if !panic || retry != Retry::Unprocessed {
+        return error;
+    }
+    Error::msg(
+        ErrorKind::NoBackend,
+        format!("every backend is ejected, and the one tried anyway failed: {error}"),
+    )
 }
