@@ -109,8 +109,14 @@ async fn a_request_that_tried_every_backend_is_not_routed_again() {
 
 #[tokio::test(start_paused = true)]
 async fn off_means_a_503_until_a_trial_readmits() {
-    let f = fleet_with(2, 4, HEALTH);
-    assert!(!HEALTH.route_when_all_ejected);
+    let f = fleet_with(
+        2,
+        4,
+        HealthConfig {
+            route_when_all_ejected: false,
+            ..HEALTH
+        },
+    );
     eject(&f, 0);
     eject(&f, 1);
     let _trials = [f.pick(&[]).unwrap(), f.pick(&[]).unwrap()];
