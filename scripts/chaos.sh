@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Chaos soak: the gateway example (release build) in front of a fleet of real php-fpm
-# masters, mixed load from examples/chaos_load, and at random moments a backend killed
+# masters and a php-cgi it spawns itself, mixed load from examples/chaos_load, and at random moments a backend killed
 # with SIGKILL (and restarted), frozen with SIGSTOP for a few seconds, or reloaded
 # (SIGUSR2). Ends with the one summary line of chaos_load; exits non-zero when a
 # must-be-zero count (checksum mismatches, false completes, disallowed failures, leaked
@@ -9,7 +9,8 @@
 #   scripts/chaos.sh [MINUTES]       # default 2; the soak of record is 60
 #
 # Environment: CHAOS_CONCURRENCY (10), CHAOS_FPM (3 masters), CHAOS_WORKERS (4 per
-# master), CHAOS_MAX_REQUESTS (pm.max_requests, 25), CHAOS_SEED, CHAOS_KEEP=1 (keep the
+# master), CHAOS_MAX_REQUESTS (pm.max_requests, 25), CHAOS_SPAWN (1: also a php-cgi the
+# gateway spawns and supervises; 0: php-fpm only), CHAOS_SEED, CHAOS_KEEP=1 (keep the
 # work directory and its logs). Loopback only; everything it starts runs in process
 # groups of its own and is stopped on exit, also on Ctrl-C.
 set -euo pipefail
@@ -49,6 +50,9 @@ cleanup() {
     for f in "$WORK"/pgid.*; do
         [[ -f $f ]] && kill -CONT -- "-$(cat "$f")" 2>/dev/null && kill -KILL -- "-$(cat "$f")" 2>/dev/null
     done
+    local spawned
+    spawned=$([[ -n $GATEWAY_PGID ]] && spawned_pgid)
+    [[ -n $spawned ]] && kill -CONT -- "-$spawned" 2>/dev/null
     [[ -n $GATEWAY_PGID ]] && kill -INT -- "-$GATEWAY_PGID" 2>/dev/null && sleep 0.3 \
         && kill -KILL -- "-$GATEWAY_PGID" 2>/dev/null
     wait 2>/dev/null
@@ -131,10 +135,33 @@ CONF
     done
 }
 
-# Hook (issue 14): a php-cgi set the gateway spawns itself. When spawning lands, add its
-# mount option here (e.g. a `spawn=` backend) and make start_backend/fault know the
-# kind "spawned" (faults then go to the spawned children's process group).
-add_spawned_php_cgi() { :; }
+# A php-cgi the gateway spawns and supervises itself (issue 14): one process with
+# PHP_FCGI_CHILDREN workers on a socket only the gateway knows, so this script finds it
+# as the gateway's php-cgi child (its own process group) and logs a "start" when the
+# supervisor has replaced a killed one. php.ini settings as the php-fpm pools have.
+PHPCGI=$(command -v php-cgi || true)
+add_spawned_php_cgi() {
+    ((${CHAOS_SPAWN:-1} == 1)) || return 0
+    [[ -x $PHPCGI ]] || { echo "chaos.sh: php-cgi not found; no spawned backend" >&2; return 0; }
+    mkdir -p "$WORK/phpini"
+    cat >"$WORK/phpini/chaos.ini" <<INI
+post_max_size = 64M
+memory_limit = 256M
+output_buffering = 0
+INI
+    NAMES+=(spawn0)
+    KINDS+=(spawned)
+    ADDRS+=("spawn:$PHPCGI")
+}
+
+# The process group of the php-cgi the gateway spawned (empty while there is none).
+# The gateway's only children are the processes it spawns (php-cgi's own workers are
+# the php-cgi master's). Never fails: it runs under `set -e` in the fault subshells.
+spawned_pgid() {
+    local pid
+    pid=$(pgrep -P "$GATEWAY_PGID" | head -n1 || true)
+    [[ -z $pid ]] || ps -o pgid= -p "$pid" | tr -d ' ' || true
+}
 
 # Hook (issue 13): a multiplexing backend (the Go responder). When it lands, start it
 # here with its own process group, append NAMES/KINDS=mux/ADDRS, and start_backend
@@ -152,6 +179,7 @@ start_backend() {
             echo $! >"$WORK/pgid.$i"
             disown $!  # stopped by process group; no "Killed" notices from bash
             ;;
+        spawned) ;;  # the gateway starts it, and restarts it after a kill
         *) echo "chaos.sh: no way to start backend kind ${KINDS[$i]}" >&2; return 1 ;;
     esac
 }
@@ -183,12 +211,28 @@ echo "chaos.sh: building ($PROFILE, nice 19)" >&2
 nice -n 19 cargo build --quiet "${PROFILE_FLAG[@]}" --example gateway --example chaos_load
 
 for ((i = 0; i < COUNT; i++)); do start_backend "$i"; done
-for ((i = 0; i < COUNT; i++)); do wait_listening "${ADDRS[$i]}"; done
+for ((i = 0; i < COUNT; i++)); do
+    [[ ${KINDS[$i]} == spawned ]] || wait_listening "${ADDRS[$i]}"
+done
 
 GW_PORT=$(free_port)
-mount="/=${ADDRS[0]}"
-for ((i = 1; i < COUNT; i++)); do mount+=",backend=${ADDRS[$i]}"; done
-mount+=",root=$WORK/root,conns=$WORKERS"
+# A spawned backend is the mount's own (spawn:PROGRAM); the others are added to it.
+primary=
+others=()
+spawn_opts=
+for ((i = 0; i < COUNT; i++)); do
+    if [[ ${KINDS[$i]} == spawned ]]; then
+        primary=${ADDRS[$i]}
+        spawn_opts=",procs=1,env=PHP_FCGI_CHILDREN=$WORKERS,env=PHP_FCGI_MAX_REQUESTS=$MAX_REQUESTS"
+        spawn_opts+=",env=PHP_INI_SCAN_DIR=$WORK/phpini"
+    else
+        others+=("${ADDRS[$i]}")
+    fi
+done
+if [[ -z $primary ]]; then primary=${others[0]}; others=("${others[@]:1}"); fi
+mount="/=$primary"
+for a in "${others[@]}"; do mount+=",backend=$a"; done
+mount+="$spawn_opts,root=$WORK/root,conns=$WORKERS"
 (exec setsid nice -n 10 "$BIN/gateway" --quiet --threads 2 \
     --listen "127.0.0.1:$GW_PORT" --php "$mount" >"$WORK/gateway.log" 2>&1 </dev/null) &
 GATEWAY_PGID=$!
@@ -204,6 +248,11 @@ LOAD_PID=$!
 # ---- the faults: one every 1-4 s on a backend that is up, at most two down at once ----
 fault() {
     local i=$1 action=$2 pause_ms=$3 pgid
+    if [[ ${KINDS[$i]} == spawned ]]; then
+        fault_spawned "$i" "$action" "$pause_ms"
+        rm -f "$WORK/busy.$i"
+        return
+    fi
     pgid=$(cat "$WORK/pgid.$i")
     case $action in
         kill)
@@ -228,6 +277,34 @@ fault() {
             ;;
     esac
     rm -f "$WORK/busy.$i"
+}
+
+# The spawned php-cgi: kill -9 its group (a reload is a kill too: php-cgi has none) and
+# log "start" once the gateway's supervisor has a new one running; or freeze it.
+fault_spawned() {
+    local i=$1 action=$2 pause_ms=$3 pgid n
+    pgid=$(spawned_pgid)
+    [[ -n $pgid ]] || return 0
+    case $action in
+        kill | reload)
+            kill -KILL -- "-$pgid" 2>/dev/null || true
+            log_event kill "${NAMES[$i]}"
+            for ((n = 0; n < 200; n++)); do
+                local now
+                now=$(spawned_pgid)
+                [[ -n $now && $now != "$pgid" ]] && break
+                sleep 0.05
+            done
+            log_event start "${NAMES[$i]}"
+            ;;
+        stop)
+            kill -STOP -- "-$pgid" 2>/dev/null || true
+            log_event stop "${NAMES[$i]}"
+            sleep "$(printf '%d.%03d' $((pause_ms / 1000)) $((pause_ms % 1000)))"
+            kill -CONT -- "-$pgid" 2>/dev/null || true
+            log_event cont "${NAMES[$i]}"
+            ;;
+    esac
 }
 
 chaos_until=$((SECONDS + LOAD - 3))
