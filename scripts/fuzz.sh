@@ -29,7 +29,8 @@ BIN=target/x86_64-unknown-linux-gnu/release
 rows=()
 found_any=0
 for t in "${TARGETS[@]}"; do
-    mkdir -p "corpus/$t" "artifacts/$t"
+    # A missing seed directory would make libFuzzer exit at once, running nothing.
+    mkdir -p "corpus/$t" "artifacts/$t" "seeds/$t"
     log=$(mktemp)
     start=$(date +%s.%N)
     # The first directory is the one libFuzzer adds to; the seeds are only read.
@@ -43,7 +44,9 @@ for t in "${TARGETS[@]}"; do
     corpus=$(find "corpus/$t" -type f | wc -l)
     findings=$(find "artifacts/$t" -type f | wc -l)
     ((findings == 0)) || { found_any=1; echo "fuzz.sh: $t: findings in fuzz/artifacts/$t/ (log: $log)" >&2; }
-    ((findings > 0)) || rm -f "$log"
+    # A target that ran nothing did not pass: say so, and keep its log.
+    ((execs > 0)) || { found_any=1; findings="none-ran"; echo "fuzz.sh: $t ran no input (log: $log)" >&2; }
+    if [[ $findings == 0 ]]; then rm -f "$log"; fi
     rows+=("$(printf '%-10s %8s %12s %10s %8s %9s' "$t" "$secs" "$execs" "$rate" "$corpus" "$findings")")
 done
 

@@ -58,10 +58,13 @@ pub fn parse_stream_response_head(
 ) -> Result<Option<(u16, usize, usize)>, crate::ErrorKind> {
     let mut parser = HeadParser::with_dialect(64 * 1024, Dialect::Stream);
     let mut result = None;
-    for chunk in chunks {
+    for (i, chunk) in chunks.iter().enumerate() {
         match parser.push(chunk.clone()) {
             Ok(Some((head, rest))) => {
-                result = Some((head.status.as_u16(), head.headers.len(), rest.len()));
+                // The body so far: what followed the head in its chunk, and every
+                // chunk after it (the parser is not asked again once the head is done).
+                let later: usize = chunks.iter().skip(i + 1).map(Bytes::len).sum();
+                result = Some((head.status.as_u16(), head.headers.len(), rest.len() + later));
                 break;
             }
             Ok(None) => {}

@@ -12,6 +12,9 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use tower_fastcgi::bench_hooks::{HeadSummary, parse_response_head_pieces};
 
+/// The parser's limit on header fields (`cgi::head`'s `MAX_HEADERS`).
+const MAX_FIELDS: usize = 128;
+
 /// Fields the parser must never pass through to the HTTP response.
 const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -94,6 +97,12 @@ fuzz_target!(|input: &[u8]| {
 
     // Written back (canonical form), the head parses to the same thing: nothing the
     // parser keeps depends on how the backend spelled it. The cap does not apply here.
+    // The write-back always has a Status line, so a head of exactly the parser's
+    // 128-field limit without one would come back one over it (a finding of the 10 M
+    // campaign, kept as seeds/head/fields_at_the_limit_without_status).
+    if head.headers.len() + 1 > MAX_FIELDS {
+        return;
+    }
     let again = Bytes::from(write_back(&head));
     let reparsed = parse_response_head_pieces(&again, &[], again.len());
     assert_eq!(reparsed, Ok(Some(head)), "written back: {again:?}");

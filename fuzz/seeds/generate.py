@@ -98,3 +98,20 @@ for i, (name, head) in enumerate(heads.items()):
     cuts = bytes([3, 17, 40][: i % 4])
     cap = 255 if i % 5 else 2
     write("head", name, bytes([cap, len(cuts)]) + cuts + head)
+
+# SCGI/uwsgi response streams (the stream dialect): status lines as uWSGI writes them,
+# CGI-style heads as flup's SCGI server writes them, and hostile ones.
+stream_heads = {
+    "uwsgi_ok": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello",
+    "uwsgi_404": b"HTTP/1.0 404 Not Found\r\n\r\n",
+    "scgi_status": b"Status: 302 Found\r\nLocation: https://example.com/\r\n\r\n",
+    "scgi_plain": b"Content-Type: text/html\r\n\r\n<html>",
+    "status_line_and_field": b"HTTP/1.1 200 OK\r\nStatus: 500\r\n\r\n",
+    "bad_version": b"HTTP/2 200 OK\r\n\r\n",
+    "cr_in_line": b"HTTP/1.1 200 O\rK\r\n\r\n",
+    "te": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "no_end": b"HTTP/1.1 200 OK\r\nX-Long: " + b"z" * 300,
+}
+for i, (name, wire) in enumerate(stream_heads.items()):
+    cuts = bytes([0, 5, 1, 40][: i % 5])
+    write("stream_head", name, bytes([len(cuts)]) + cuts + wire)
