@@ -66,6 +66,11 @@ pub(crate) enum Abandon {
 #[derive(Debug)]
 enum Slot {
     Free,
+    /// Free, but its last request was aborted: some backends answer FCGI_ABORT_REQUEST
+    /// with an END_REQUEST at once and then let the handler finish, sending its output
+    /// and a second END_REQUEST (tokio-fastcgi 1.3 does). Records for such an id are
+    /// dropped, and the id is reused only when no clean one is free.
+    Aborted,
     Open(Stream),
     /// The owner went away before END_REQUEST: records are dropped until it arrives.
     Abandoned,
@@ -128,12 +133,14 @@ impl Demux {
         if !self.has_room() {
             return None;
         }
-        let index = match self.slots.iter().position(|s| matches!(s, Slot::Free)) {
+        let clean = self.slots.iter().position(|s| matches!(s, Slot::Free));
+        let index = match clean {
             Some(i) => i,
-            None => {
+            None if self.slots.len() < self.max_streams => {
                 self.slots.push(Slot::Free);
                 self.slots.len() - 1
             }
+            None => self.slots.iter().position(|s| matches!(s, Slot::Aborted))?,
         };
         let id = u16::try_from(index + 1).ok()?;
         let slot = self.slots.get_mut(index)?;
@@ -147,8 +154,12 @@ impl Demux {
     }
 
     fn free(&mut self, id: u16) {
+        self.free_as(id, Slot::Free);
+    }
+
+    fn free_as(&mut self, id: u16, state: Slot) {
         if let Some(slot) = self.slot(id) {
-            *slot = Slot::Free;
+            *slot = state;
             self.in_use = self.in_use.saturating_sub(1);
         }
     }
@@ -182,10 +193,18 @@ impl Demux {
             Slot::Open(stream) if stream.overflowed => Abandon::Pending,
             Slot::Open(_) => Abandon::SendAbort,
             Slot::Abandoned => Abandon::Pending,
-            Slot::Free => {
-                *slot = Slot::Free;
+            free @ (Slot::Free | Slot::Aborted) => {
+                *slot = free;
                 Abandon::Freed
             }
+        }
+    }
+
+    /// Frees an abandoned id whose BEGIN_REQUEST was never written (no END_REQUEST will
+    /// come for it).
+    pub(crate) fn release(&mut self, id: u16) {
+        if matches!(self.slot(id), Some(Slot::Abandoned)) {
+            self.free(id);
         }
     }
 
@@ -231,6 +250,9 @@ impl Demux {
             }
         };
         let budget = self.budget;
+        if matches!(self.slot(id), Some(Slot::Aborted)) {
+            return Ok(());
+        }
         let Some(slot) = self.slot(id).filter(|s| !matches!(s, Slot::Free)) else {
             return Err(Error::msg(
                 ErrorKind::Protocol,
@@ -240,13 +262,13 @@ impl Demux {
         let stream = match slot {
             Slot::Abandoned => {
                 if matches!(event, StreamEvent::End(_)) {
-                    self.free(id);
+                    self.free_as(id, Slot::Aborted);
                     notices.push(Notice::Freed(id));
                 }
                 return Ok(());
             }
             Slot::Open(stream) => stream,
-            Slot::Free => return Ok(()),
+            Slot::Free | Slot::Aborted => return Ok(()),
         };
         if stream.ended {
             return Err(Error::msg(

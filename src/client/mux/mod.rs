@@ -2,11 +2,17 @@
 //! backends that answer `FCGI_MPXS_CONNS=1` (Go's `net/http/fcgi`, flup with
 //! `multiplexed=True`, tokio-fastcgi, fastcgi++).
 //!
-//! So far the sans-IO half: [`demux`] routes the records read from a connection to
-//! per-stream bounded buffers and keeps the request ids. The connection driver (a task
-//! that owns the socket, feeds the demultiplexer and writes the streams' records
-//! round-robin) and the stream type the service reads like an `Exchange` come next; until
-//! then nothing outside the tests uses this module.
+//! - [`demux`], sans IO: routes the records read from a connection to per-stream
+//!   bounded buffers and keeps the request ids;
+//! - [`driver`]: the task that owns the socket (reads into the demultiplexer, writes the
+//!   streams' records round-robin, vectored) and [`MuxStream`](driver::MuxStream), one
+//!   request on it.
+//!
+//! Not wired into the service yet: the per-backend set of connections (fewest streams
+//! below `FCGI_MAX_REQS` first, another connection only when all are full), streamed
+//! request bodies and the `Exchange`/`MuxStream` enum the service and `FcgiBody` read
+//! are the next step. Until then only the tests use this module.
 #![allow(dead_code)]
 
 pub(crate) mod demux;
+pub(crate) mod driver;
