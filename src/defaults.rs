@@ -133,8 +133,8 @@ pub(crate) const UNSERVED_CAP_HOLD: Duration = Duration::from_secs(60);
 /// backend FCGI_GET_VALUES (`Multiplex::Auto`) by default. Off for now: without a
 /// multiplexing connection driver the answer can only cap a pool (`FCGI_MAX_CONNS`),
 /// and asking costs every backend one extra connection at start and, for a
-/// single-process application that never answers (libfcgi), one
-/// [`MULTIPLEX_DISCOVERY_TIMEOUT`] on its first request. Worth it once several
+/// single-process application that never answers (libfcgi), one discovery timeout
+/// (500 ms) on its first request. Worth it once several
 /// requests can share a connection; until then an opt-in.
 pub const MULTIPLEX_AUTO: bool = false;
 
