@@ -262,4 +262,13 @@ async fn a_stream_nobody_reads_is_aborted_while_the_others_finish() {
         .unwrap();
     assert!(String::from_utf8_lossy(&body).ends_with("after"));
     assert!(!conn.is_failed());
+    // The server ends the flood only when it gets FCGI_ABORT_REQUEST: its END_REQUEST
+    // frees the last reserved id.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while conn.in_use() > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the aborted stream's END_REQUEST was consumed");
 }
