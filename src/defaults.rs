@@ -129,6 +129,21 @@ pub const UNSERVED_AFTER: Option<Duration> = Some(Duration::from_secs(1));
 /// high). Not configurable.
 pub(crate) const UNSERVED_CAP_HOLD: Duration = Duration::from_secs(60);
 
+/// [`multiplex`](crate::FcgiServiceBuilder::multiplex): whether the service asks each
+/// backend FCGI_GET_VALUES (`Multiplex::Auto`) by default. Off for now: without a
+/// multiplexing connection driver the answer can only cap a pool (`FCGI_MAX_CONNS`),
+/// and asking costs every backend one extra connection at start and, for a
+/// single-process application that never answers (libfcgi), one discovery timeout
+/// (500 ms) on its first request. Worth it once several
+/// requests can share a connection; until then an opt-in.
+pub const MULTIPLEX_AUTO: bool = false;
+
+/// How long FCGI_GET_VALUES may take (connect included) before a backend counts as
+/// "no multiplexing, no limits". Short, because the first request of a backend waits
+/// for it; long enough for a loaded php-fpm to accept and answer on loopback.
+/// Not configurable.
+pub(crate) const MULTIPLEX_DISCOVERY_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// [`HealthCheck::interval`](crate::HealthCheck::interval): how often each backend is
 /// probed once [`health_check`](crate::FcgiServiceBuilder::health_check) turns probes on
 /// (they are off by default: passive health only).

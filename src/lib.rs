@@ -404,8 +404,8 @@ pub use error::{BoxError, Error, ErrorKind, Timeout};
 pub use filter::FcgiFilter;
 pub use service::{
     BackendStats, BuildError, Cause, ErrorHandler, Failure, Failures, Fallible, FallibleFuture,
-    FcgiService, FcgiServiceBuilder, HealthCheck, Latency, PoolStats, Probes, ResponseFuture,
-    Stats,
+    FcgiService, FcgiServiceBuilder, HealthCheck, Latency, Multiplex, PoolStats, Probes,
+    ResponseFuture, Stats,
 };
 #[cfg(feature = "php")]
 pub use site::{PhpSite, PhpSiteBuilder};

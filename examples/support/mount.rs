@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use axum::Router;
 use tower_fastcgi::connector::{Scgi, Uwsgi};
 use tower_fastcgi::{
-    Backend, FcgiFilter, FcgiService, FcgiServiceBuilder, HealthCheck, PhpSite, SpawnConfig,
+    Backend, FcgiFilter, FcgiService, FcgiServiceBuilder, HealthCheck, Multiplex, PhpSite,
+    SpawnConfig,
 };
 
 #[derive(Debug)]
@@ -55,8 +56,17 @@ impl Kind {
                 "resolve",
                 "script",
                 "health",
+                "mpx",
             ],
-            Kind::Filter => &["backend", "conns", "keepalive", "resolve", "root", "health"],
+            Kind::Filter => &[
+                "backend",
+                "conns",
+                "keepalive",
+                "resolve",
+                "root",
+                "health",
+                "mpx",
+            ],
             Kind::App => &[
                 "backend",
                 "conns",
@@ -66,6 +76,7 @@ impl Kind {
                 "procs",
                 "env",
                 "health",
+                "mpx",
             ],
             // One connection per request: no pool, keep-alive or spawned programs.
             Kind::Scgi | Kind::Uwsgi => &["backend", "resolve", "script"],
@@ -79,6 +90,7 @@ impl Kind {
                 "procs",
                 "env",
                 "health",
+                "mpx",
             ],
             Kind::Php => &[
                 "backend",
@@ -86,6 +98,7 @@ impl Kind {
                 "env",
                 "conns",
                 "health",
+                "mpx",
                 "keepalive",
                 "resolve",
                 "root",
@@ -186,6 +199,16 @@ impl Mount {
                     format!("resolve={secs}: expected a positive number of seconds")
                 })?;
             b = b.resolve_every(std::time::Duration::from_secs(secs));
+        }
+        match self.option("mpx") {
+            None => {}
+            Some("auto") => b = b.multiplex(Multiplex::Auto),
+            Some("off") => b = b.multiplex(Multiplex::Off),
+            Some(other) => {
+                return Err(format!(
+                    "mpx={other}: expected `auto` (ask FCGI_GET_VALUES, honour FCGI_MAX_CONNS) or `off`"
+                ));
+            }
         }
         match self.option("health") {
             None => {}
@@ -445,7 +468,7 @@ mod tests {
         assert_eq!(m.prefix, "");
         let m = parse_mount(
             Kind::App,
-            "/app/=tcp://localhost:9000,script=/srv/app.py,resolve=10,health=/fpm-ping",
+            "/app/=tcp://localhost:9000,script=/srv/app.py,resolve=10,health=/fpm-ping,mpx=auto",
         )
         .unwrap();
         assert_eq!(m.option("resolve"), Some("10"));

@@ -10,6 +10,7 @@
 
 pub(crate) mod conn;
 pub(crate) mod exchange;
+pub(crate) mod mux;
 pub(crate) mod stderr;
 pub(crate) mod stream;
 pub(crate) mod upload;

@@ -5,6 +5,7 @@ use crate::client::conn::Connection;
 use crate::fleet::{Endpoint, Load, Loaded};
 use crate::pool::{Pool, PoolConfig, Snapshot};
 
+use super::capabilities::Capabilities;
 use super::stats::{BackendStats, Counters, ProbeCounters, Stats};
 use super::unserved::Unserved;
 use super::{FcgiService, Inner};
@@ -25,6 +26,9 @@ pub(crate) struct BackendPool {
     pub(crate) probes: ProbeCounters,
     /// The "accepted but unserved" check: a lowered cap and its parked capacity.
     pub(crate) unserved: Unserved,
+    /// What the backend said about itself (FCGI_GET_VALUES) and the capacity its
+    /// `FCGI_MAX_CONNS` parks.
+    pub(crate) capabilities: Capabilities,
 }
 
 impl BackendPool {
@@ -35,14 +39,20 @@ impl BackendPool {
             counters: Counters::default(),
             probes: ProbeCounters::default(),
             unserved: Unserved::default(),
+            capabilities: Capabilities::default(),
         }
     }
 
-    /// The pool's state without the capacity parked by a lowered cap (which the pool
-    /// counts as open and busy, but no connection holds).
+    /// Slots parked by a lowered cap or by `FCGI_MAX_CONNS`: counted by the pool as
+    /// open and busy, but no connection holds them.
+    pub(crate) fn parked(&self) -> usize {
+        self.unserved.parked() + self.capabilities.parked()
+    }
+
+    /// The pool's state without the parked capacity.
     pub(crate) fn snapshot(&self) -> Snapshot {
         let mut s = self.pool.stats();
-        let parked = self.unserved.parked();
+        let parked = self.parked();
         s.open = s.open.saturating_sub(parked);
         s.busy = s.busy.saturating_sub(parked);
         s

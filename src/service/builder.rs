@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::Response;
 
 use super::script::ScriptSettings;
-use super::{ErrorHandler, Failure, FcgiService, Inner};
+use super::{ErrorHandler, Failure, FcgiService, Inner, Multiplex};
 use crate::body::FcgiBody;
 use crate::cgi::CgiConfig;
 use crate::client::Backend;
@@ -38,6 +38,7 @@ pub(crate) use health::Probe;
 /// | [`backends`](FcgiServiceBuilder::backends) / [`add_backend`](FcgiServiceBuilder::add_backend) | one backend (required) |
 /// | [`max_connections`](FcgiServiceBuilder::max_connections) | 4 per backend (keep it ≤ the backend's workers) |
 /// | [`max_idle`](FcgiServiceBuilder::max_idle) | = `max_connections` |
+/// | [`multiplex`](FcgiServiceBuilder::multiplex) | off (`Multiplex::Auto` asks each backend FCGI_GET_VALUES) |
 /// | [`idle_timeout`](FcgiServiceBuilder::idle_timeout) | 15 s |
 /// | [`max_requests_per_connection`](FcgiServiceBuilder::max_requests_per_connection) | unlimited |
 /// | [`keep_alive`](FcgiServiceBuilder::keep_alive) | on (FCGI_KEEP_CONN) |
@@ -140,6 +141,8 @@ pub struct FcgiServiceBuilder {
     body: BodyConfig,
     script: ScriptSettings,
     max_connections: usize,
+    /// Whether backends are asked FCGI_GET_VALUES.
+    multiplex: Multiplex,
     /// `None`: follow `max_connections`.
     max_idle: Option<usize>,
     idle_timeout: Option<Duration>,
@@ -216,6 +219,11 @@ impl FcgiServiceBuilder {
             },
             script: ScriptSettings::default(),
             max_connections: defaults::MAX_CONNECTIONS,
+            multiplex: if defaults::MULTIPLEX_AUTO {
+                Multiplex::Auto
+            } else {
+                Multiplex::Off
+            },
             max_idle: None,
             idle_timeout: defaults::IDLE_TIMEOUT,
             max_requests_per_connection: defaults::MAX_REQUESTS_PER_CONNECTION,
@@ -428,6 +436,13 @@ impl FcgiServiceBuilder {
     /// Builds the service, or explains what is wrong with the configuration: no backend,
     /// a parameter that cannot be encoded, or settings of both script modes.
     pub fn try_build(mut self) -> Result<FcgiService, BuildError> {
+        // A spawned program is known (the supervisor caps each process at what it
+        // started) and may serve a single connection: it is never asked.
+        let multiplex = if self.spawns() {
+            Multiplex::Off
+        } else {
+            self.multiplex
+        };
         #[cfg(all(feature = "spawn", unix))]
         self.start_spawned()?;
         if self.backends.is_empty() && !self.discovery.is_dynamic() {
@@ -462,6 +477,7 @@ impl FcgiServiceBuilder {
                 discovery,
                 retry_non_idempotent: self.retry_non_idempotent,
                 unserved_after: self.unserved_after,
+                multiplex,
                 cgi: self.cgi,
                 body: self.body,
                 counters: Counters::default(),

@@ -40,6 +40,15 @@ fn expected() -> BTreeMap<&'static str, String> {
     BTreeMap::from([
         ("max_connections", defaults::MAX_CONNECTIONS.to_string()),
         ("max_idle", "= `max_connections`".to_owned()),
+        (
+            "multiplex",
+            if defaults::MULTIPLEX_AUTO {
+                "auto"
+            } else {
+                "off"
+            }
+            .to_owned(),
+        ),
         ("idle_timeout", render_timeout(defaults::IDLE_TIMEOUT)),
         (
             "max_requests_per_connection",

@@ -8,6 +8,7 @@ use super::FcgiServiceBuilder;
 use crate::client::upload::UnknownLengthBody;
 #[cfg(doc)]
 use crate::defaults;
+use crate::service::Multiplex;
 
 impl FcgiServiceBuilder {
     // ---- CGI environment ----
@@ -127,6 +128,22 @@ impl FcgiServiceBuilder {
     /// Default: 4 ([`MAX_CONNECTIONS`](defaults::MAX_CONNECTIONS)); at least 1.
     pub fn max_connections(mut self, n: usize) -> FcgiServiceBuilder {
         self.max_connections = n.max(1);
+        self
+    }
+
+    /// Whether to ask each backend what it supports (FCGI_GET_VALUES: `FCGI_MAX_CONNS`,
+    /// `FCGI_MAX_REQS`, `FCGI_MPXS_CONNS`). With [`Multiplex::Auto`] the question goes on
+    /// a connection of its own before a backend's first request (others wait for the
+    /// answer), and again after the backend was unreachable; `FCGI_MAX_CONNS` then caps
+    /// that backend's pool below `max_connections` (php-cgi answers its
+    /// `PHP_FCGI_CHILDREN`). No answer within 500 ms (a single-process libfcgi app
+    /// never answers a bare GET_VALUES), FCGI_UNKNOWN_TYPE, EOF (php-fpm closes after
+    /// answering, which is fine) or garbage mean "no limits", and the request goes on.
+    /// Spawned programs ([`spawn`](FcgiServiceBuilder::spawn)) are never asked: the
+    /// supervisor already caps each process at what it started.
+    /// Default: off ([`MULTIPLEX_AUTO`](defaults::MULTIPLEX_AUTO) says why).
+    pub fn multiplex(mut self, mode: Multiplex) -> FcgiServiceBuilder {
+        self.multiplex = mode;
         self
     }
 

@@ -4,6 +4,7 @@ mod backend;
 mod builder;
 #[cfg(test)]
 mod builder_docs;
+mod capabilities;
 mod discover;
 mod dispatch;
 mod future;
@@ -29,6 +30,7 @@ use http_body::Body;
 use tower_service::Service;
 
 pub use builder::{BuildError, FcgiServiceBuilder, HealthCheck};
+pub use capabilities::Multiplex;
 pub use future::{FallibleFuture, ResponseFuture};
 pub use hook::{Cause, ErrorHandler, Failure};
 pub use stats::{BackendStats, Failures, Latency, PoolStats, Probes, Stats};
@@ -110,6 +112,8 @@ pub(crate) struct Inner {
     /// A request on a new connection with no byte this long, while the backend has
     /// idle connections, frees a worker (see `backend::BackendPool::unserved`).
     pub(crate) unserved_after: Option<Duration>,
+    /// Whether backends are asked FCGI_GET_VALUES before their first request.
+    pub(crate) multiplex: Multiplex,
     pub(crate) connect_timeout: Option<Duration>,
     pub(crate) max_response_head: usize,
     pub(crate) head_timeout: Option<Duration>,

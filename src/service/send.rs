@@ -14,8 +14,8 @@ use std::future::poll_fn;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::Inner;
 use super::backend::Member;
+use super::{Inner, Multiplex};
 use crate::body::PooledExchange;
 use crate::cgi::head::{HeadParser, ResponseHead};
 use crate::client::conn::Connection;
@@ -236,6 +236,15 @@ async fn connection(
     endpoint: &Member,
     reuse: Reuse,
 ) -> Result<Pooled<Connection>, Error> {
+    if inner.multiplex == Multiplex::Auto {
+        // Once per backend (the others wait for that one answer, bounded by its
+        // timeout); after that an atomic read. The answer caps the pool (`admit`).
+        endpoint
+            .service
+            .capabilities
+            .learn(endpoint.key(), endpoint.service.cap)
+            .await;
+    }
     let waiting = Instant::now();
     let checkout = endpoint.service.pool.checkout(reuse).await;
     let waited = waiting.elapsed();
@@ -259,11 +268,19 @@ async fn connection(
     let stream = match inner.connect_timeout {
         Some(limit) => tokio::time::timeout(limit, connecting)
             .await
-            .map_err(|_| Error::timeout(Timeout::Connect))?,
-        None => connecting.await,
+            .map_err(|_| Error::timeout(Timeout::Connect)),
+        None => Ok(connecting.await),
     }
-    .map_err(|err| Error::with(ErrorKind::Connect, format!("{backend}: {err}")))?;
-    Ok(slot.fill(Connection::new(stream)))
+    .and_then(|r| r.map_err(|err| Error::with(ErrorKind::Connect, format!("{backend}: {err}"))));
+    match stream {
+        Ok(stream) => Ok(slot.fill(Connection::new(stream))),
+        Err(error) => {
+            // Unreachable: what it said about itself may no longer hold when it is back
+            // (a restart with another configuration, another program on the address).
+            endpoint.service.capabilities.forget();
+            Err(error)
+        }
+    }
 }
 
 /// Reads STDOUT until the CGI head is complete.

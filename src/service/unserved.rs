@@ -82,16 +82,21 @@ impl Drop for Waiting<'_> {
 }
 
 impl BackendPool {
-    /// The cap in force: the configured one, or the lowered one while it holds.
+    /// The cap in force: the configured one, or the lowered one while it holds, and
+    /// never above the backend's `FCGI_MAX_CONNS`.
     pub(crate) fn effective_cap(&self) -> usize {
+        let cap = self
+            .capabilities
+            .limit()
+            .map_or(self.cap, |l| l.min(self.cap));
         if self.unserved.lowered_cap.load(Ordering::Acquire) == 0 {
-            return self.cap;
+            return cap;
         }
         self.unserved
             .lock()
             .as_ref()
             .filter(|l| l.until > Instant::now())
-            .map_or(self.cap, |l| l.cap)
+            .map_or(cap, |l| l.cap.min(cap))
     }
 
     /// Whether a granted slot may open a connection: under a lowered cap, a slot that
@@ -99,6 +104,7 @@ impl BackendPool {
     /// waiting for an idle connection once the pool is full). An expired lowering is
     /// lifted here, its slots released.
     pub(crate) fn admit(&self, slot: Slot<Connection>) -> Option<Slot<Connection>> {
+        let slot = self.admit_under_limit(slot)?;
         let mut lowered = self.unserved.lock();
         let lowered_cap = match lowered.as_ref() {
             None => return Some(slot),
@@ -113,11 +119,7 @@ impl BackendPool {
             }
             Some(l) => l.cap,
         };
-        let open = self
-            .pool
-            .stats()
-            .open
-            .saturating_sub(self.unserved.parked());
+        let open = self.pool.stats().open.saturating_sub(self.parked());
         if open <= lowered_cap {
             return Some(slot);
         }
@@ -161,15 +163,12 @@ impl BackendPool {
     }
 
     fn open_now(&self) -> usize {
-        self.pool
-            .stats()
-            .open
-            .saturating_sub(self.unserved.parked())
+        self.pool.stats().open.saturating_sub(self.parked())
     }
 
     async fn check_unserved(&self, backend: &Backend, after: Duration, mount: &Counters) {
         let pool = self.pool.stats();
-        let open = pool.open.saturating_sub(self.unserved.parked());
+        let open = pool.open.saturating_sub(self.parked());
         let waiting = self.unserved.waiting.load(Ordering::Acquire);
         let served = open.saturating_sub(waiting);
         let proven = self
