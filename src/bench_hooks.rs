@@ -130,3 +130,71 @@ pub fn parse_response_head_pieces(
     }
     Ok(None)
 }
+
+/// Parses an Authorizer's answer head as `FcgiAuthorizer` does (`Variable-NAME` fields
+/// kept apart) from `chunks` pushed one by one, with the 64 KiB cap. Returns the status,
+/// the header count, the variables and the body bytes after the head; `Ok(None)` if the
+/// head never completed. For the `authorizer_head` fuzz target.
+#[allow(clippy::type_complexity)]
+pub fn parse_authorizer_head(
+    chunks: &[Bytes],
+) -> Result<Option<(u16, usize, Vec<(Vec<u8>, Vec<u8>)>, usize)>, crate::ErrorKind> {
+    let mut parser = HeadParser::authorizer(64 * 1024);
+    for (i, chunk) in chunks.iter().enumerate() {
+        if let Some((head, rest)) = parser.push(chunk.clone()).map_err(|e| e.kind())? {
+            let later: usize = chunks.iter().skip(i + 1).map(Bytes::len).sum();
+            let variables = head
+                .variables
+                .iter()
+                .map(|(n, v)| (n.to_vec(), v.to_vec()))
+                .collect();
+            return Ok(Some((
+                head.status.as_u16(),
+                head.headers.len(),
+                variables,
+                rest.len() + later,
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// One stream's events, summarised for comparison: `(kind, payload length)` with kind
+/// 0 STDOUT, 1 STDERR, 2 END_REQUEST (length = app status), 3 overflowed.
+pub type DemuxEvents = Vec<(u8, u64)>;
+
+/// Feeds `wire` (records from a backend) to the multiplexed connection's demultiplexer
+/// in `chunks`, with `streams` requests open (ids 1..=streams) and `budget` bytes of
+/// buffer per stream, then drains every stream. Returns each stream's events, or the
+/// error kind that failed the connection. For the `demux` fuzz target.
+pub fn demux_feed(
+    streams: u16,
+    budget: usize,
+    chunks: &[Bytes],
+) -> Result<Vec<DemuxEvents>, crate::ErrorKind> {
+    use crate::client::mux::demux::{Demux, StreamEvent};
+
+    let mut demux = Demux::new(usize::from(streams.max(1)), budget);
+    let ids: Vec<u16> = (0..streams.max(1)).filter_map(|_| demux.open()).collect();
+    let mut buf = BytesMut::new();
+    let mut notices = Vec::new();
+    for chunk in chunks {
+        buf.extend_from_slice(chunk);
+        demux.feed(&mut buf, &mut notices).map_err(|e| e.kind())?;
+    }
+    Ok(ids
+        .iter()
+        .map(|&id| {
+            let mut events = Vec::new();
+            while let Some(event) = demux.pop(id) {
+                events.push(match event {
+                    StreamEvent::Stdout(b) => (0, b.len() as u64),
+                    StreamEvent::Stderr(b) => (1, b.len() as u64),
+                    StreamEvent::End(end) => (2, u64::from(end.app_status)),
+                    StreamEvent::Overflowed => (3, 0),
+                });
+            }
+            events
+        })
+        .collect())
+}

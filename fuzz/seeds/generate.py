@@ -115,3 +115,37 @@ stream_heads = {
 for i, (name, wire) in enumerate(stream_heads.items()):
     cuts = bytes([0, 5, 1, 40][: i % 5])
     write("stream_head", name, bytes([len(cuts)]) + cuts + wire)
+
+# Authorizer answers (authorizer_head): a grant with variables, a denial with a body,
+# a redirect, hostile variable fields.
+authorizer_heads = {
+    "grant_vars": b"Status: 200\r\nVariable-REMOTE_USER: alice\r\nVariable-ROLE: admin\r\n\r\n",
+    "deny": b"Status: 403 Forbidden\r\nContent-Type: text/plain\r\n\r\nno",
+    "redirect": b"Status: 302\r\nLocation: https://login.example/\r\n\r\n",
+    "empty_var": b"Status: 200\r\nVariable-: x\r\nVariable-A:\r\n\r\n",
+    "no_status": b"Variable-X: 1\r\nX-Other: 2\r\n\r\n",
+}
+for i, (name, wire) in enumerate(authorizer_heads.items()):
+    cuts = bytes([2, 9, 0][: i % 4])
+    write("authorizer_head", name, bytes([len(cuts)]) + cuts + wire)
+
+# Multiplexed answers (demux): streams 1..3 interleaved the way Go's net/http/fcgi and
+# tokio-fastcgi write them, an abort answered twice, a record for an id not in use.
+def end(rid, app=0, proto=0):
+    return record(END, rid, struct.pack(">IB3x", app, proto))
+
+demux_wires = {
+    "interleaved": record(STDOUT, 1, b"Status: 200\r\n\r\na") + record(STDOUT, 2, b"b" * 100)
+    + record(STDOUT, 3, b"c") + record(STDOUT, 1) + end(1) + record(STDERR, 2, b"warn")
+    + record(STDOUT, 2) + end(2) + record(STDOUT, 3) + end(3),
+    "values_then_streams": record(GVR, 0, pair(b"FCGI_MPXS_CONNS", b"1")) + record(GVR, 0)
+    + record(STDOUT, 1, b"x") + end(1),
+    "double_end": end(1) + record(STDOUT, 1, b"late") + end(1),
+    "unknown_id": record(STDOUT, 9, b"who"),
+    "over_budget": record(STDOUT, 1, b"y" * 3000) + record(STDOUT, 1, b"y" * 3000) + end(1),
+    "cant_mpx": end(2, 0, 1) + record(STDOUT, 1, b"ok") + end(1),
+}
+for i, (name, wire) in enumerate(demux_wires.items()):
+    cuts = bytes([7, 0, 33][: i % 4])
+    config = (len(cuts) << 4) | (2 + i % 3)
+    write("demux", name, bytes([config, 4 + i]) + cuts + wire)

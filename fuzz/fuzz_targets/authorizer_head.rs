@@ -1,0 +1,48 @@
+//! Fuzzes an Authorizer's answer head (the CGI head parser in its authorizer mode, which
+//! keeps `Variable-NAME` fields apart for the inner request): arbitrary bytes, cut into
+//! pushes whose sizes come from the input, must parse without panicking to the same
+//! answer as one push of everything; a variable's name is never empty and never carries
+//! the `Variable-` prefix, and no variable shows up among the headers too.
+//!
+//! Input layout: byte 0 gives the number `n` (0..=15) of cut bytes that follow; the rest
+//! is the STDOUT stream.
+
+#![no_main]
+
+use bytes::Bytes;
+use libfuzzer_sys::fuzz_target;
+use tower_fastcgi::bench_hooks::parse_authorizer_head;
+
+fuzz_target!(|input: &[u8]| {
+    let Some((&first, rest)) = input.split_first() else {
+        return;
+    };
+    let n = usize::from(first & 0x0f).min(rest.len());
+    let (plan, wire) = rest.split_at(n);
+    let whole = parse_authorizer_head(&[Bytes::copy_from_slice(wire)]);
+    let mut chunks = Vec::new();
+    let mut at = 0;
+    for &cut in plan.iter().cycle() {
+        if at >= wire.len() {
+            break;
+        }
+        let len = (usize::from(cut) + 1).min(wire.len() - at);
+        chunks.push(Bytes::copy_from_slice(&wire[at..at + len]));
+        at += len;
+    }
+    if chunks.is_empty() {
+        chunks.push(Bytes::copy_from_slice(wire));
+    }
+    let split = parse_authorizer_head(&chunks);
+    assert_eq!(whole, split, "cuts changed the answer");
+    if let Ok(Some((status, _, variables, _))) = whole {
+        assert!((100..=999).contains(&status));
+        for (name, _) in &variables {
+            assert!(!name.is_empty(), "an empty variable name");
+            assert!(
+                !name.to_ascii_lowercase().starts_with(b"variable-"),
+                "the prefix was kept: {name:?}"
+            );
+        }
+    }
+});
