@@ -56,8 +56,14 @@ pub(crate) struct StreamExchange {
     /// A write that failed: kept to explain an EOF before the head.
     write_error: Option<io::Error>,
     limits: Limits,
-    /// Until the head: the head deadline (fixed); then the read idle deadline.
+    /// Until the head: the head deadline (fixed); then the read idle deadline. One
+    /// timer for the connect, head and idle deadlines in turn, moved with
+    /// `Sleep::reset` (a later deadline is a store, not a trip through the timer
+    /// wheel) instead of a timer made and dropped for each (callgrind: registering
+    /// and deregistering one costs ~1 000 instructions, BENCHMARKS.md issue 16).
     read_deadline: Option<Pin<Box<Sleep>>>,
+    /// Whether `read_deadline` holds the idle deadline for the current wait.
+    idle_armed: bool,
     head_done: bool,
     write_deadline: Option<Pin<Box<Sleep>>>,
     total_deadline: Option<Pin<Box<Sleep>>>,
@@ -93,22 +99,42 @@ impl StreamExchange {
         // No TCP_NODELAY yet: a request whose head and body go out in one write (every
         // GET) never needs it; `poll_write` sets it before a second write.
         let connecting = Stream::connect_nagle(backend);
-        let stream = match limits.connect {
-            Some(limit) => tokio::time::timeout(limit, connecting)
-                .await
-                .map_err(|_| Error::timeout(Timeout::Connect))?,
-            None => connecting.await,
+        let mut timer = deadline(Instant::now(), limits.connect);
+        let stream = {
+            let mut connecting = std::pin::pin!(connecting);
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(connected) = connecting.as_mut().poll(cx) {
+                    return Poll::Ready(Ok(connected));
+                }
+                if let Some(t) = &mut timer
+                    && t.as_mut().poll(cx).is_ready()
+                {
+                    return Poll::Ready(Err(Error::timeout(Timeout::Connect)));
+                }
+                Poll::Pending
+            })
+            .await?
         }
         .map_err(|err| Error::with(ErrorKind::Connect, format!("{backend}: {err}")))?;
+        // As for FastCGI: the head timeout runs from the start of the exchange (a body
+        // read ahead or spooled does not eat it), the total from the request's.
+        let head_at = limits.head.and_then(|head| Instant::now().checked_add(head));
+        let read_deadline = match (timer, head_at) {
+            (Some(mut t), Some(at)) => {
+                t.as_mut().reset(at);
+                Some(t)
+            }
+            (None, Some(at)) => Some(Box::pin(tokio::time::sleep_until(at))),
+            (_, None) => None,
+        };
         Ok(StreamExchange {
             stream,
             out: head,
             upload: Some(upload),
             write_error: None,
             limits,
-            // As for FastCGI: the head timeout runs from the start of the exchange (a
-            // body read ahead or spooled does not eat it), the total from the request's.
-            read_deadline: deadline(Instant::now(), limits.head),
+            read_deadline,
+            idle_armed: false,
             head_done: false,
             write_deadline: None,
             total_deadline: deadline(started, limits.total),
@@ -124,7 +150,10 @@ impl StreamExchange {
     /// The head is parsed: from now on the read deadline is the idle timeout.
     pub(crate) fn head_done(&mut self) {
         self.head_done = true;
-        self.read_deadline = None;
+        self.idle_armed = false;
+        if self.limits.read.is_none() {
+            self.read_deadline = None;
+        }
     }
 
     /// The next bytes of the response, `None` at EOF. Drives the request body too.
@@ -159,7 +188,8 @@ impl StreamExchange {
                 Ok(0) => return Poll::Ready(Ok(None)),
                 Ok(n) => {
                     if self.head_done {
-                        self.read_deadline = None;
+                        // Data came: the idle deadline restarts at the next wait.
+                        self.idle_armed = false;
                     }
                     if n >= spare {
                         // More may be waiting: read in full chunks from now on.
@@ -175,15 +205,16 @@ impl StreamExchange {
                 Poll::Ready(Err(err)) => return Poll::Ready(Err(self.read_error(err))),
                 Poll::Pending => {}
             }
-            let idle = if self.head_done {
-                self.limits.read
-            } else {
-                None
-            };
-            if self.read_deadline.is_none()
-                && let Some(idle) = idle
+            if self.head_done
+                && !self.idle_armed
+                && let Some(idle) = self.limits.read
             {
-                self.read_deadline = Some(Box::pin(tokio::time::sleep(idle)));
+                self.idle_armed = true;
+                match (&mut self.read_deadline, Instant::now().checked_add(idle)) {
+                    (Some(timer), Some(at)) => timer.as_mut().reset(at),
+                    (slot, Some(at)) => *slot = Some(Box::pin(tokio::time::sleep_until(at))),
+                    (slot, None) => *slot = None,
+                }
             }
             if let Some(deadline) = &mut self.read_deadline
                 && deadline.as_mut().poll(cx).is_ready()
