@@ -118,7 +118,9 @@ impl StreamExchange {
         .map_err(|err| Error::with(ErrorKind::Connect, format!("{backend}: {err}")))?;
         // As for FastCGI: the head timeout runs from the start of the exchange (a body
         // read ahead or spooled does not eat it), the total from the request's.
-        let head_at = limits.head.and_then(|head| Instant::now().checked_add(head));
+        let head_at = limits
+            .head
+            .and_then(|head| Instant::now().checked_add(head));
         let read_deadline = match (timer, head_at) {
             (Some(mut t), Some(at)) => {
                 t.as_mut().reset(at);
