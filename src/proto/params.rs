@@ -29,7 +29,10 @@ const fn len_prefix_size(len: usize) -> usize {
 /// sixth of a tiny request's environment (callgrind, BENCHMARKS.md issue 16).
 pub(crate) fn has_nul(bytes: &[u8]) -> bool {
     let mut words = bytes.chunks_exact(8);
-    if (&mut words).any(|word| word_has_nul(<[u8; 8]>::try_from(word).unwrap_or([1; 8]))) {
+    if words
+        .by_ref()
+        .any(|word| word_has_nul(<[u8; 8]>::try_from(word).unwrap_or([1; 8])))
+    {
         return true;
     }
     // The last 0..=7 bytes, padded with non-zero bytes to one more word.
