@@ -7,6 +7,12 @@
 #
 #   bench/connectors.sh                      # c=16 and 64, 2 reps of 5 s
 #   bench/connectors.sh --conc 16 --reps 3 --duration 5
+#   bench/connectors.sh --conns 4            # our mounts at their default cap
+#
+# --conns N is our mounts' `conns=` (connections in flight per backend; more requests
+# queue in the gateway). The default, 1024, leaves them uncapped like nginx's upstream
+# (no `max_conns`), so both queue in uWSGI's listen backlog; the gateway's own default
+# is 4. nginx runs one worker, our gateway one thread (a current-thread runtime).
 #
 # Loopback only, free ports; everything started here is stopped on exit.
 
@@ -19,6 +25,7 @@ REPS=2
 DURATION=5
 BUILD=1
 PROCESSES=2
+CONNS=1024
 
 while (($#)); do
     case $1 in
@@ -26,8 +33,9 @@ while (($#)); do
         --reps) REPS=$2; shift ;;
         --duration) DURATION=$2; shift ;;
         --processes) PROCESSES=$2; shift ;;
+        --conns) CONNS=$2; shift ;;
         --no-build) BUILD=0 ;;
-        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -111,7 +119,8 @@ setsid nginx -p "$TMP/nginx/" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/error.lo
 NGINX_PGID=$!
 PGIDS+=("$NGINX_PGID")
 setsid "$EX/gateway" --threads 1 --quiet --listen "127.0.0.1:$OURS_PORT" \
-    --scgi "/s=tcp://127.0.0.1:$SCGI_PORT" --uwsgi "/u=tcp://127.0.0.1:$UWSGI_PORT" \
+    --scgi "/s=tcp://127.0.0.1:$SCGI_PORT,conns=$CONNS" \
+    --uwsgi "/u=tcp://127.0.0.1:$UWSGI_PORT,conns=$CONNS" \
     >"$TMP/gateway.log" 2>&1 &
 OURS_PGID=$!
 PGIDS+=("$OURS_PGID")
@@ -140,6 +149,7 @@ ticks() {
 }
 HZ=$(getconf CLK_TCK)
 
+echo "conns=$CONNS processes=$PROCESSES duration=$DURATION reps=$REPS" >"$OUT/settings"
 printf 'proto\tc\trep\tsystem\trps\tcpu_us_per_req\terrors\n' >"$OUT/results.tsv"
 for conc in ${CONC//,/ }; do
     for rep in $(seq "$REPS"); do

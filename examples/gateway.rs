@@ -22,7 +22,8 @@
 //! - `--scgi PREFIX=BACKEND[,OPTS]` and `--uwsgi PREFIX=BACKEND[,OPTS]`: application mode
 //!   as `--app`, over SCGI (flup's or uWSGI's `--scgi-socket`) or the uwsgi protocol
 //!   (uWSGI's `--uwsgi-socket`). One connection per request (the protocols end a
-//!   response by closing), so only `backend=`, `resolve=` and `script=` apply.
+//!   response by closing), so only `backend=`, `conns=` (connections in flight per
+//!   backend, default 4; more requests queue), `resolve=` and `script=` apply.
 //!
 //! BACKEND is `tcp://HOST:PORT`, `unix:PATH`, or `spawn:PROGRAM`: the gateway starts
 //! PROGRAM itself (php-cgi, fcgiwrap, a flup or Go app serving fd 0), `procs=N`
@@ -125,7 +126,7 @@ fn parse_args() -> Result<Args, String> {
                 return Err("usage: gateway --listen ADDR [--app|--php|--cgi|--filter|--scgi|--uwsgi PREFIX=BACKEND[,OPTS]]... [--auth PREFIX=BACKEND[,OPTS]]... [--threads N] [--quiet]\n\
                      BACKEND: tcp://HOST:PORT, unix:PATH or spawn:PROGRAM (started and supervised here)\n\
                      --scgi, --uwsgi: application mode as --app over SCGI or uwsgi (tcp:// or unix: only;\n\
-                     one connection per request, so only backend=, resolve=, script= apply)\n\
+                     one connection per request, so only backend=, conns=, resolve=, script= apply)\n\
                      OPTS: backend=BACKEND (repeatable: balance over several backends), conns=N (per backend),\n\
                      procs=N, env=NAME=VALUE (spawn:),\n\
                      keepalive=0, resolve=SECS (re-resolve tcp:// names), health=values|/PING_PATH, mpx=auto|off,\n\

@@ -78,8 +78,9 @@ impl Kind {
                 "health",
                 "mpx",
             ],
-            // One connection per request: no pool, keep-alive or spawned programs.
-            Kind::Scgi | Kind::Uwsgi => &["backend", "resolve", "script"],
+            // One connection per request: no pool, keep-alive or spawned programs;
+            // `conns` caps the connections in flight per backend (the rest queue).
+            Kind::Scgi | Kind::Uwsgi => &["backend", "conns", "resolve", "script"],
             Kind::Cgi => &[
                 "backend",
                 "conns",
@@ -424,7 +425,8 @@ mod tests {
             )
             .is_ok()
         );
-        let err = parse_mount(Kind::Uwsgi, "/u=unix:/run/app.sock,conns=4").unwrap_err();
+        assert!(parse_mount(Kind::Uwsgi, "/u=unix:/run/app.sock,conns=64").is_ok());
+        let err = parse_mount(Kind::Uwsgi, "/u=unix:/run/app.sock,keepalive=0").unwrap_err();
         assert!(err.contains("--uwsgi"), "{err}");
         let spawned = parse_mount(Kind::Scgi, "/s=spawn:/bin/true").unwrap();
         assert!(spawned.mount(Router::new()).unwrap_err().contains("spawn"));

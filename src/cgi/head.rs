@@ -10,6 +10,11 @@ use crate::error::{Error, ErrorKind};
 /// Most header fields a CGI response head may carry (as hyper's default).
 const MAX_HEADERS: usize = 128;
 
+/// Slots tried first. Most heads carry a handful of fields, and setting up 128 empty
+/// slots (4 KiB) for each was ~450 instructions of a tiny response (callgrind,
+/// BENCHMARKS.md issue 16); a longer head is parsed again with `MAX_HEADERS`.
+const FEW_HEADERS: usize = 16;
+
 /// A parsed CGI response head.
 #[derive(Debug)]
 pub(crate) struct ResponseHead {
@@ -216,17 +221,31 @@ fn split_status_line(block: &Bytes) -> Result<((StatusCode, Bytes), Bytes), Erro
 }
 
 /// The header fields of a head; `line_status` is the status line's, if it had one.
+/// The fields httparse found, or why the block is not a header block.
+fn header_fields<'h, 'b>(
+    parsed: httparse::Result<(usize, &'h [httparse::Header<'b>])>,
+) -> Result<&'h [httparse::Header<'b>], Error> {
+    match parsed {
+        Ok(httparse::Status::Complete((_, fields))) => Ok(fields),
+        Ok(httparse::Status::Partial) => Err(invalid("incomplete header block")),
+        Err(err) => Err(invalid(format!("malformed header line: {err}"))),
+    }
+}
+
 fn parse_fields(
     block: &Bytes,
     line_status: Option<(StatusCode, Bytes)>,
     dialect: Dialect,
     keep_variables: bool,
 ) -> Result<ResponseHead, Error> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let parsed = match httparse::parse_headers(block, &mut slots) {
-        Ok(httparse::Status::Complete((_, parsed))) => parsed,
-        Ok(httparse::Status::Partial) => return Err(invalid("incomplete header block")),
-        Err(err) => return Err(invalid(format!("malformed header line: {err}"))),
+    let mut few = [httparse::EMPTY_HEADER; FEW_HEADERS];
+    let mut many;
+    let parsed = match httparse::parse_headers(block, &mut few) {
+        Err(httparse::Error::TooManyHeaders) => {
+            many = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            header_fields(httparse::parse_headers(block, &mut many))?
+        }
+        first => header_fields(first)?,
     };
 
     let mut headers = HeaderMap::with_capacity(parsed.len());

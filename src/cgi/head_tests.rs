@@ -168,6 +168,18 @@ fn malformed_lines_are_502() {
 }
 
 #[test]
+fn more_fields_than_the_first_try_holds_are_all_kept() {
+    let mut input = Vec::new();
+    for i in 0..MAX_HEADERS {
+        input.extend_from_slice(format!("X-{i}: v{i}\r\n").as_bytes());
+    }
+    input.extend_from_slice(b"\r\n");
+    let (head, _) = parse_all(&input).unwrap();
+    assert_eq!(head.headers.len(), MAX_HEADERS);
+    assert_eq!(head.headers["x-127"], "v127");
+}
+
+#[test]
 fn too_many_headers() {
     let mut input = Vec::new();
     for i in 0..=MAX_HEADERS {

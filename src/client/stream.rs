@@ -21,16 +21,33 @@ impl Stream {
     /// whole batches, and Nagle plus delayed ACK would otherwise stall small writes
     /// by tens of milliseconds.
     pub(crate) async fn connect(backend: &Backend) -> io::Result<Stream> {
+        let stream = Stream::connect_nagle(backend).await?;
+        stream.set_nodelay()?;
+        Ok(stream)
+    }
+
+    /// Connects without TCP_NODELAY, for a connection that may need only one write:
+    /// Nagle's algorithm holds back a write only while an earlier one is unacknowledged,
+    /// so the caller sets [`set_nodelay`](Stream::set_nodelay) before a second write
+    /// and saves the `setsockopt` when there is none (the SCGI and uwsgi exchanges).
+    pub(crate) async fn connect_nagle(backend: &Backend) -> io::Result<Stream> {
         match backend {
             Backend::Tcp(addr) => {
                 let stream = match addr.parse::<std::net::SocketAddr>() {
                     Ok(sock) => TcpStream::connect(sock).await?,
                     Err(_) => TcpStream::connect(addr.as_str()).await?,
                 };
-                stream.set_nodelay(true)?;
                 Ok(Stream::Tcp(stream))
             }
             Backend::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
+        }
+    }
+
+    /// TCP_NODELAY (nothing to do on a Unix socket).
+    pub(crate) fn set_nodelay(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_nodelay(true),
+            Stream::Unix(_) => Ok(()),
         }
     }
 

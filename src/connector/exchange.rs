@@ -25,6 +25,15 @@ use crate::pool::Checkout;
 /// Bytes asked of the socket per read: one response chunk at most.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// The first read buffer: a whole head and a small body fit. Smaller than
+/// `READ_CHUNK` because freeing a 64 KiB chunk makes glibc consolidate its fast bins
+/// (about 1 000 instructions per request for a 13-byte answer, callgrind); a response
+/// that fills it switches to `READ_CHUNK` buffers.
+const FIRST_READ: usize = 16 * 1024;
+
+/// Spare room below which the read buffer is replaced rather than read into.
+const MIN_READ: usize = 2 * 1024;
+
 /// The timeouts of one exchange (the builder's, from `Inner`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
@@ -47,11 +56,29 @@ pub(crate) struct StreamExchange {
     /// A write that failed: kept to explain an EOF before the head.
     write_error: Option<io::Error>,
     limits: Limits,
-    /// Until the head: the head deadline (fixed); then the read idle deadline.
+    /// Until the head: the head deadline (fixed); then the read idle deadline. One
+    /// timer for the connect, head and idle deadlines in turn, moved with
+    /// `Sleep::reset` (a later deadline is a store, not a trip through the timer
+    /// wheel) instead of a timer made and dropped for each (callgrind: registering
+    /// and deregistering one costs ~1 000 instructions, BENCHMARKS.md issue 16).
     read_deadline: Option<Pin<Box<Sleep>>>,
+    /// Whether `read_deadline` holds the idle deadline for the current wait.
+    idle_armed: bool,
     head_done: bool,
     write_deadline: Option<Pin<Box<Sleep>>>,
     total_deadline: Option<Pin<Box<Sleep>>>,
+    /// Where the socket reads into; each read's bytes are split off and handed out, so
+    /// consecutive small reads share one allocation and a read that finds nothing
+    /// allocates nothing.
+    read_buf: BytesMut,
+    /// The capacity of the next read buffer: `FIRST_READ`, then `READ_CHUNK`.
+    read_size: usize,
+    /// Whether a write has gone out (the next one sets TCP_NODELAY first).
+    wrote: bool,
+    /// Whether any body bytes were taken from the upload (half-close only then).
+    sent_body: bool,
+    /// Whether TCP_NODELAY is set.
+    nodelay: bool,
     /// The backend pool's capacity this connection uses, freed when the exchange drops.
     _permit: Permit,
 }
@@ -69,26 +96,55 @@ impl StreamExchange {
         started: Instant,
         permit: Permit,
     ) -> Result<StreamExchange, Error> {
-        let connecting = Stream::connect(backend);
-        let stream = match limits.connect {
-            Some(limit) => tokio::time::timeout(limit, connecting)
-                .await
-                .map_err(|_| Error::timeout(Timeout::Connect))?,
-            None => connecting.await,
+        // No TCP_NODELAY yet: a request whose head and body go out in one write (every
+        // GET) never needs it; `poll_write` sets it before a second write.
+        let connecting = Stream::connect_nagle(backend);
+        let mut timer = deadline(Instant::now(), limits.connect);
+        let stream = {
+            let mut connecting = std::pin::pin!(connecting);
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(connected) = connecting.as_mut().poll(cx) {
+                    return Poll::Ready(Ok(connected));
+                }
+                if let Some(t) = &mut timer
+                    && t.as_mut().poll(cx).is_ready()
+                {
+                    return Poll::Ready(Err(Error::timeout(Timeout::Connect)));
+                }
+                Poll::Pending
+            })
+            .await?
         }
         .map_err(|err| Error::with(ErrorKind::Connect, format!("{backend}: {err}")))?;
+        // As for FastCGI: the head timeout runs from the start of the exchange (a body
+        // read ahead or spooled does not eat it), the total from the request's.
+        let head_at = limits
+            .head
+            .and_then(|head| Instant::now().checked_add(head));
+        let read_deadline = match (timer, head_at) {
+            (Some(mut t), Some(at)) => {
+                t.as_mut().reset(at);
+                Some(t)
+            }
+            (None, Some(at)) => Some(Box::pin(tokio::time::sleep_until(at))),
+            (_, None) => None,
+        };
         Ok(StreamExchange {
             stream,
             out: head,
             upload: Some(upload),
             write_error: None,
             limits,
-            // As for FastCGI: the head timeout runs from the start of the exchange (a
-            // body read ahead or spooled does not eat it), the total from the request's.
-            read_deadline: deadline(Instant::now(), limits.head),
+            read_deadline,
+            idle_armed: false,
             head_done: false,
             write_deadline: None,
             total_deadline: deadline(started, limits.total),
+            read_buf: BytesMut::new(),
+            read_size: FIRST_READ,
+            wrote: false,
+            sent_body: false,
+            nodelay: false,
             _permit: permit,
         })
     }
@@ -96,7 +152,10 @@ impl StreamExchange {
     /// The head is parsed: from now on the read deadline is the idle timeout.
     pub(crate) fn head_done(&mut self) {
         self.head_done = true;
-        self.read_deadline = None;
+        self.idle_armed = false;
+        if self.limits.read.is_none() {
+            self.read_deadline = None;
+        }
     }
 
     /// The next bytes of the response, `None` at EOF. Drives the request body too.
@@ -122,14 +181,23 @@ impl StreamExchange {
             }
         }
         loop {
-            let mut buf = BytesMut::with_capacity(READ_CHUNK);
-            match self.stream.try_read_buf(&mut buf) {
+            let spare = self.read_buf.capacity() - self.read_buf.len();
+            if spare < MIN_READ {
+                self.read_buf = BytesMut::with_capacity(self.read_size);
+            }
+            let spare = self.read_buf.capacity() - self.read_buf.len();
+            match self.stream.try_read_buf(&mut self.read_buf) {
                 Ok(0) => return Poll::Ready(Ok(None)),
-                Ok(_) => {
+                Ok(n) => {
                     if self.head_done {
-                        self.read_deadline = None;
+                        // Data came: the idle deadline restarts at the next wait.
+                        self.idle_armed = false;
                     }
-                    return Poll::Ready(Ok(Some(buf.freeze())));
+                    if n >= spare {
+                        // More may be waiting: read in full chunks from now on.
+                        self.read_size = READ_CHUNK;
+                    }
+                    return Poll::Ready(Ok(Some(self.read_buf.split().freeze())));
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
                 Err(err) => return Poll::Ready(Err(self.read_error(err))),
@@ -139,15 +207,16 @@ impl StreamExchange {
                 Poll::Ready(Err(err)) => return Poll::Ready(Err(self.read_error(err))),
                 Poll::Pending => {}
             }
-            let idle = if self.head_done {
-                self.limits.read
-            } else {
-                None
-            };
-            if self.read_deadline.is_none()
-                && let Some(idle) = idle
+            if self.head_done
+                && !self.idle_armed
+                && let Some(idle) = self.limits.read
             {
-                self.read_deadline = Some(Box::pin(tokio::time::sleep(idle)));
+                self.idle_armed = true;
+                match (&mut self.read_deadline, Instant::now().checked_add(idle)) {
+                    (Some(timer), Some(at)) => timer.as_mut().reset(at),
+                    (slot, Some(at)) => *slot = Some(Box::pin(tokio::time::sleep_until(at))),
+                    (slot, None) => *slot = None,
+                }
             }
             if let Some(deadline) = &mut self.read_deadline
                 && deadline.as_mut().poll(cx).is_ready()
@@ -160,6 +229,22 @@ impl StreamExchange {
                 return Poll::Ready(Err(Error::timeout(which)));
             }
             return Poll::Pending;
+        }
+    }
+
+    /// The response is complete (its Content-Length is in): one more non-blocking
+    /// read, so that a server that has already closed (uWSGI and flup close right
+    /// after the last byte) is seen to have closed first. Closing then is the passive
+    /// close: the TIME_WAIT stays with the server, as it does behind nginx, which
+    /// reads to EOF too, instead of piling up on our ephemeral ports and slowing
+    /// every later `connect(2)`'s port search. A server that has not closed yet is
+    /// not waited for.
+    pub(crate) fn finish(self) {
+        let mut probe = [0u8; 1];
+        match self.stream.try_read(&mut probe) {
+            Ok(0) => {}
+            Ok(_) => tracing::debug!("the backend sent bytes beyond its Content-Length"),
+            Err(_) => {}
         }
     }
 
@@ -203,10 +288,13 @@ impl StreamExchange {
                 // deadline runs while we wait for it.
                 self.write_deadline = None;
                 match ready!(upload.poll_chunk(cx)) {
-                    Ok(Some(chunk)) => self.out = chunk,
+                    Ok(Some(chunk)) => {
+                        self.sent_body |= !chunk.is_empty();
+                        self.out = chunk;
+                    }
                     Ok(None) => {
                         self.upload = None;
-                        if self.limits.half_close {
+                        if self.limits.half_close && self.sent_body {
                             self.shutdown_write(cx);
                         }
                         return Poll::Ready(Ok(()));
@@ -215,11 +303,20 @@ impl StreamExchange {
                 }
                 continue;
             }
+            if self.wrote && !self.nodelay {
+                // Nagle would hold this write until the backend acknowledged the last
+                // one; with a delayed ACK that is tens of milliseconds.
+                self.nodelay = true;
+                if let Err(err) = self.stream.set_nodelay() {
+                    tracing::debug!(error = %err, "setting TCP_NODELAY failed");
+                }
+            }
             match self.stream.try_write_vectored(&[IoSlice::new(&self.out)]) {
                 Ok(0) => {
                     return Poll::Ready(Err(WriteFailed::Socket(io::ErrorKind::WriteZero.into())));
                 }
                 Ok(n) => {
+                    self.wrote = true;
                     self.out.advance(n.min(self.out.len()));
                     self.write_deadline = None;
                     continue;

@@ -74,10 +74,14 @@ mod sealed {
         /// For logs and `Debug`.
         const NAME: &'static str;
 
-        /// Whether to shut the write side down after the body. The connection carries
-        /// one request either way; EOF lets a server that reads its input to the end
-        /// (flup's SCGI server hands the raw socket to the application as
-        /// `wsgi.input`) finish instead of waiting.
+        /// Whether to shut the write side down after a non-empty body. The connection
+        /// carries one request either way; EOF lets a server that reads its input to
+        /// the end (flup's SCGI server hands the raw socket to the application as
+        /// `wsgi.input` when CONTENT_LENGTH is not 0) finish instead of waiting.
+        /// Without a body there is nothing to read (flup gives an empty `wsgi.input`,
+        /// uWSGI reads CONTENT_LENGTH bytes) and no `shutdown(2)` is sent: it would
+        /// make us the side that closes first, which leaves every connection's
+        /// TIME_WAIT on our ephemeral ports (nginx never half-closes).
         const HALF_CLOSE: bool;
 
         /// The whole request head, ready to write, for a body of `content_length` bytes.

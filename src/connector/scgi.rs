@@ -7,7 +7,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use super::Framing;
 use crate::cgi::env::ParamSink;
 use crate::cgi::text::{fmt_u64, itoa_buf};
-use crate::proto::ProtoError;
+use crate::proto::{ProtoError, has_nul};
 
 /// Room kept in front of the pairs for the netstring's `<len>:` (20 digits and the colon),
 /// so the finished head is the same buffer, advanced, not a copy.
@@ -41,16 +41,22 @@ impl ParamSink for ScgiHead {
         if matches!(name, [b"CONTENT_LENGTH"] | [b"SCGI"]) {
             return Ok(());
         }
-        // NUL separates the fields: one inside a name or value would forge a pair.
-        if name.iter().chain(value).any(|p| p.contains(&0)) {
-            return Err(ProtoError::NulInParam);
-        }
+        let start = self.buf.len();
         for part in name {
-            self.buf.put_slice(part);
+            self.buf.extend_from_slice(part);
         }
         self.buf.put_u8(0);
+        let value_at = self.buf.len();
         for part in value {
-            self.buf.put_slice(part);
+            self.buf.extend_from_slice(part);
+        }
+        // NUL separates the fields: one inside a name or value would forge a pair. One
+        // search each over the copied name and value, not one per part.
+        let name_bytes = self.buf.get(start..value_at - 1).unwrap_or_default();
+        let value_bytes = self.buf.get(value_at..).unwrap_or_default();
+        if has_nul(name_bytes) || has_nul(value_bytes) {
+            self.buf.truncate(start);
+            return Err(ProtoError::NulInParam);
         }
         self.buf.put_u8(0);
         Ok(())
@@ -96,5 +102,13 @@ mod tests {
     fn nul_is_refused() {
         let mut head = ScgiHead::new(0);
         assert_eq!(head.pair(&[b"X"], &[b"a\0b"]), Err(ProtoError::NulInParam));
+        assert_eq!(
+            head.pair(&[b"X\0", b"Y"], &[b"v"]),
+            Err(ProtoError::NulInParam)
+        );
+        // A refused pair leaves nothing behind.
+        head.pair(&[b"A"], &[b"b"]).unwrap();
+        let bytes = head.finish().unwrap();
+        assert!(bytes.ends_with(b"SCGI\x001\0A\0b\0,"));
     }
 }

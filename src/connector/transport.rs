@@ -109,7 +109,7 @@ async fn send<P: Protocol>(
         )
     })?;
     let endpoint = Arc::clone(pick.endpoint());
-    let backend = endpoint.key().clone();
+    let backend = endpoint.key();
     // Capacity only: the slot is never filled (no connection is ever pooled), and held
     // until the exchange ends, so `max_connections` caps and queues as for FastCGI and
     // the fleet's load counts these requests.
@@ -135,7 +135,7 @@ async fn send<P: Protocol>(
     };
     let result = async {
         let mut exchange =
-            StreamExchange::open(&backend, head, upload, limits, started, permit).await?;
+            StreamExchange::open(backend, head, upload, limits, started, permit).await?;
         let (head, rest) = read_head(&mut exchange, inner.max_response_head).await?;
         Ok((exchange, head, rest))
     }
@@ -215,7 +215,9 @@ impl StreamBody {
             }
             if self.received == expected {
                 // Complete: close now rather than wait for the server's EOF.
-                self.exchange = None;
+                if let Some(exchange) = self.exchange.take() {
+                    exchange.finish();
+                }
             }
         }
         Ok(data)
@@ -234,8 +236,10 @@ impl Body for StreamBody {
         if let Some(data) = this.pending.take() {
             return Poll::Ready(Some(this.take(data).map(Frame::data)));
         }
-        if this.expected == Some(this.received) {
-            this.exchange = None;
+        if this.expected == Some(this.received)
+            && let Some(exchange) = this.exchange.take()
+        {
+            exchange.finish();
         }
         let Some(exchange) = &mut this.exchange else {
             return Poll::Ready(None);

@@ -10,7 +10,7 @@ use super::Framing;
 use crate::cgi::env::ParamSink;
 use crate::cgi::text::{fmt_u64, itoa_buf};
 use crate::error::{Error, ErrorKind};
-use crate::proto::ProtoError;
+use crate::proto::{ProtoError, has_nul};
 
 /// The uwsgi protocol: a marker for [`StreamService`](super::StreamService).
 #[derive(Debug, Clone, Copy, Default)]
@@ -43,7 +43,7 @@ impl UwsgiHead {
             // Checked by the caller; CONTENT_LENGTH is always short.
             self.buf.put_u16_le(len.min(usize::from(u16::MAX)) as u16);
             for part in field {
-                self.buf.put_slice(part);
+                self.buf.extend_from_slice(part);
             }
         }
     }
@@ -54,9 +54,6 @@ impl ParamSink for UwsgiHead {
         if matches!(name, [b"CONTENT_LENGTH"]) {
             return Ok(());
         }
-        if name.iter().chain(value).any(|p| p.contains(&0)) {
-            return Err(ProtoError::NulInParam);
-        }
         let name_len: usize = name.iter().map(|p| p.len()).sum();
         let value_len: usize = value.iter().map(|p| p.len()).sum();
         if name_len > usize::from(u16::MAX) || value_len > usize::from(u16::MAX) {
@@ -64,7 +61,22 @@ impl ParamSink for UwsgiHead {
                 len: name_len + value_len + 4,
             });
         }
+        let start = self.buf.len();
         self.put(name, value);
+        // NUL is refused as for SCGI (a C-string reader would cut the value short).
+        // One search each over the copied name and value, not one per part; the length
+        // fields in between may hold 0 bytes, so the pair is not searched whole.
+        let name_at = start + 2;
+        let value_at = name_at + name_len + 2;
+        let name_bytes = self
+            .buf
+            .get(name_at..name_at + name_len)
+            .unwrap_or_default();
+        let value_bytes = self.buf.get(value_at..).unwrap_or_default();
+        if has_nul(name_bytes) || has_nul(value_bytes) {
+            self.buf.truncate(start);
+            return Err(ProtoError::NulInParam);
+        }
         Ok(())
     }
 }
@@ -100,6 +112,20 @@ mod tests {
         let vars = b"\x0e\x00CONTENT_LENGTH\x01\x005\x0e\x00REQUEST_METHOD\x03\x00PUT";
         assert_eq!(&bytes[..4], &[0, vars.len() as u8, 0, 0]);
         assert_eq!(&bytes[4..], &vars[..]);
+    }
+
+    #[test]
+    fn nul_is_refused_and_leaves_nothing_behind() {
+        let mut head = UwsgiHead::new(0);
+        assert_eq!(head.pair(&[b"X"], &[b"a\0b"]), Err(ProtoError::NulInParam));
+        assert_eq!(
+            head.pair(&[b"X\0", b"Y"], &[b"v"]),
+            Err(ProtoError::NulInParam)
+        );
+        head.pair(&[b"A"], &[b"b"]).unwrap();
+        let bytes = head.finish().unwrap();
+        assert!(bytes.ends_with(b"\x01\x00A\x01\x00b"));
+        assert_eq!(bytes.len(), 4 + 2 + 14 + 2 + 1 + 6);
     }
 
     #[test]

@@ -152,7 +152,7 @@ impl<'a> ParamsEncoder<'a> {
     pub fn push_parts(&mut self, name: &[&[u8]], value: &[&[u8]]) -> Result<(), ProtoError> {
         let name_len: usize = name.iter().map(|p| p.len()).sum();
         let value_len: usize = value.iter().map(|p| p.len()).sum();
-        if name.iter().chain(value).any(|p| p.contains(&0)) {
+        if name.iter().chain(value).any(|p| super::has_nul(p)) {
             return Err(ProtoError::NulInParam);
         }
         let pair_len = encoded_pair_len(name_len, value_len);

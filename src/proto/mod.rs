@@ -75,6 +75,7 @@ pub use header::{Header, RecordType};
 pub use params::encoded_pair_len;
 #[cfg(not(feature = "unstable"))]
 pub(crate) use params::encoded_pair_len;
+pub(crate) use params::has_nul;
 pub use params::{PairIter, ParamsCollector};
 pub use record::{BeginRequest, EndRequest, ProtocolStatus, Record, Role};
 
