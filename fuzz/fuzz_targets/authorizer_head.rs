@@ -1,8 +1,8 @@
 //! Fuzzes an Authorizer's answer head (the CGI head parser in its authorizer mode, which
 //! keeps `Variable-NAME` fields apart for the inner request): arbitrary bytes, cut into
 //! pushes whose sizes come from the input, must parse without panicking to the same
-//! answer as one push of everything; a variable's name is never empty and never carries
-//! the `Variable-` prefix, and no variable shows up among the headers too.
+//! answer as one push of everything; a variable's name (what follows the one
+//! `Variable-` prefix) is never empty.
 //!
 //! Input layout: byte 0 gives the number `n` (0..=15) of cut bytes that follow; the rest
 //! is the STDOUT stream.
@@ -37,12 +37,10 @@ fuzz_target!(|input: &[u8]| {
     assert_eq!(whole, split, "cuts changed the answer");
     if let Ok(Some((status, _, variables, _))) = whole {
         assert!((100..=999).contains(&status));
+        // (A name may itself start with `Variable-`: `Variable-Variable-X` names the
+        // variable `Variable-X`; the campaign's one finding was this check being wrong.)
         for (name, _) in &variables {
             assert!(!name.is_empty(), "an empty variable name");
-            assert!(
-                !name.to_ascii_lowercase().starts_with(b"variable-"),
-                "the prefix was kept: {name:?}"
-            );
         }
     }
 });
