@@ -11,6 +11,9 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
+
+#[path = "common/cuts.rs"]
+mod cuts;
 use tower_fastcgi::bench_hooks::demux_feed;
 
 fuzz_target!(|input: &[u8]| {
@@ -22,19 +25,7 @@ fuzz_target!(|input: &[u8]| {
     let n = usize::from(config >> 4).min(rest.len());
     let (plan, wire) = rest.split_at(n);
     let whole = demux_feed(streams, budget, &[Bytes::copy_from_slice(wire)]);
-    let mut chunks = Vec::new();
-    let mut at = 0;
-    for &cut in plan.iter().cycle() {
-        if at >= wire.len() {
-            break;
-        }
-        let len = (usize::from(cut) + 1).min(wire.len() - at);
-        chunks.push(Bytes::copy_from_slice(&wire[at..at + len]));
-        at += len;
-    }
-    if chunks.is_empty() {
-        chunks.push(Bytes::copy_from_slice(wire));
-    }
+    let chunks = cuts::chunks(plan, wire);
     let split = demux_feed(streams, budget, &chunks);
     assert_eq!(whole, split, "cuts changed the routing");
     let Ok(per_stream) = whole else {

@@ -10,6 +10,9 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
+
+#[path = "common/cuts.rs"]
+mod cuts;
 use tower_fastcgi::bench_hooks::parse_stream_response_head;
 
 fuzz_target!(|input: &[u8]| {
@@ -19,19 +22,7 @@ fuzz_target!(|input: &[u8]| {
     let n = usize::from(first & 0x0f).min(rest.len());
     let (plan, wire) = rest.split_at(n);
     let whole = parse_stream_response_head(&[Bytes::copy_from_slice(wire)]);
-    let mut chunks = Vec::new();
-    let mut at = 0;
-    for &cut in plan.iter().cycle() {
-        if at >= wire.len() {
-            break;
-        }
-        let len = (usize::from(cut) + 1).min(wire.len() - at);
-        chunks.push(Bytes::copy_from_slice(&wire[at..at + len]));
-        at += len;
-    }
-    if chunks.is_empty() {
-        chunks.push(Bytes::copy_from_slice(wire));
-    }
+    let chunks = cuts::chunks(plan, wire);
     let split = parse_stream_response_head(&chunks);
     // A head longer than the cap may be refused at a different push, but refused alike;
     // everything else must not depend on the cuts.
