@@ -164,17 +164,19 @@ pub fn parse_authorizer_head(
 pub type DemuxEvents = Vec<(u8, u64)>;
 
 /// Feeds `wire` (records from a backend) to the multiplexed connection's demultiplexer
-/// in `chunks`, with `streams` requests open (ids 1..=streams) and `budget` bytes of
-/// buffer per stream, then drains every stream. Returns each stream's events, or the
+/// in `chunks`, with `streams` requests open (ids 1..=streams), `budget` bytes of
+/// buffer per stream in memory and `spill` more STDOUT bytes in its spill file, then
+/// drains every stream. Returns each stream's events, or the
 /// error kind that failed the connection. For the `demux` fuzz target.
 pub fn demux_feed(
     streams: u16,
     budget: usize,
+    spill: u64,
     chunks: &[Bytes],
 ) -> Result<Vec<DemuxEvents>, crate::ErrorKind> {
     use crate::client::mux::demux::{Demux, StreamEvent};
 
-    let mut demux = Demux::new(usize::from(streams.max(1)), budget);
+    let mut demux = Demux::new(usize::from(streams.max(1)), budget, spill);
     let ids: Vec<u16> = (0..streams.max(1)).filter_map(|_| demux.open()).collect();
     let mut buf = BytesMut::new();
     let mut notices = Vec::new();

@@ -10,14 +10,16 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
 use crate::client::conn::Connection;
-use crate::client::exchange::{Event, Exchange};
+use crate::client::call::Call;
+use crate::client::exchange::Event;
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::pool::Pooled;
 use crate::proto::ProtocolStatus;
 
-/// An exchange on a pooled connection: what a streaming body drives. Dropping it after
-/// a clean END_REQUEST returns the connection to its pool.
-pub(crate) type PooledExchange = Exchange<Pooled<Connection>>;
+/// A request on a pooled connection or a multiplexed stream: what a streaming body
+/// drives. Dropping it after a clean END_REQUEST returns a pooled connection to its
+/// pool (and frees a stream's id).
+pub(crate) type PooledExchange = Call<Pooled<Connection>>;
 
 /// The body of a response from [`FcgiService`](crate::FcgiService).
 ///

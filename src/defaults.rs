@@ -130,13 +130,32 @@ pub const UNSERVED_AFTER: Option<Duration> = Some(Duration::from_secs(1));
 pub(crate) const UNSERVED_CAP_HOLD: Duration = Duration::from_secs(60);
 
 /// [`multiplex`](crate::FcgiServiceBuilder::multiplex): whether the service asks each
-/// backend FCGI_GET_VALUES (`Multiplex::Auto`) by default. Off for now: without a
-/// multiplexing connection driver the answer can only cap a pool (`FCGI_MAX_CONNS`),
-/// and asking costs every backend one extra connection at start and, for a
-/// single-process application that never answers (libfcgi), one discovery timeout
-/// (500 ms) on its first request. Worth it once several
-/// requests can share a connection; until then an opt-in.
+/// backend FCGI_GET_VALUES (`Multiplex::Auto`) by default, and multiplexes those that
+/// answer `FCGI_MPXS_CONNS=1`. Off for now: asking costs every backend one extra
+/// connection at start and, for a single-process application that never answers
+/// (libfcgi), one discovery timeout (500 ms) on its first request, and the backends
+/// most deployments run (php-fpm, php-cgi, fcgiwrap) do not multiplex.
 pub const MULTIPLEX_AUTO: bool = false;
+
+/// Requests at once on one multiplexed connection when the backend states no
+/// `FCGI_MAX_REQS` (Go's `net/http/fcgi` does not). With the default 4 connections per
+/// backend that is 400 requests in flight before one waits, as HTTP/2's customary 100
+/// streams per connection.
+pub const MULTIPLEX_STREAMS: usize = 100;
+
+/// [`multiplex_buffer`](crate::FcgiServiceBuilder::multiplex_buffer): unread response
+/// bytes (STDOUT and STDERR) one request may have buffered in memory on a multiplexed
+/// connection. FastCGI has no per-request flow control, so the connection's reader
+/// cannot wait for one slow client without stalling every other request on it: STDOUT
+/// beyond this goes to a temporary file. 1 MiB: sixteen 64 KiB records of lead.
+pub const MULTIPLEX_BUFFER: usize = 1024 * 1024;
+
+/// [`multiplex_spill`](crate::FcgiServiceBuilder::multiplex_spill): unread STDOUT bytes
+/// one multiplexed request may have in its temporary file beyond the memory buffer;
+/// a client further behind has its request aborted (a cut-off body). 64 MiB: a large
+/// download to a slow client survives, and a thousand stalled clients cannot fill a
+/// disk unnoticed (nginx's `proxy_max_temp_file_size` is 1 GiB, per request too).
+pub const MULTIPLEX_SPILL: u64 = 64 * 1024 * 1024;
 
 /// How long FCGI_GET_VALUES may take (connect included) before a backend counts as
 /// "no multiplexing, no limits". Short, because the first request of a backend waits

@@ -15,7 +15,9 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::time::Instant;
+use std::pin::Pin;
+
+use tokio::time::{Instant, Sleep};
 
 use super::conn::Connection;
 use super::stderr::StderrLog;
@@ -305,46 +307,64 @@ impl<C: DerefMut<Target = Connection>> Exchange<C> {
         cx: &mut Context<'_>,
         write_blocked: bool,
     ) -> Poll<Result<(), Error>> {
-        let mut earliest: Option<(Instant, Timeout)> = None;
-        let mut consider = |at: Option<Instant>, which: Timeout| {
-            if let Some(at) = at.filter(|at| earliest.is_none_or(|(e, _)| *at < e)) {
-                earliest = Some((at, which));
-            }
-        };
-        consider(self.deadlines.head, Timeout::ResponseHead);
-        consider(self.deadlines.total, Timeout::Total);
-        consider(
-            self.deadlines
-                .read_idle
-                .and_then(|d| self.last_read.checked_add(d)),
-            Timeout::Read,
-        );
-        if write_blocked {
-            consider(
-                self.deadlines
-                    .write_idle
-                    .map(|d| self.out.last_progress + d),
-                Timeout::Write,
-            );
-        }
-        let Some((at, which)) = earliest else {
+        let write_since = write_blocked.then_some(self.out.last_progress);
+        let Some((at, which)) = self.deadlines.earliest(self.last_read, write_since) else {
             return Poll::Pending;
         };
-        let timer = match &mut self.conn.timer {
-            Some(timer) => {
-                if timer.deadline() != at {
-                    timer.as_mut().reset(at);
-                }
-                timer
-            }
-            None => self
-                .conn
-                .timer
-                .insert(Box::pin(tokio::time::sleep_until(at))),
-        };
-        ready!(timer.as_mut().poll(cx));
-        Poll::Ready(Err(Error::timeout(which)))
+        poll_deadline(&mut self.conn.timer, at, which, cx)
     }
+}
+
+impl Deadlines {
+    /// The deadline that passes first, given when the last record was read and, while
+    /// the backend refuses request-body bytes, since when it has.
+    pub(crate) fn earliest(
+        &self,
+        last_read: Instant,
+        write_since: Option<Instant>,
+    ) -> Option<(Instant, Timeout)> {
+        let candidates = [
+            (self.head, Timeout::ResponseHead),
+            (self.total, Timeout::Total),
+            (
+                self.read_idle.and_then(|d| last_read.checked_add(d)),
+                Timeout::Read,
+            ),
+            (
+                write_since.zip(self.write_idle).and_then(|(s, d)| s.checked_add(d)),
+                Timeout::Write,
+            ),
+        ];
+        // The first of equal deadlines wins: the order above is the order of blame.
+        candidates
+            .into_iter()
+            .filter_map(|(at, which)| at.map(|at| (at, which)))
+            .fold(None, |best: Option<(Instant, Timeout)>, c| match best {
+                Some(b) if b.0 <= c.0 => Some(b),
+                _ => Some(c),
+            })
+    }
+}
+
+/// Waits for `at` on `timer` (kept across polls, reset only when the deadline moves);
+/// the `which` timeout error once it passes.
+pub(crate) fn poll_deadline(
+    timer: &mut Option<Pin<Box<Sleep>>>,
+    at: Instant,
+    which: Timeout,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), Error>> {
+    let timer = match timer {
+        Some(timer) => {
+            if timer.deadline() != at {
+                timer.as_mut().reset(at);
+            }
+            timer
+        }
+        None => timer.insert(Box::pin(tokio::time::sleep_until(at))),
+    };
+    ready!(timer.as_mut().poll(cx));
+    Poll::Ready(Err(Error::timeout(which)))
 }
 
 use std::future::Future as _;
@@ -361,7 +381,7 @@ static BEGIN_FILTER_CLOSE: [u8; 16] = begin_request(Role::Filter, false);
 /// The BEGIN_REQUEST record for `role`. A role the specification does not define is
 /// never built by the crate; it falls back to Responder rather than sending a number
 /// no backend knows.
-fn begin_record(role: Role, keep_conn: bool) -> &'static [u8; 16] {
+pub(crate) fn begin_record(role: Role, keep_conn: bool) -> &'static [u8; 16] {
     match (role, keep_conn) {
         (Role::Authorizer, true) => &BEGIN_AUTHORIZER_KEEP,
         (Role::Authorizer, false) => &BEGIN_AUTHORIZER_CLOSE,

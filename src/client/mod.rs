@@ -8,6 +8,7 @@
 //! connection, for backends that advertise `FCGI_MPXS_CONNS=1`) can later be added behind
 //! the same two calls: a per-connection driver task that routes records by id.
 
+pub(crate) mod call;
 pub(crate) mod conn;
 pub(crate) mod exchange;
 pub(crate) mod mux;

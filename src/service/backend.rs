@@ -2,6 +2,7 @@
 //! ([`BackendPool`]), and the per-backend and aggregate snapshots built from them.
 
 use crate::client::conn::Connection;
+use crate::client::mux::set::MuxSet;
 use crate::fleet::{Endpoint, Load, Loaded};
 use crate::pool::{Pool, PoolConfig, Snapshot};
 
@@ -29,6 +30,8 @@ pub(crate) struct BackendPool {
     /// What the backend said about itself (FCGI_GET_VALUES) and the capacity its
     /// `FCGI_MAX_CONNS` parks.
     pub(crate) capabilities: Capabilities,
+    /// Its multiplexed connections, when requests share them (empty otherwise).
+    pub(crate) mux: MuxSet,
 }
 
 impl BackendPool {
@@ -40,6 +43,7 @@ impl BackendPool {
             probes: ProbeCounters::default(),
             unserved: Unserved::default(),
             capabilities: Capabilities::default(),
+            mux: MuxSet::default(),
         }
     }
 
@@ -49,31 +53,46 @@ impl BackendPool {
         self.unserved.parked() + self.capabilities.parked()
     }
 
-    /// The pool's state without the parked capacity.
+    /// The pool's state without the parked capacity, plus the multiplexed
+    /// connections: each counts as open, each request on one as busy, a request waiting
+    /// for room on them as waiting, and every stream after a connection's first as a
+    /// reuse.
     pub(crate) fn snapshot(&self) -> Snapshot {
         let mut s = self.pool.stats();
         let parked = self.parked();
         s.open = s.open.saturating_sub(parked);
         s.busy = s.busy.saturating_sub(parked);
+        let mux = self.mux.stats();
+        s.open += mux.conns;
+        s.busy += mux.in_flight;
+        s.waiting += mux.waiting;
+        s.opened += mux.opened_conns;
+        s.reused += mux.opened_streams.saturating_sub(mux.opened_conns);
         s
     }
 
     /// A removed backend is drained once no connection to it is open and no request
-    /// waits for one.
+    /// uses or waits for one (its idle multiplexed connections close when it is
+    /// dropped).
     pub(crate) fn drained(&self) -> bool {
-        let pool = self.snapshot();
-        pool.open == 0 && pool.waiting == 0
+        let pool = self.pool.stats();
+        let mux = self.mux.stats();
+        pool.open <= self.parked() && pool.waiting == 0 && mux.in_flight == 0 && mux.waiting == 0
     }
 }
 
 impl Load for BackendPool {
     /// Connections held by requests (from checkout until the response body ends, which
-    /// is when a FastCGI worker is free again) plus requests queued for one.
+    /// is when a FastCGI worker is free again) plus requests queued for one; with
+    /// multiplexing, requests on its connections plus those waiting for room.
     fn load(&self) -> Loaded {
-        let pool = self.snapshot();
+        let mut pool = self.pool.stats();
+        let parked = self.parked();
+        pool.busy = pool.busy.saturating_sub(parked);
+        let mux = self.mux.stats();
         Loaded {
-            saturated: pool.busy >= self.effective_cap(),
-            pending: pool.busy + pool.waiting,
+            saturated: pool.busy >= self.effective_cap() || mux.waiting > 0,
+            pending: pool.busy + pool.waiting + mux.in_flight + mux.waiting,
         }
     }
 }

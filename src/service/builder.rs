@@ -38,7 +38,9 @@ pub(crate) use health::Probe;
 /// | [`backends`](FcgiServiceBuilder::backends) / [`add_backend`](FcgiServiceBuilder::add_backend) | one backend (required) |
 /// | [`max_connections`](FcgiServiceBuilder::max_connections) | 4 per backend (keep it ≤ the backend's workers) |
 /// | [`max_idle`](FcgiServiceBuilder::max_idle) | = `max_connections` |
-/// | [`multiplex`](FcgiServiceBuilder::multiplex) | off (`Multiplex::Auto` asks each backend FCGI_GET_VALUES) |
+/// | [`multiplex`](FcgiServiceBuilder::multiplex) | off (`Multiplex::Auto` asks each backend FCGI_GET_VALUES and multiplexes those that can) |
+/// | [`multiplex_buffer`](FcgiServiceBuilder::multiplex_buffer) | 1 MiB unread in memory per multiplexed request |
+/// | [`multiplex_spill`](FcgiServiceBuilder::multiplex_spill) | 64 MiB more in a temporary file, then the request is aborted |
 /// | [`idle_timeout`](FcgiServiceBuilder::idle_timeout) | 15 s |
 /// | [`max_requests_per_connection`](FcgiServiceBuilder::max_requests_per_connection) | unlimited |
 /// | [`keep_alive`](FcgiServiceBuilder::keep_alive) | on (FCGI_KEEP_CONN) |
@@ -143,6 +145,8 @@ pub struct FcgiServiceBuilder {
     max_connections: usize,
     /// Whether backends are asked FCGI_GET_VALUES.
     multiplex: Multiplex,
+    multiplex_buffer: usize,
+    multiplex_spill: u64,
     /// `None`: follow `max_connections`.
     max_idle: Option<usize>,
     idle_timeout: Option<Duration>,
@@ -224,6 +228,8 @@ impl FcgiServiceBuilder {
             } else {
                 Multiplex::Off
             },
+            multiplex_buffer: defaults::MULTIPLEX_BUFFER,
+            multiplex_spill: defaults::MULTIPLEX_SPILL,
             max_idle: None,
             idle_timeout: defaults::IDLE_TIMEOUT,
             max_requests_per_connection: defaults::MAX_REQUESTS_PER_CONNECTION,
@@ -478,6 +484,9 @@ impl FcgiServiceBuilder {
                 retry_non_idempotent: self.retry_non_idempotent,
                 unserved_after: self.unserved_after,
                 multiplex,
+                multiplex_buffer: self.multiplex_buffer,
+                multiplex_spill: self.multiplex_spill,
+                queue_timeout: self.queue_timeout,
                 cgi: self.cgi,
                 body: self.body,
                 counters: Counters::default(),

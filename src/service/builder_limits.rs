@@ -131,19 +131,63 @@ impl FcgiServiceBuilder {
         self
     }
 
-    /// Whether to ask each backend what it supports (FCGI_GET_VALUES: `FCGI_MAX_CONNS`,
-    /// `FCGI_MAX_REQS`, `FCGI_MPXS_CONNS`). With [`Multiplex::Auto`] the question goes on
-    /// a connection of its own before a backend's first request (others wait for the
-    /// answer), and again after the backend was unreachable; `FCGI_MAX_CONNS` then caps
-    /// that backend's pool below `max_connections` (php-cgi answers its
-    /// `PHP_FCGI_CHILDREN`). No answer within 500 ms (a single-process libfcgi app
-    /// never answers a bare GET_VALUES), FCGI_UNKNOWN_TYPE, EOF (php-fpm closes after
-    /// answering, which is fine) or garbage mean "no limits", and the request goes on.
-    /// Spawned programs ([`spawn`](FcgiServiceBuilder::spawn)) are never asked: the
+    /// Whether requests share backend connections (FastCGI multiplexing: several
+    /// request ids at once on one connection), and whether to ask each backend what it
+    /// supports (FCGI_GET_VALUES: `FCGI_MAX_CONNS`, `FCGI_MAX_REQS`, `FCGI_MPXS_CONNS`).
+    ///
+    /// With [`Multiplex::Auto`] the question goes on a connection of its own before a
+    /// backend's first request (others wait for the answer), and again after the
+    /// backend was unreachable. A backend answering `FCGI_MPXS_CONNS=1` (Go's
+    /// `net/http/fcgi`, flup with `multiplexed=True` on Python 2, tokio-fastcgi) gets
+    /// up to `FCGI_MAX_REQS` requests (else
+    /// [`MULTIPLEX_STREAMS`](defaults::MULTIPLEX_STREAMS)) on each connection, and a
+    /// new connection only when all are full, up to `max_connections`.
+    /// `FCGI_MAX_CONNS` caps the connections below `max_connections` (php-cgi answers
+    /// its `PHP_FCGI_CHILDREN`). No answer within 500 ms (a single-process libfcgi app
+    /// never answers a bare GET_VALUES), FCGI_UNKNOWN_TYPE, EOF (php-fpm may close
+    /// after answering) or garbage mean "no multiplexing, no limits", and the request
+    /// goes on. [`Multiplex::On`] multiplexes without asking. Spawned programs
+    /// ([`spawn`](FcgiServiceBuilder::spawn)) are never asked nor multiplexed: the
     /// supervisor already caps each process at what it started.
+    ///
+    /// On a multiplexed connection a client that goes away has its request aborted
+    /// (FCGI_ABORT_REQUEST) while the connection carries on, and a client that reads
+    /// more slowly than its backend writes has the excess kept in memory
+    /// ([`multiplex_buffer`](FcgiServiceBuilder::multiplex_buffer)), then in a
+    /// temporary file ([`multiplex_spill`](FcgiServiceBuilder::multiplex_spill)), and
+    /// is aborted beyond both, so the connection's other requests never wait for it.
+    /// A Filter's requests (with FCGI_DATA) always get a connection of their own.
     /// Default: off ([`MULTIPLEX_AUTO`](defaults::MULTIPLEX_AUTO) says why).
     pub fn multiplex(mut self, mode: Multiplex) -> FcgiServiceBuilder {
-        self.multiplex = mode;
+        self.multiplex = match mode {
+            Multiplex::On { max_streams } => Multiplex::On {
+                max_streams: max_streams.clamp(1, usize::from(u16::MAX)),
+            },
+            other => other,
+        };
+        self
+    }
+
+    /// Unread response bytes one request may have waiting in memory on a multiplexed
+    /// connection; more goes to a temporary file
+    /// ([`multiplex_spill`](FcgiServiceBuilder::multiplex_spill)). FastCGI has no
+    /// per-request flow control: waiting for one slow client would stall every request
+    /// on the connection. Default: 1 MiB
+    /// ([`MULTIPLEX_BUFFER`](defaults::MULTIPLEX_BUFFER)); at least 64 KiB (one record).
+    pub fn multiplex_buffer(mut self, bytes: usize) -> FcgiServiceBuilder {
+        self.multiplex_buffer = bytes.max(64 * 1024);
+        self
+    }
+
+    /// Unread response bytes one request may have waiting in its temporary file on a
+    /// multiplexed connection, beyond
+    /// [`multiplex_buffer`](FcgiServiceBuilder::multiplex_buffer) (an unlinked file in
+    /// the temporary directory, emptied whenever its client has caught up). A client
+    /// further behind has its request aborted (FCGI_ABORT_REQUEST) and gets a cut-off
+    /// body, never a complete-looking one. 0: no file, abort at the memory buffer.
+    /// Default: 64 MiB ([`MULTIPLEX_SPILL`](defaults::MULTIPLEX_SPILL)).
+    pub fn multiplex_spill(mut self, bytes: u64) -> FcgiServiceBuilder {
+        self.multiplex_spill = bytes;
         self
     }
 

@@ -27,15 +27,27 @@ use crate::defaults::MULTIPLEX_DISCOVERY_TIMEOUT;
 use crate::error::ErrorKind;
 use crate::pool::Slot;
 
-/// Whether the service asks its backends about multiplexing and their limits
+/// Whether requests share backend connections (FastCGI multiplexing), and whether the
+/// service asks its backends what they support
 /// ([`FcgiServiceBuilder::multiplex`](crate::FcgiServiceBuilder::multiplex)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Multiplex {
     /// Ask each backend FCGI_GET_VALUES on a connection of its own, once, before its
     /// first request (and again after it was unreachable), and honour the answer:
-    /// `FCGI_MAX_CONNS` caps its pool. No answer within 500 ms means "no limits".
+    /// `FCGI_MPXS_CONNS=1` multiplexes its connections (at most `FCGI_MAX_REQS`
+    /// requests on each, else [`MULTIPLEX_STREAMS`](crate::defaults::MULTIPLEX_STREAMS)),
+    /// `FCGI_MAX_CONNS` caps its connections. No answer within 500 ms means "no
+    /// multiplexing, no limits".
     Auto,
+    /// Multiplex without asking, at most `max_streams` requests on each connection:
+    /// for backends that multiplex but do not say so (flup 1.0.3 on Python 3 answers
+    /// GET_VALUES with nothing). A backend that cannot (it answers FCGI_CANT_MPX_CONN)
+    /// is downgraded to one request per connection, its refused request sent again.
+    On {
+        /// Requests at once on one connection (1 to 65535).
+        max_streams: usize,
+    },
     /// Ask nothing: one request per connection, capped by the configuration only.
     Off,
 }

@@ -15,6 +15,7 @@ pub(crate) mod respond;
 mod run;
 mod script;
 mod send;
+mod send_mux;
 mod stats;
 mod unserved;
 
@@ -112,8 +113,16 @@ pub(crate) struct Inner {
     /// A request on a new connection with no byte this long, while the backend has
     /// idle connections, frees a worker (see `backend::BackendPool::unserved`).
     pub(crate) unserved_after: Option<Duration>,
-    /// Whether backends are asked FCGI_GET_VALUES before their first request.
+    /// Whether backends are asked FCGI_GET_VALUES before their first request, and
+    /// whether requests share connections.
     pub(crate) multiplex: Multiplex,
+    /// Unread bytes one request may buffer in memory on a multiplexed connection.
+    pub(crate) multiplex_buffer: usize,
+    /// Unread bytes one such request may have in its spill file beyond that.
+    pub(crate) multiplex_spill: u64,
+    /// Longest wait for room on a backend's connections (the pool's, and the
+    /// multiplexed set's).
+    pub(crate) queue_timeout: Option<Duration>,
     pub(crate) connect_timeout: Option<Duration>,
     pub(crate) max_response_head: usize,
     pub(crate) head_timeout: Option<Duration>,

@@ -18,6 +18,7 @@ use super::backend::{BackendPool, Member};
 use super::builder::Probe;
 use super::send::read_head;
 use crate::client::conn::Connection;
+use crate::client::call::Call;
 use crate::client::exchange::{Deadlines, Event, Exchange, Outgoing, REQUEST_ID};
 use crate::client::stream::Stream;
 use crate::client::values::get_values;
@@ -156,7 +157,7 @@ async fn ping(member: &Member, path: &str, check: &HealthCheck) -> Result<bool, 
         head: deadline,
         total: deadline,
     };
-    let mut exchange = Exchange::new(conn, outgoing, deadlines, 1024);
+    let mut exchange = Call::Exclusive(Exchange::new(conn, outgoing, deadlines, 1024));
     let (head, _) = read_head(&mut exchange, 16 * 1024, Role::Responder).await?;
     // The body ("pong") is read to END_REQUEST so the connection returns to the pool.
     while let Event::Stdout(_) = poll_fn(|cx| exchange.poll_event(cx)).await? {}

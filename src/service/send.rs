@@ -15,9 +15,10 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::backend::Member;
-use super::{Inner, Multiplex};
+use super::{Inner, Multiplex, send_mux};
 use crate::body::PooledExchange;
 use crate::cgi::head::{HeadParser, ResponseHead};
+use crate::client::call::Call;
 use crate::client::conn::Connection;
 use crate::client::exchange::{Deadlines, Event, Exchange, Outgoing};
 use crate::client::stream::Stream;
@@ -66,7 +67,7 @@ pub(crate) struct Failed {
     /// rewound: it may be sent again (whether it *should* be depends on the error).
     pub(crate) request: Option<Encoded>,
     /// The connection had served earlier requests (only such a one can be stale).
-    reused: bool,
+    pub(super) reused: bool,
 }
 
 /// Sends the request on one backend; a reused connection found stale is retried once,
@@ -137,6 +138,16 @@ async fn send_with_retry(
             inner.counters.count_stale_retry();
             try_send_request(inner, endpoint, request, Reuse::Never, started).await
         }
+        Err(Failed {
+            error,
+            request: Some(request),
+            ..
+        }) if error.kind() == ErrorKind::CantMultiplex => {
+            // The request did not run; its connection now carries one request at a
+            // time (`send_mux.rs`), so send it again on this backend.
+            tracing::debug!("FastCGI backend cannot multiplex; sending the request again");
+            try_send_request(inner, endpoint, request, Reuse::Never, started).await
+        }
         other => other,
     }
 }
@@ -149,6 +160,9 @@ async fn try_send_request(
     reuse: Reuse,
     started: Instant,
 ) -> Result<Head, Failed> {
+    if let Some(limits) = send_mux::multiplexing(inner, endpoint, request.data.is_some()).await {
+        return send_mux::try_send_multiplexed(inner, endpoint, request, &limits, started).await;
+    }
     let conn = match connection(inner, endpoint, reuse).await {
         Ok(conn) => conn,
         Err(error) => {
@@ -174,15 +188,13 @@ async fn try_send_request(
         stdin,
         data,
     };
-    let deadlines = Deadlines {
-        read_idle: inner.read_timeout,
-        write_idle: inner.write_timeout,
-        head: inner
-            .head_timeout
-            .and_then(|t| Instant::now().checked_add(t)),
-        total: inner.total_timeout.and_then(|t| started.checked_add(t)),
-    };
-    let mut exchange = Exchange::new(conn, outgoing, deadlines, inner.stderr_limit);
+    let deadlines = deadlines(inner, started);
+    let mut exchange = Call::Exclusive(Exchange::new(
+        conn,
+        outgoing,
+        deadlines,
+        inner.stderr_limit,
+    ));
     let head = read_head(&mut exchange, inner.max_response_head, role);
     let head = match inner.unserved_after {
         // Only a new connection can be one no worker accepted.
@@ -193,6 +205,42 @@ async fn try_send_request(
         }
         _ => head.await,
     };
+    let sent = Sent {
+        records,
+        idempotent,
+        role,
+        reused,
+    };
+    outcome(exchange, head, sent)
+}
+
+/// The timeouts of an exchange started now, for a request that arrived at `started`.
+pub(super) fn deadlines(inner: &Inner, started: Instant) -> Deadlines {
+    Deadlines {
+        read_idle: inner.read_timeout,
+        write_idle: inner.write_timeout,
+        head: inner
+            .head_timeout
+            .and_then(|t| Instant::now().checked_add(t)),
+        total: inner.total_timeout.and_then(|t| started.checked_add(t)),
+    }
+}
+
+/// What was sent, to give the request back when it may be sent again.
+pub(super) struct Sent {
+    pub(super) records: Bytes,
+    pub(super) idempotent: bool,
+    pub(super) role: Role,
+    pub(super) reused: bool,
+}
+
+/// The head, or the failure with the request given back when no response byte arrived
+/// and its body could be rewound.
+pub(super) fn outcome(
+    exchange: PooledExchange,
+    head: Result<(ResponseHead, Bytes), Error>,
+    sent: Sent,
+) -> Result<Head, Failed> {
     match head {
         Ok((head, rest)) => Ok(Head {
             exchange,
@@ -208,13 +256,13 @@ async fn try_send_request(
             Err(Failed {
                 error,
                 request: again.then_some(Encoded {
-                    records,
+                    records: sent.records,
                     stdin,
                     data,
-                    idempotent,
-                    role,
+                    idempotent: sent.idempotent,
+                    role: sent.role,
                 }),
-                reused,
+                reused: sent.reused,
             })
         }
     }

@@ -5,14 +5,16 @@
 //! window, no pause), so a stream whose client reads slowly cannot ask the backend to
 //! slow down without stalling every other stream on the connection (HAProxy's mux stops
 //! reading the whole connection then; nginx refused multiplexing for this reason). Each
-//! stream therefore gets a bounded buffer (`budget` bytes of STDOUT and STDERR); a
-//! record that would take it over the bound *overflows* the stream: what it buffered is
-//! dropped, its owner sees [`StreamEvent::Overflowed`] (a body error, never a clean
-//! end), and the driver sends FCGI_ABORT_REQUEST for it. The alternative, spilling the
-//! excess to a temporary file up to a second limit, keeps slow clients alive at the
-//! cost of disk I/O on the reader's path; aborting is simpler, bounded in memory and
-//! time, and a client that cannot keep up with 1 MiB of lead is rare. (A spill can
-//! later replace the abort behind the same event.)
+//! stream therefore gets a bounded buffer in memory (`budget` bytes of STDOUT and
+//! STDERR); STDOUT beyond it goes to the stream's spill file (`spill.rs`), up to
+//! `spill_limit` bytes waiting there, and is read back in order as the owner catches
+//! up. A record that fits neither (or STDERR over the budget) *overflows* the stream:
+//! what it buffered is dropped, its owner sees [`StreamEvent::Overflowed`] (a body
+//! error, never a clean end), and the driver sends FCGI_ABORT_REQUEST for it. So the
+//! reader never waits, memory per stream is bounded by the budget and disk by the
+//! spill limit, and only a client that falls more than both behind loses its response.
+//! (Without the spill, any response larger than the budget would overflow whenever the
+//! backend writes faster than the owner is scheduled, fast client or not.)
 //!
 //! Ids: the lowest free id is reused (FastCGI spec §3.3; HAProxy's ever-growing ids
 //! are haproxy/haproxy#3358). An id whose owner went away before END_REQUEST stays
@@ -24,6 +26,7 @@ use std::collections::VecDeque;
 use bytes::{Bytes, BytesMut};
 
 use crate::error::{Error, ErrorKind};
+use super::spill::Spill;
 use crate::proto::{Decoder, EndRequest, Record};
 
 /// What one stream's owner reads.
@@ -76,11 +79,20 @@ enum Slot {
     Abandoned,
 }
 
+/// A stream's queue entry: an event, or STDOUT bytes waiting in its spill file.
+#[derive(Debug)]
+enum Queued {
+    Event(StreamEvent),
+    Spilled(u64),
+}
+
 #[derive(Debug, Default)]
 struct Stream {
-    queue: VecDeque<StreamEvent>,
-    /// Payload bytes in `queue`.
+    queue: VecDeque<Queued>,
+    /// Payload bytes in `queue` (in memory).
     buffered: usize,
+    /// STDOUT beyond the budget, while its client catches up.
+    spill: Option<Spill>,
     /// END_REQUEST was read from the wire.
     ended: bool,
     /// Over budget: aborted, nothing more is queued.
@@ -97,22 +109,27 @@ pub(crate) struct Demux {
     in_use: usize,
     max_streams: usize,
     budget: usize,
+    /// Bytes a stream may have waiting in its spill file (0: abort at the budget).
+    spill_limit: u64,
 }
 
 impl Demux {
     /// A connection carrying at most `max_streams` requests at once (1..=65535), each
-    /// buffering at most `budget` bytes its owner has not read.
-    pub(crate) fn new(max_streams: usize, budget: usize) -> Demux {
+    /// buffering at most `budget` bytes its owner has not read in memory and
+    /// `spill_limit` more STDOUT bytes in a temporary file.
+    pub(crate) fn new(max_streams: usize, budget: usize, spill_limit: u64) -> Demux {
         Demux {
             decoder: Decoder::new(),
             slots: Vec::new(),
             in_use: 0,
             max_streams: max_streams.clamp(1, usize::from(u16::MAX)),
             budget,
+            spill_limit,
         }
     }
 
     /// Ids in use: open streams and abandoned ones awaiting their END_REQUEST.
+    #[cfg(test)]
     pub(crate) fn in_use(&self) -> usize {
         self.in_use
     }
@@ -164,12 +181,38 @@ impl Demux {
         }
     }
 
-    /// The next event of stream `id`, if one is buffered. Reading its `End` frees the id.
+    /// The next event of stream `id`, if one is buffered (in memory or in its spill
+    /// file). Reading its `End` frees the id. A spill file that cannot be read back
+    /// ends the stream with `Overflowed` (its owner then abandons it, which aborts it).
     pub(crate) fn pop(&mut self, id: u16) -> Option<StreamEvent> {
         let Some(Slot::Open(stream)) = self.slot(id) else {
             return None;
         };
-        let event = stream.queue.pop_front()?;
+        let event = match stream.queue.front_mut()? {
+            Queued::Spilled(waiting) => {
+                let chunk = usize::try_from(*waiting).map_or(SPILL_CHUNK, |w| w.min(SPILL_CHUNK));
+                match stream.spill.as_mut().map(|spill| spill.read(chunk)) {
+                    Some(Ok(data)) if !data.is_empty() => {
+                        *waiting -= data.len() as u64;
+                        if *waiting == 0 {
+                            stream.queue.pop_front();
+                        }
+                        return Some(StreamEvent::Stdout(data));
+                    }
+                    failed => {
+                        tracing::warn!(id, error = ?failed.and_then(Result::err), "reading a multiplexed stream's spill file failed");
+                        stream.queue.clear();
+                        stream.buffered = 0;
+                        stream.spill = None;
+                        return Some(StreamEvent::Overflowed);
+                    }
+                }
+            }
+            Queued::Event(_) => match stream.queue.pop_front() {
+                Some(Queued::Event(event)) => event,
+                _ => return None,
+            },
+        };
         match &event {
             StreamEvent::Stdout(b) | StreamEvent::Stderr(b) => {
                 stream.buffered = stream.buffered.saturating_sub(b.len());
@@ -187,7 +230,13 @@ impl Demux {
         };
         match std::mem::replace(slot, Slot::Abandoned) {
             Slot::Open(stream) if stream.ended => {
-                self.free(id);
+                // An aborted id may still get records of its old request.
+                let state = if stream.overflowed {
+                    Slot::Aborted
+                } else {
+                    Slot::Free
+                };
+                self.free_as(id, state);
                 Abandon::Freed
             }
             Slot::Open(stream) if stream.overflowed => Abandon::Pending,
@@ -209,6 +258,7 @@ impl Demux {
     }
 
     /// Whether the decoder sits between records with nothing of a record read.
+    #[cfg(test)]
     pub(crate) fn is_between_records(&self, buf: &BytesMut) -> bool {
         buf.is_empty() && self.decoder.is_between_records()
     }
@@ -250,6 +300,7 @@ impl Demux {
             }
         };
         let budget = self.budget;
+        let spill_limit = self.spill_limit;
         if matches!(self.slot(id), Some(Slot::Aborted)) {
             return Ok(());
         }
@@ -270,6 +321,15 @@ impl Demux {
             Slot::Open(stream) => stream,
             Slot::Free | Slot::Aborted => return Ok(()),
         };
+        if stream.overflowed {
+            // Aborted: whatever it still sends is dropped, even after an END_REQUEST
+            // (tokio-fastcgi answers the abort with one at once, then lets the
+            // handler finish and sends another).
+            if matches!(event, StreamEvent::End(_)) {
+                stream.ended = true;
+            }
+            return Ok(());
+        }
         if stream.ended {
             return Err(Error::msg(
                 ErrorKind::Protocol,
@@ -286,22 +346,59 @@ impl Demux {
             }
             StreamEvent::Overflowed => 0,
         };
-        if stream.overflowed {
-            return Ok(());
-        }
         if stream.buffered + len > budget {
+            if let StreamEvent::Stdout(data) = &event
+                && spill(stream, data, spill_limit)
+            {
+                notices.push(Notice::Ready(id));
+                return Ok(());
+            }
             stream.overflowed = true;
             stream.queue.clear();
             stream.buffered = 0;
-            stream.queue.push_back(StreamEvent::Overflowed);
+            stream.spill = None;
+            stream.queue.push_back(Queued::Event(StreamEvent::Overflowed));
             notices.push(Notice::Abort(id));
             return Ok(());
         }
         stream.buffered += len;
-        stream.queue.push_back(event);
+        stream.queue.push_back(Queued::Event(event));
         notices.push(Notice::Ready(id));
         Ok(())
     }
+}
+
+/// Bytes read back from a spill file per event.
+const SPILL_CHUNK: usize = 64 * 1024;
+
+/// Puts STDOUT over the budget in the stream's spill file, within `limit`; `false`
+/// when it does not fit or the file fails (the stream is then aborted).
+fn spill(stream: &mut Stream, data: &[u8], limit: u64) -> bool {
+    let waiting = stream.spill.as_ref().map_or(0, Spill::waiting);
+    if waiting + data.len() as u64 > limit {
+        return false;
+    }
+    if stream.spill.is_none() {
+        match Spill::create() {
+            Ok(file) => stream.spill = Some(file),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot create a spill file for a multiplexed stream");
+                return false;
+            }
+        }
+    }
+    let Some(file) = stream.spill.as_mut() else {
+        return false;
+    };
+    if let Err(err) = file.append(data) {
+        tracing::warn!(error = %err, "writing a multiplexed stream's spill file failed");
+        return false;
+    }
+    match stream.queue.back_mut() {
+        Some(Queued::Spilled(n)) => *n += data.len() as u64,
+        _ => stream.queue.push_back(Queued::Spilled(data.len() as u64)),
+    }
+    true
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ fn end_of(id: u16) -> Record {
 
 #[test]
 fn the_lowest_free_id_is_reused_and_the_limit_holds() {
-    let mut d = Demux::new(3, 1024);
+    let mut d = Demux::new(3, 1024, 0);
     assert_eq!((d.open(), d.open(), d.open()), (Some(1), Some(2), Some(3)));
     assert_eq!(d.open(), None, "at the limit");
     // Stream 2 ends and its END is read: id 2 is the lowest free one.
@@ -55,7 +55,7 @@ fn the_lowest_free_id_is_reused_and_the_limit_holds() {
 
 #[test]
 fn an_abandoned_id_stays_reserved_until_its_end_request_is_consumed() {
-    let mut d = Demux::new(4, 1024);
+    let mut d = Demux::new(4, 1024, 0);
     let id = d.open().unwrap();
     assert_eq!(d.abandon(id), Abandon::SendAbort);
     assert_eq!(d.open(), Some(2), "id 1 is still reserved");
@@ -84,7 +84,7 @@ fn an_abandoned_id_stays_reserved_until_its_end_request_is_consumed() {
 
 #[test]
 fn a_stream_over_its_budget_is_aborted_and_the_others_go_on() {
-    let mut d = Demux::new(4, 16);
+    let mut d = Demux::new(4, 16, 0);
     let slow = d.open().unwrap();
     let fast = d.open().unwrap();
     let mut notices = Vec::new();
@@ -126,27 +126,88 @@ fn a_stream_over_its_budget_is_aborted_and_the_others_go_on() {
     assert_eq!(d.in_use(), 0);
 }
 
+/// Over the memory budget, STDOUT goes to the spill file and comes back in order,
+/// interleaved correctly with what stayed in memory; past the spill limit the stream
+/// overflows.
+#[test]
+fn stdout_over_the_budget_is_spilled_in_order_up_to_the_limit() {
+    let mut d = Demux::new(2, 16, 32);
+    let id = d.open().unwrap();
+    let mut notices = Vec::new();
+    let mut buf = encode(&[
+        stdout(id, b"0123456789"),
+        stdout(id, b"abcdefghij"),
+        stdout(id, b"ABCDEFGHIJ"),
+        end_of(id),
+    ]);
+    d.feed(&mut buf, &mut notices).unwrap();
+    let mut got = Vec::new();
+    while let Some(event) = d.pop(id) {
+        match event {
+            StreamEvent::Stdout(b) => got.extend_from_slice(&b),
+            StreamEvent::End(_) => got.extend_from_slice(b"|end"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(&got[..], b"0123456789abcdefghijABCDEFGHIJ|end");
+    assert_eq!(d.in_use(), 0);
+
+    let id = d.open().unwrap();
+    let mut buf = encode(&[
+        stdout(id, b"0123456789"),
+        stdout(id, b"0123456789abcdefghij"),
+        stdout(id, b"0123456789abcdefghij"),
+    ]);
+    notices.clear();
+    d.feed(&mut buf, &mut notices).unwrap();
+    assert!(notices.contains(&Notice::Abort(id)), "{notices:?}");
+    assert_eq!(d.pop(id), Some(StreamEvent::Overflowed));
+}
+
+/// An aborted (overflowed) stream's backend may answer the abort with END_REQUEST and
+/// still send output and a second END_REQUEST (tokio-fastcgi 1.3): dropped, the
+/// connection stays up, and the id is reused last.
+#[test]
+fn records_after_an_aborted_streams_end_are_dropped() {
+    let mut d = Demux::new(2, 4, 0);
+    let id = d.open().unwrap();
+    let mut notices = Vec::new();
+    let mut buf = encode(&[
+        stdout(id, b"0123456789"),
+        end_of(id),
+        stdout(id, b"late"),
+        end_of(id),
+    ]);
+    d.feed(&mut buf, &mut notices).unwrap();
+    assert_eq!(d.pop(id), Some(StreamEvent::Overflowed));
+    assert_eq!(d.abandon(id), Abandon::Freed);
+    let mut buf = encode(&[stdout(id, b"later still")]);
+    d.feed(&mut buf, &mut notices).unwrap();
+    let other = d.open().unwrap();
+    assert_ne!(other, id, "the aborted id is reused last");
+}
+
 #[test]
 fn records_for_ids_not_in_use_or_of_the_client_side_fail_the_connection() {
     let mut notices = Vec::new();
-    let mut d = Demux::new(4, 1024);
+    let mut d = Demux::new(4, 1024, 0);
     assert!(
         d.feed(&mut encode(&[stdout(1, b"x")]), &mut notices)
             .is_err()
     );
-    let mut d = Demux::new(4, 1024);
+    let mut d = Demux::new(4, 1024, 0);
     let id = d.open().unwrap();
     let stdin = Record::Stdin {
         request_id: id,
         data: Bytes::from_static(b"x"),
     };
     assert!(d.feed(&mut encode(&[stdin]), &mut notices).is_err());
-    let mut d = Demux::new(4, 1024);
+    let mut d = Demux::new(4, 1024, 0);
     let id = d.open().unwrap();
     let twice = encode(&[end_of(id), stdout(id, b"x")]);
     assert!(d.feed(&mut twice.clone(), &mut notices).is_err());
     // Management answers and unknown types are skipped.
-    let mut d = Demux::new(4, 1024);
+    let mut d = Demux::new(4, 1024, 0);
     let mut skip = encode(&[Record::GetValuesResult { data: Bytes::new() }]);
     skip.put_slice(&encode(&[Record::UnknownType { record_type: 99 }]));
     d.feed(&mut skip, &mut notices).unwrap();
@@ -170,7 +231,7 @@ proptest! {
         cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..40),
         reader_lag in 0usize..3,
     ) {
-        let mut d = Demux::new(outputs.len(), usize::MAX);
+        let mut d = Demux::new(outputs.len(), usize::MAX, 0);
         let ids: Vec<u16> = outputs.iter().map(|_| d.open().unwrap()).collect();
         // Per-stream queues of records, then an interleaving that keeps each one's order.
         let mut pending: Vec<VecDeque<Record>> = outputs
@@ -257,7 +318,7 @@ proptest! {
         bytes in prop::collection::vec(any::<u8>(), 0..2000),
         open in 0usize..5,
     ) {
-        let mut d = Demux::new(4, 64);
+        let mut d = Demux::new(4, 64, 0);
         for _ in 0..open {
             let _ = d.open();
         }

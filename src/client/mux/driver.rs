@@ -1,38 +1,47 @@
-//! The task that owns a multiplexed connection's socket, and the stream handles that
-//! share it.
+//! A multiplexed connection's shared state, and the handles that share it: the
+//! [`MuxConn`] (the connection, as the service's set holds it) and [`MuxStream`]s (one
+//! request each).
 //!
-//! One task per connection reads records as fast as the backend sends them (into the
-//! [`Demux`], whose per-stream bounds keep one slow stream from stopping the reader)
-//! and writes the streams' records fairly: control records (FCGI_ABORT_REQUEST) first,
-//! then one record of each stream with output per turn, round-robin, in one vectored
-//! write. A [`MuxStream`] is one request on it: it queues its records, reads its events
-//! and, dropped before END_REQUEST, has FCGI_ABORT_REQUEST sent and its id kept until
-//! the END_REQUEST that follows is consumed (the connection stays up). A connection
-//! error fails every stream on it with the same message.
-//!
-//! This first version takes a request whose STDIN is wholly in memory (the records
-//! given to [`MuxConn::open`]); a streamed body would be pushed by its stream as the
-//! driver drains it, with one chunk in flight, like `Exchange`.
+//! One task per connection (`io.rs`) reads records as fast as the backend sends them
+//! (into the [`Demux`], whose per-stream bounds keep one slow stream from stopping the
+//! reader) and writes the streams' records fairly: control records (FCGI_ABORT_REQUEST)
+//! first, then one record of each stream with output per turn, round-robin, in one
+//! vectored write. A stream queues its BEGIN_REQUEST and PARAMS at once and its body
+//! one chunk at a time (the next chunk only once the driver took the previous one), so
+//! a body never piles up in memory and a stream whose application stops reading its
+//! body holds back only its own chunks. Dropped before END_REQUEST, a stream has
+//! FCGI_ABORT_REQUEST sent and its id kept until the END_REQUEST that follows is
+//! consumed (the connection stays up). A connection error fails every stream on it with
+//! the same message.
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
-use std::io::{self, IoSlice};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use tokio::sync::Notify;
 
-use super::demux::{Abandon, Demux, Notice, StreamEvent};
+use super::demux::{Abandon, Demux, StreamEvent};
+use super::io::Io;
+use super::records::{OutRecord, abort_record, stdin_end, stdin_records, with_request_id};
 use crate::client::stream::Stream;
 use crate::error::{Error, ErrorKind};
-use crate::proto::{HEADER_LEN, Header, Record};
 
-/// Read in chunks of up to this size.
-const READ_CHUNK: usize = 64 * 1024;
-/// Most segments handed to one vectored write.
-const MAX_SLICES: usize = 64;
-/// Reads per wake-up before the driver turns to writing.
-const MAX_READS_PER_TURN: usize = 16;
+/// How a multiplexed connection is run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MuxSettings {
+    /// Requests at once on the connection (FCGI_MAX_REQS, or the configured limit).
+    pub(crate) max_streams: usize,
+    /// Unread STDOUT and STDERR bytes one stream may buffer in memory.
+    pub(crate) budget: usize,
+    /// Unread STDOUT bytes one stream may have in its spill file beyond that, before it
+    /// is aborted.
+    pub(crate) spill_limit: u64,
+    /// Longest time the backend may refuse to read while records wait to be written;
+    /// then the connection fails (it would stall every stream on it).
+    pub(crate) write_stall: Option<Duration>,
+}
 
 /// A multiplexed connection: cheap to clone; the driver task runs while a clone or a
 /// stream lives, or until the connection fails.
@@ -57,72 +66,89 @@ impl Drop for MuxConn {
 }
 
 #[derive(Debug)]
-struct Shared {
+pub(super) struct Shared {
     state: Mutex<State>,
+    /// Told whenever an id becomes free or the connection fails, so a request waiting
+    /// for room on the backend's connections looks again.
+    freed: Arc<Notify>,
 }
 
 #[derive(Debug)]
-struct State {
-    demux: Demux,
-    /// The owner of each id waiting for an event (index `id - 1`).
-    wakers: Vec<Option<Waker>>,
+pub(super) struct State {
+    pub(super) demux: Demux,
+    /// The owner of each id waiting for an event or for room to send (index `id - 1`).
+    pub(super) wakers: Vec<Option<Waker>>,
     /// Streams with records to write, in turn order.
-    turns: VecDeque<Turn>,
+    pub(super) turns: VecDeque<Turn>,
     /// Written before any stream's records.
-    control: VecDeque<Bytes>,
+    pub(super) control: VecDeque<Bytes>,
     /// The driver, to wake when there is something to write or nobody is left.
-    driver: Option<Waker>,
+    pub(super) driver: Option<Waker>,
     /// Why the connection failed (every stream then fails with it).
-    failed: Option<String>,
+    pub(super) failed: Option<String>,
     /// `MuxConn` clones and streams alive: at 0 the driver closes the connection.
-    handles: usize,
+    pub(super) handles: usize,
+    /// Streams opened on the connection so far.
+    opened: u64,
 }
 
 /// One stream's records still to be written.
 #[derive(Debug)]
-struct Turn {
-    id: u16,
-    records: VecDeque<Bytes>,
+pub(super) struct Turn {
+    pub(super) id: u16,
+    pub(super) records: VecDeque<OutRecord>,
     /// Its first record (BEGIN_REQUEST) was taken for writing: the backend knows it.
-    began: bool,
+    pub(super) began: bool,
+}
+
+impl State {
+    /// Wakes the owner of `id`, if it waits.
+    pub(super) fn wake(&mut self, id: u16) {
+        let waker = self
+            .wakers
+            .get_mut(usize::from(id).wrapping_sub(1))
+            .and_then(Option::take);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    fn wake_driver(&mut self) {
+        if let Some(driver) = self.driver.take() {
+            driver.wake();
+        }
+    }
 }
 
 impl MuxConn {
-    /// Starts the driver task on `stream`, for at most `max_streams` requests at once,
-    /// each buffering at most `budget` unread bytes.
-    pub(crate) fn start(stream: Stream, max_streams: usize, budget: usize) -> MuxConn {
+    /// Starts the driver task on `stream`; `freed` is told when an id frees up.
+    pub(crate) fn start(stream: Stream, settings: MuxSettings, freed: Arc<Notify>) -> MuxConn {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                demux: Demux::new(max_streams, budget),
+                demux: Demux::new(settings.max_streams, settings.budget, settings.spill_limit),
                 wakers: Vec::new(),
                 turns: VecDeque::new(),
                 control: VecDeque::new(),
                 driver: None,
                 failed: None,
                 handles: 1,
+                opened: 0,
             }),
+            freed,
         });
         let weak = Arc::downgrade(&shared);
         tokio::spawn(async move {
-            let mut io = Io {
-                stream,
-                read_buf: BytesMut::new(),
-                notices: Vec::new(),
-                writing: VecDeque::new(),
-            };
-            let result = poll_fn(|cx| io.poll_drive(&weak, cx)).await;
+            let mut io = Io::new(stream, settings.write_stall);
+            let result = std::future::poll_fn(|cx| io.poll_drive(&weak, cx)).await;
             if let (Err(err), Some(shared)) = (result, weak.upgrade()) {
-                let mut state = shared.lock();
-                state.failed = Some(err.to_string());
-                for waker in state.wakers.iter_mut().filter_map(Option::take) {
-                    waker.wake();
-                }
+                shared.fail(&err);
             }
         });
         MuxConn { shared }
     }
 
     /// Streams open (or abandoned, awaiting their END_REQUEST) on this connection.
+    #[cfg(test)]
     pub(crate) fn in_use(&self) -> usize {
         self.shared.lock().demux.in_use()
     }
@@ -137,10 +163,11 @@ impl MuxConn {
         self.shared.lock().demux.set_max_streams(max_streams);
     }
 
-    /// Opens a stream for `records` (BEGIN_REQUEST, PARAMS and the whole STDIN, encoded
-    /// for any request id: the id is set here). `None` at the stream limit or when the
-    /// connection failed.
-    pub(crate) fn open(&self, records: &[u8]) -> Option<MuxStream> {
+    /// Opens a stream for `records` (BEGIN_REQUEST, PARAMS and, unless a body follows
+    /// through [`MuxStream::send_stdin`], the whole STDIN; encoded for any request id:
+    /// the id is set here). `None` at the stream limit or when the connection failed.
+    /// `reused` says whether the connection carried streams before this one.
+    pub(crate) fn open(&self, records: &[u8]) -> Option<(MuxStream, bool)> {
         let mut state = self.shared.lock();
         if state.failed.is_some() {
             return None;
@@ -156,21 +183,40 @@ impl MuxConn {
             began: false,
         });
         state.handles += 1;
-        if let Some(driver) = state.driver.take() {
-            driver.wake();
-        }
-        Some(MuxStream {
+        let reused = state.opened > 0;
+        state.opened += 1;
+        state.wake_driver();
+        let stream = MuxStream {
             shared: Arc::clone(&self.shared),
             id,
             done: false,
-        })
+        };
+        Some((stream, reused))
     }
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         // Nothing panics under this lock.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An id became free: a request waiting for room may take it.
+    pub(super) fn tell_freed(&self) {
+        self.freed.notify_waiters();
+    }
+
+    /// The connection is broken: every stream on it fails with `err`.
+    fn fail(&self, err: &Error) {
+        {
+            let mut state = self.lock();
+            state.failed = Some(err.to_string());
+            for waker in state.wakers.iter_mut().filter_map(Option::take) {
+                waker.wake();
+            }
+        }
+        // Its capacity is gone: a waiting request may open another connection.
+        self.tell_freed();
     }
 
     /// A handle is gone: the driver may have something to write (an abort) or nobody
@@ -178,29 +224,8 @@ impl Shared {
     fn release_handle(&self) {
         let mut state = self.lock();
         state.handles = state.handles.saturating_sub(1);
-        if let Some(driver) = state.driver.take() {
-            driver.wake();
-        }
+        state.wake_driver();
     }
-}
-
-/// Splits encoded records into one segment per record, each with `id` as its request id.
-fn with_request_id(records: &[u8], id: u16) -> VecDeque<Bytes> {
-    let mut out = VecDeque::new();
-    let mut rest = records;
-    while let Some(head) = rest.first_chunk::<HEADER_LEN>() {
-        let len = HEADER_LEN + Header::from_bytes(head).body_len();
-        let Some(record) = rest.get(..len) else {
-            break;
-        };
-        let mut record = BytesMut::from(record);
-        if let Some(field) = record.get_mut(2..4) {
-            field.copy_from_slice(&id.to_be_bytes());
-        }
-        out.push_back(record.freeze());
-        rest = rest.get(len..).unwrap_or_default();
-    }
-    out
 }
 
 /// One request on a multiplexed connection.
@@ -214,6 +239,7 @@ pub(crate) struct MuxStream {
 
 impl MuxStream {
     /// The request id of this stream on its connection.
+    #[cfg(test)]
     pub(crate) fn id(&self) -> u16 {
         self.id
     }
@@ -234,29 +260,87 @@ impl MuxStream {
             Some(event) => {
                 if matches!(event, StreamEvent::End(_)) {
                     self.done = true;
+                    // Reading END_REQUEST freed the id.
+                    drop(state);
+                    self.shared.tell_freed();
                 }
                 Poll::Ready(Ok(event))
             }
-            None => {
-                if let Some(why) = &state.failed {
+            None => match state.failed.clone() {
+                Some(why) => {
                     self.done = true;
-                    return Poll::Ready(Err(Error::msg(
-                        ErrorKind::Io,
-                        format!("the multiplexed backend connection failed: {why}"),
-                    )));
+                    Poll::Ready(Err(failed(&why)))
                 }
-                let index = usize::from(self.id) - 1;
-                if let Some(slot) = state.wakers.get_mut(index) {
-                    *slot = Some(cx.waker().clone());
+                None => {
+                    self.register(&mut state, cx);
+                    Poll::Pending
                 }
-                Poll::Pending
+            },
+        }
+    }
+
+    /// Ready when the stream may queue more of its body: the driver has taken what it
+    /// queued before (one chunk in flight per stream). A failed connection is an error.
+    pub(crate) fn poll_send_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let mut state = self.shared.lock();
+        if let Some(why) = &state.failed {
+            return Poll::Ready(Err(failed(why)));
+        }
+        if state.turns.iter().any(|t| t.id == self.id) {
+            self.register(&mut state, cx);
+            return Poll::Pending;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Queues a chunk of the body as STDIN records (call after
+    /// [`poll_send_ready`](MuxStream::poll_send_ready)).
+    pub(crate) fn send_stdin(&mut self, chunk: Bytes) {
+        let mut records = VecDeque::new();
+        stdin_records(self.id, chunk, &mut records);
+        self.queue(records);
+    }
+
+    /// Queues the empty STDIN record that ends the body.
+    pub(crate) fn send_stdin_end(&mut self) {
+        self.queue(VecDeque::from([stdin_end(self.id)]));
+    }
+
+    fn queue(&mut self, mut records: VecDeque<OutRecord>) {
+        let mut state = self.shared.lock();
+        if let Some(turn) = state.turns.iter_mut().find(|t| t.id == self.id) {
+            turn.records.append(&mut records);
+        } else {
+            state.turns.push_back(Turn {
+                id: self.id,
+                records,
+                // A stream without a turn had all its earlier records taken.
+                began: true,
+            });
+        }
+        state.wake_driver();
+    }
+
+    fn register(&self, state: &mut State, cx: &Context<'_>) {
+        if let Some(slot) = state.wakers.get_mut(usize::from(self.id) - 1) {
+            match slot {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => *slot = Some(cx.waker().clone()),
             }
         }
     }
 }
 
+fn failed(why: &str) -> Error {
+    Error::msg(
+        ErrorKind::Io,
+        format!("the multiplexed backend connection failed: {why}"),
+    )
+}
+
 impl Drop for MuxStream {
     fn drop(&mut self) {
+        let mut freed = false;
         {
             let mut state = self.shared.lock();
             if let Some(slot) = state.wakers.get_mut(usize::from(self.id) - 1) {
@@ -276,151 +360,21 @@ impl Drop for MuxStream {
                         state.control.push_back(abort);
                     }
                     // The backend never heard of it: no END_REQUEST will come.
-                    Abandon::SendAbort => state.demux.release(self.id),
-                    Abandon::Pending | Abandon::Freed => {}
+                    Abandon::SendAbort => {
+                        state.demux.release(self.id);
+                        freed = true;
+                    }
+                    // END_REQUEST had arrived unread (a stream that read it was told).
+                    Abandon::Freed => freed = !self.done,
+                    // Overflowed: the id is kept until its END_REQUEST.
+                    Abandon::Pending => {}
                 }
             }
+        }
+        if freed {
+            self.shared.tell_freed();
         }
         self.shared.release_handle();
-    }
-}
-
-fn abort_record(id: u16) -> Bytes {
-    let mut abort = BytesMut::new();
-    Record::AbortRequest { request_id: id }.encode(&mut abort);
-    abort.freeze()
-}
-
-/// The driver's own state: the socket and its buffers.
-struct Io {
-    stream: Stream,
-    read_buf: BytesMut,
-    notices: Vec<Notice>,
-    /// Segments taken from the shared state, being written.
-    writing: VecDeque<Bytes>,
-}
-
-impl Io {
-    /// Reads and writes until the connection fails or nobody is left to use it.
-    fn poll_drive(
-        &mut self,
-        shared: &std::sync::Weak<Shared>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<(), Error>> {
-        let Some(shared) = shared.upgrade() else {
-            return Poll::Ready(Ok(()));
-        };
-        // Read what there is (a bounded number of reads, so a flood cannot starve the
-        // writes), then route it.
-        let mut reads = 0;
-        loop {
-            reads += 1;
-            if reads > MAX_READS_PER_TURN {
-                // Come back at once, after the writes.
-                cx.waker().wake_by_ref();
-                break;
-            }
-            if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK / 8 {
-                self.read_buf.reserve(READ_CHUNK);
-            }
-            match self.stream.try_read_buf(&mut self.read_buf) {
-                Ok(0) => {
-                    return Poll::Ready(Err(Error::io(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the backend closed the connection",
-                    ))));
-                }
-                Ok(_) => {
-                    let mut state = shared.lock();
-                    self.notices.clear();
-                    state.demux.feed(&mut self.read_buf, &mut self.notices)?;
-                    for notice in &self.notices {
-                        let (Notice::Ready(id) | Notice::Abort(id) | Notice::Freed(id)) = *notice;
-                        if let Notice::Abort(id) = *notice {
-                            state.control.push_back(abort_record(id));
-                        }
-                        let waker = state
-                            .wakers
-                            .get_mut(usize::from(id).wrapping_sub(1))
-                            .and_then(Option::take);
-                        if let Some(waker) = waker {
-                            waker.wake();
-                        }
-                    }
-                }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    match self.stream.poll_read_ready(cx) {
-                        Poll::Ready(Ok(())) => continue,
-                        Poll::Ready(Err(err)) => return Poll::Ready(Err(Error::io(err))),
-                        Poll::Pending => break,
-                    }
-                }
-                Err(err) => return Poll::Ready(Err(Error::io(err))),
-            }
-        }
-        // Write: control records, then one record per stream per turn.
-        loop {
-            if self.writing.is_empty() {
-                let mut state = shared.lock();
-                self.writing.extend(state.control.drain(..));
-                let turns = state.turns.len();
-                for _ in 0..turns {
-                    let Some(mut turn) = state.turns.pop_front() else {
-                        break;
-                    };
-                    if let Some(record) = turn.records.pop_front() {
-                        self.writing.push_back(record);
-                        turn.began = true;
-                    }
-                    if !turn.records.is_empty() {
-                        state.turns.push_back(turn);
-                    }
-                }
-                if self.writing.is_empty() {
-                    if state.handles == 0 {
-                        // Nobody can use the connection any more.
-                        return Poll::Ready(Ok(()));
-                    }
-                    state.driver = Some(cx.waker().clone());
-                    return Poll::Pending;
-                }
-            }
-            let slices: Vec<IoSlice<'_>> = self
-                .writing
-                .iter()
-                .take(MAX_SLICES)
-                .map(|b| IoSlice::new(b))
-                .collect();
-            match self.stream.try_write_vectored(&slices) {
-                Ok(0) => return Poll::Ready(Err(Error::io(io::ErrorKind::WriteZero.into()))),
-                Ok(mut n) => {
-                    while n > 0 {
-                        let Some(front) = self.writing.front_mut() else {
-                            break;
-                        };
-                        if n >= front.len() {
-                            n -= front.len();
-                            self.writing.pop_front();
-                        } else {
-                            let _ = front.split_to(n);
-                            n = 0;
-                        }
-                    }
-                }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    match self.stream.poll_write_ready(cx) {
-                        Poll::Ready(Ok(())) => {}
-                        Poll::Ready(Err(err)) => return Poll::Ready(Err(Error::io(err))),
-                        Poll::Pending => {
-                            // Registered for write readiness; also for new output.
-                            shared.lock().driver = Some(cx.waker().clone());
-                            return Poll::Pending;
-                        }
-                    }
-                }
-                Err(err) => return Poll::Ready(Err(Error::io(err))),
-            }
-        }
     }
 }
 

@@ -8,7 +8,12 @@ use tokio_fastcgi::{RequestResult, Requests};
 
 use super::*;
 use crate::client::Backend;
-use crate::proto::{BeginRequest, ParamsEncoder, RecordType, Role};
+use std::future::poll_fn;
+
+use bytes::BytesMut;
+
+use crate::client::stream::Stream;
+use crate::proto::{BeginRequest, ParamsEncoder, Record, RecordType, Role};
 
 #[derive(Default)]
 struct Seen {
@@ -108,7 +113,13 @@ async fn read_all(mut stream: MuxStream) -> Result<Vec<u8>, Error> {
 
 async fn connect(backend: &Backend, budget: usize) -> MuxConn {
     let stream = Stream::connect(backend).await.unwrap();
-    MuxConn::start(stream, 100, budget)
+    let settings = MuxSettings {
+        max_streams: 100,
+        budget,
+        spill_limit: 0,
+        write_stall: None,
+    };
+    MuxConn::start(stream, settings, Arc::new(tokio::sync::Notify::new()))
 }
 
 #[tokio::test]
@@ -119,7 +130,7 @@ async fn many_slow_requests_run_at_once_on_one_connection() {
     let streams: Vec<_> = (0..32)
         .map(|i| {
             let query = format!("ms=200&n={i}");
-            conn.open(&request(&query)).unwrap()
+            conn.open(&request(&query)).unwrap().0
         })
         .collect();
     let ids: Vec<u16> = streams.iter().map(MuxStream::id).collect();
@@ -146,15 +157,15 @@ async fn a_dropped_stream_is_aborted_and_the_connection_stays_usable() {
     let seen = Arc::new(Seen::default());
     let backend = server(seen.clone()).await;
     let conn = connect(&backend, 1 << 20).await;
-    let gone = conn.open(&request("ms=300&gone")).unwrap();
-    let stays = conn.open(&request("ms=300&stays")).unwrap();
+    let gone = conn.open(&request("ms=300&gone")).unwrap().0;
+    let stays = conn.open(&request("ms=300&stays")).unwrap().0;
     let stays = tokio::spawn(read_all(stays));
     tokio::time::sleep(Duration::from_millis(50)).await;
     drop(gone);
     let body = stays.await.unwrap().unwrap();
     assert!(String::from_utf8_lossy(&body).ends_with("stays"));
     for i in 0..3 {
-        let next = conn.open(&request(&format!("n={i}"))).unwrap();
+        let next = conn.open(&request(&format!("n={i}"))).unwrap().0;
         let body = read_all(next).await.unwrap();
         assert!(String::from_utf8_lossy(&body).ends_with(&format!("n={i}")));
     }
@@ -235,11 +246,11 @@ async fn flooding_server() -> Backend {
 async fn a_stream_nobody_reads_is_aborted_while_the_others_finish() {
     let backend = flooding_server().await;
     let conn = connect(&backend, 256 * 1024).await;
-    let mut slow = conn.open(&request("big")).unwrap();
+    let mut slow = conn.open(&request("big")).unwrap().0;
     // Let the flood reach the wire first.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let others: Vec<_> = (0..8)
-        .map(|i| tokio::spawn(read_all(conn.open(&request(&format!("n={i}"))).unwrap())))
+        .map(|i| tokio::spawn(read_all(conn.open(&request(&format!("n={i}"))).unwrap().0)))
         .collect();
     for (i, task) in others.into_iter().enumerate() {
         let body = task.await.unwrap().unwrap();
@@ -257,7 +268,7 @@ async fn a_stream_nobody_reads_is_aborted_while_the_others_finish() {
         }
     }
     drop(slow);
-    let body = read_all(conn.open(&request("after")).unwrap())
+    let body = read_all(conn.open(&request("after")).unwrap().0)
         .await
         .unwrap();
     assert!(String::from_utf8_lossy(&body).ends_with("after"));

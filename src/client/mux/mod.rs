@@ -1,18 +1,23 @@
-//! Multiplexed connections (issue 13): several requests at once on one connection, for
-//! backends that answer `FCGI_MPXS_CONNS=1` (Go's `net/http/fcgi`, flup with
-//! `multiplexed=True`, tokio-fastcgi, fastcgi++).
+//! Multiplexed connections: several requests at once on one connection, for backends
+//! that answer `FCGI_MPXS_CONNS=1` (Go's `net/http/fcgi`, flup with `multiplexed=True`,
+//! tokio-fastcgi, fastcgi++), or when multiplexing is forced
+//! ([`Multiplex::On`](crate::Multiplex::On)).
 //!
-//! - [`demux`], sans IO: routes the records read from a connection to per-stream
-//!   bounded buffers and keeps the request ids;
-//! - [`driver`]: the task that owns the socket (reads into the demultiplexer, writes the
-//!   streams' records round-robin, vectored) and [`MuxStream`](driver::MuxStream), one
-//!   request on it.
-//!
-//! Not wired into the service yet: the per-backend set of connections (fewest streams
-//! below `FCGI_MAX_REQS` first, another connection only when all are full), streamed
-//! request bodies and the `Exchange`/`MuxStream` enum the service and `FcgiBody` read
-//! are the next step. Until then only the tests use this module.
-#![allow(dead_code)]
+//! - [`demux`], sans network IO: routes the records read from a connection to
+//!   per-stream bounded buffers (spilling to a temporary file, `spill`) and keeps the
+//!   request ids;
+//! - [`driver`]: the state one connection's task and its streams share, the
+//!   [`MuxConn`](driver::MuxConn) and [`MuxStream`](driver::MuxStream) handles; `io`:
+//!   the task (reads into the demultiplexer, writes the streams' records round-robin,
+//!   vectored); [`records`]: the records a stream writes;
+//! - [`set`]: one backend's connections (first with room, a new one only when all are
+//!   full);
+//! - [`exchange`]: one request on a stream, as the service and `FcgiBody` drive it.
 
 pub(crate) mod demux;
 pub(crate) mod driver;
+pub(crate) mod exchange;
+mod io;
+pub(crate) mod records;
+pub(crate) mod set;
+mod spill;
