@@ -201,3 +201,120 @@ async fn the_question_is_asked_once_on_a_connection_of_its_own() {
     assert_eq!(get(&svc, "/x").await.0, StatusCode::OK);
     assert_eq!(plain.connections(), 1, "Off: nothing asked");
 }
+
+/// A backend that cannot multiplex and says so: while a request runs on a connection,
+/// a second request id gets END_REQUEST with FCGI_CANT_MPX_CONN at once (what the
+/// FastCGI spec asks of such an application). Each connection serves one request at a
+/// time, 100 ms each. Fault injection: real libfcgi does not reliably answer this way
+/// (see `Multiplex::On`).
+async fn cant_mpx_server() -> (String, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tower_fastcgi::proto::{Decoder, EndRequest, ProtocolStatus, Record};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let refused = Arc::new(AtomicUsize::new(0));
+    let count = refused.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut decoder = Decoder::new();
+                let mut buf = bytes::BytesMut::new();
+                // The request being served: its id and when it ends.
+                let mut current: Option<(u16, tokio::time::Instant)> = None;
+                loop {
+                    let mut out = bytes::BytesMut::new();
+                    while let Ok(Some(record)) = decoder.decode(&mut buf) {
+                        if let Record::BeginRequest { request_id, .. } = record {
+                            if current.is_some() {
+                                count.fetch_add(1, Ordering::SeqCst);
+                                Record::EndRequest {
+                                    request_id,
+                                    body: EndRequest {
+                                        app_status: 0,
+                                        protocol_status: ProtocolStatus::CantMpxConn,
+                                    },
+                                }
+                                .encode(&mut out);
+                            } else {
+                                let at = tokio::time::Instant::now() + Duration::from_millis(100);
+                                current = Some((request_id, at));
+                            }
+                        }
+                    }
+                    if !out.is_empty() && socket.write_all(&out).await.is_err() {
+                        return;
+                    }
+                    let wake = current.map(|(_, at)| at);
+                    tokio::select! {
+                        n = socket.read_buf(&mut buf) => {
+                            if !matches!(n, Ok(n) if n > 0) {
+                                return;
+                            }
+                        }
+                        () = async {
+                            match wake {
+                                Some(at) => tokio::time::sleep_until(at).await,
+                                None => std::future::pending().await,
+                            }
+                        } => {
+                            let Some((id, _)) = current.take() else { continue };
+                            let mut out = bytes::BytesMut::new();
+                            Record::Stdout { request_id: id, data: Bytes::from_static(b"Status: 200\r\n\r\nserved") }.encode(&mut out);
+                            Record::Stdout { request_id: id, data: Bytes::new() }.encode(&mut out);
+                            Record::EndRequest {
+                                request_id: id,
+                                body: EndRequest { app_status: 0, protocol_status: ProtocolStatus::RequestComplete },
+                            }
+                            .encode(&mut out);
+                            if socket.write_all(&out).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, refused)
+}
+
+/// Multiplexing forced on a backend that answers FCGI_CANT_MPX_CONN: the refused
+/// requests (they never ran) are sent again, the connections drop to one request at a
+/// time, and every request of a burst is answered once: nothing lost, nothing doubled.
+#[tokio::test]
+async fn cant_mpx_conn_downgrades_the_connection_and_resends_the_refused() {
+    let (addr, refused) = cant_mpx_server().await;
+    let svc = FcgiService::builder()
+        .tcp(&addr)
+        .script_filename("/app")
+        .multiplex(Multiplex::On { max_streams: 8 })
+        .max_connections(2)
+        .build();
+    let tasks: Vec<_> = (0..12)
+        .map(|_| {
+            let svc = svc.clone();
+            tokio::spawn(async move { get(&svc, "/app").await })
+        })
+        .collect();
+    for task in tasks {
+        let (status, body) = task.await.expect("a request task");
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "served"));
+    }
+    assert!(refused.load(Ordering::SeqCst) > 0, "the backend refused none");
+    let stats = svc.stats();
+    assert_eq!(stats.failures, Default::default(), "{stats:?}");
+    // Now one request per connection: the next ones are not refused.
+    let before = refused.load(Ordering::SeqCst);
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let svc = svc.clone();
+            tokio::spawn(async move { get(&svc, "/app").await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.expect("a request task").0, StatusCode::OK);
+    }
+    assert_eq!(refused.load(Ordering::SeqCst), before, "refused after the downgrade");
+}

@@ -42,8 +42,12 @@ pub enum Multiplex {
     Auto,
     /// Multiplex without asking, at most `max_streams` requests on each connection:
     /// for backends that multiplex but do not say so (flup 1.0.3 on Python 3 answers
-    /// GET_VALUES with nothing). A backend that cannot (it answers FCGI_CANT_MPX_CONN)
-    /// is downgraded to one request per connection, its refused request sent again.
+    /// GET_VALUES with nothing). A backend that cannot and says so (it answers
+    /// FCGI_CANT_MPX_CONN) is downgraded to one request per connection, its refused
+    /// request sent again. Never force it on libfcgi applications (fcgiwrap, Perl
+    /// `FCGI`, C apps): they read requests one at a time and, in our tests, dropped a
+    /// second request sent before the first was answered instead of refusing it, so
+    /// it waited for the response-head timeout. `Auto` leaves them unmultiplexed.
     On {
         /// Requests at once on one connection (1 to 65535).
         max_streams: usize,
