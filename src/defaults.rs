@@ -130,12 +130,14 @@ pub const UNSERVED_AFTER: Option<Duration> = Some(Duration::from_secs(1));
 pub(crate) const UNSERVED_CAP_HOLD: Duration = Duration::from_secs(60);
 
 /// [`multiplex`](crate::FcgiServiceBuilder::multiplex): whether the service asks each
-/// backend FCGI_GET_VALUES (`Multiplex::Auto`) by default, and multiplexes those that
-/// answer `FCGI_MPXS_CONNS=1`. Off for now: asking costs every backend one extra
-/// connection at start and, for a single-process application that never answers
-/// (libfcgi), one discovery timeout (500 ms) on its first request, and the backends
-/// most deployments run (php-fpm, php-cgi, fcgiwrap) do not multiplex.
-pub const MULTIPLEX_AUTO: bool = false;
+/// backend FCGI_GET_VALUES (`Multiplex::Auto`) by default, multiplexes those that
+/// answer `FCGI_MPXS_CONNS=1` and caps the connections of those that state
+/// `FCGI_MAX_CONNS`. On: the question costs each backend one short-lived connection,
+/// once (again after it was unreachable), and a single-process application that never
+/// answers a bare GET_VALUES (libfcgi) one 500 ms wait on its first request; in
+/// exchange a backend that multiplexes (Go, tokio-fastcgi) serves many requests on a
+/// few connections, and php-cgi's pool is capped at its children instead of starving.
+pub const MULTIPLEX_AUTO: bool = true;
 
 /// Requests at once on one multiplexed connection when the backend states no
 /// `FCGI_MAX_REQS` (Go's `net/http/fcgi` does not). With the default 4 connections per
