@@ -49,6 +49,11 @@ fn expected() -> BTreeMap<&'static str, String> {
             }
             .to_owned(),
         ),
+        (
+            "multiplex_buffer",
+            render_size(defaults::MULTIPLEX_BUFFER as u64),
+        ),
+        ("multiplex_spill", render_size(defaults::MULTIPLEX_SPILL)),
         ("idle_timeout", render_timeout(defaults::IDLE_TIMEOUT)),
         (
             "max_requests_per_connection",
