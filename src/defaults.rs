@@ -132,12 +132,14 @@ pub(crate) const UNSERVED_CAP_HOLD: Duration = Duration::from_secs(60);
 /// [`multiplex`](crate::FcgiServiceBuilder::multiplex): whether the service asks each
 /// backend FCGI_GET_VALUES (`Multiplex::Auto`) by default, multiplexes those that
 /// answer `FCGI_MPXS_CONNS=1` and caps the connections of those that state
-/// `FCGI_MAX_CONNS`. On: the question costs each backend one short-lived connection,
-/// once (again after it was unreachable), and a single-process application that never
-/// answers a bare GET_VALUES (libfcgi) one 500 ms wait on its first request; in
-/// exchange a backend that multiplexes (Go, tokio-fastcgi) serves many requests on a
-/// few connections, and php-cgi's pool is capped at its children instead of starving.
-pub const MULTIPLEX_AUTO: bool = true;
+/// `FCGI_MAX_CONNS`. Off (an opt-in) for now, for two reasons found in testing:
+/// tokio-fastcgi 1.3 advertises `FCGI_MPXS_CONNS=1` but panics when two of a
+/// connection's handlers write at once (its shared writer is taken with `try_lock`), so
+/// its requests would hang until the response-head timeout under concurrency; and the
+/// question costs each backend one more connection, and a single-process libfcgi
+/// application one 500 ms wait. Turn it on for Go's `net/http/fcgi` and other
+/// backends known to multiplex.
+pub const MULTIPLEX_AUTO: bool = false;
 
 /// Requests at once on one multiplexed connection when the backend states no
 /// `FCGI_MAX_REQS` (Go's `net/http/fcgi` does not). With the default 4 connections per

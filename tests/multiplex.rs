@@ -302,7 +302,10 @@ async fn cant_mpx_conn_downgrades_the_connection_and_resends_the_refused() {
         let (status, body) = task.await.expect("a request task");
         assert_eq!((status, body.as_str()), (StatusCode::OK, "served"));
     }
-    assert!(refused.load(Ordering::SeqCst) > 0, "the backend refused none");
+    assert!(
+        refused.load(Ordering::SeqCst) > 0,
+        "the backend refused none"
+    );
     let stats = svc.stats();
     assert_eq!(stats.failures, Default::default(), "{stats:?}");
     // Now one request per connection: the next ones are not refused.
@@ -316,5 +319,9 @@ async fn cant_mpx_conn_downgrades_the_connection_and_resends_the_refused() {
     for task in tasks {
         assert_eq!(task.await.expect("a request task").0, StatusCode::OK);
     }
-    assert_eq!(refused.load(Ordering::SeqCst), before, "refused after the downgrade");
+    assert_eq!(
+        refused.load(Ordering::SeqCst),
+        before,
+        "refused after the downgrade"
+    );
 }

@@ -146,7 +146,11 @@ async fn sixty_four_slow_requests_run_together_on_two_connections() {
     // Generous: one after the other would be 19 s.
     assert!(took < Duration::from_secs(10), "took {took:?}");
     let stats = svc.backend_stats();
-    assert!(stats[0].stats.pool.connections_opened <= 2, "{:?}", stats[0].stats.pool);
+    assert!(
+        stats[0].stats.pool.connections_opened <= 2,
+        "{:?}",
+        stats[0].stats.pool
+    );
 }
 
 /// A client that goes away mid-response: its stream is aborted, the others on the same
@@ -178,11 +182,21 @@ async fn a_client_gone_mid_response_aborts_only_its_stream() {
         let (status, body) = task.await.unwrap();
         assert_eq!(status, StatusCode::OK);
         let body = body.unwrap();
-        assert_eq!(body.len(), 300_000 + format!("ms=200&bytes=300000&n={i}").len());
+        assert_eq!(
+            body.len(),
+            300_000 + format!("ms=200&bytes=300000&n={i}").len()
+        );
     }
     let (status, body) = send(&svc, get("/app?after")).await;
-    assert_eq!((status, body.unwrap()), (StatusCode::OK, Bytes::from("after")));
-    assert_eq!(seen.connections.load(Ordering::SeqCst), 1, "one connection throughout");
+    assert_eq!(
+        (status, body.unwrap()),
+        (StatusCode::OK, Bytes::from("after"))
+    );
+    assert_eq!(
+        seen.connections.load(Ordering::SeqCst),
+        1,
+        "one connection throughout"
+    );
 }
 
 /// Bodies larger than the read-ahead are streamed as STDIN on the shared connection,
@@ -217,7 +231,10 @@ async fn streamed_bodies_go_both_ways_on_a_shared_connection() {
         let body = body.unwrap();
         let tail = format!("n={i}");
         assert_eq!(body.len(), payload.len() + tail.len(), "request {i}");
-        assert!(body[..payload.len()] == payload[..], "request {i}: body differs");
+        assert!(
+            body[..payload.len()] == payload[..],
+            "request {i}: body differs"
+        );
     }
     assert_eq!(seen.connections.load(Ordering::SeqCst), 1);
 }
@@ -315,7 +332,10 @@ impl tokio::io::AsyncWrite for ChannelWriter {
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
         let sent = self.0.send(buf.to_vec());
-        std::task::Poll::Ready(sent.map(|()| buf.len()).map_err(|_| std::io::ErrorKind::BrokenPipe.into()))
+        std::task::Poll::Ready(
+            sent.map(|()| buf.len())
+                .map_err(|_| std::io::ErrorKind::BrokenPipe.into()),
+        )
     }
 
     fn poll_flush(

@@ -38,7 +38,7 @@ pub(crate) use health::Probe;
 /// | [`backends`](FcgiServiceBuilder::backends) / [`add_backend`](FcgiServiceBuilder::add_backend) | one backend (required) |
 /// | [`max_connections`](FcgiServiceBuilder::max_connections) | 4 per backend (keep it ≤ the backend's workers) |
 /// | [`max_idle`](FcgiServiceBuilder::max_idle) | = `max_connections` |
-/// | [`multiplex`](FcgiServiceBuilder::multiplex) | auto (asks each backend FCGI_GET_VALUES once; multiplexes those that can) |
+/// | [`multiplex`](FcgiServiceBuilder::multiplex) | off (`Multiplex::Auto` asks each backend FCGI_GET_VALUES once and multiplexes those that can) |
 /// | [`multiplex_buffer`](FcgiServiceBuilder::multiplex_buffer) | 1 MiB unread in memory per multiplexed request |
 /// | [`multiplex_spill`](FcgiServiceBuilder::multiplex_spill) | 64 MiB more in a temporary file, then the request is aborted |
 /// | [`idle_timeout`](FcgiServiceBuilder::idle_timeout) | 15 s |

@@ -157,7 +157,7 @@ impl FcgiServiceBuilder {
     /// temporary file ([`multiplex_spill`](FcgiServiceBuilder::multiplex_spill)), and
     /// is aborted beyond both, so the connection's other requests never wait for it.
     /// A Filter's requests (with FCGI_DATA) always get a connection of their own.
-    /// Default: auto ([`MULTIPLEX_AUTO`](defaults::MULTIPLEX_AUTO) says why).
+    /// Default: off ([`MULTIPLEX_AUTO`](defaults::MULTIPLEX_AUTO) says why).
     pub fn multiplex(mut self, mode: Multiplex) -> FcgiServiceBuilder {
         self.multiplex = match mode {
             Multiplex::On { max_streams } => Multiplex::On {

@@ -69,7 +69,11 @@ pub(super) async fn try_send_multiplexed(
     records.extend_from_slice(begin);
     records.extend_from_slice(&request.records);
     let waiting = Instant::now();
-    let opened = pool.mux.open(endpoint.key(), &records, limits).await;
+    let body_follows = request.stdin.is_some();
+    let opened = pool
+        .mux
+        .open(endpoint.key(), &records, body_follows, limits)
+        .await;
     let waited = waiting.elapsed();
     pool.counters.record_queue_wait(waited);
     inner.counters.record_queue_wait(waited);

@@ -25,8 +25,8 @@ use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::error::{Error, ErrorKind};
 use super::spill::Spill;
+use crate::error::{Error, ErrorKind};
 use crate::proto::{Decoder, EndRequest, Record};
 
 /// What one stream's owner reads.
@@ -137,6 +137,19 @@ impl Demux {
     /// Whether another stream may open now.
     pub(crate) fn has_room(&self) -> bool {
         self.in_use < self.max_streams
+    }
+
+    /// Ids held by streams whose owner went away, awaiting their END_REQUEST.
+    pub(crate) fn abandoned(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| matches!(s, Slot::Abandoned))
+            .count()
+    }
+
+    /// The streams allowed at once.
+    pub(crate) fn max_streams(&self) -> usize {
+        self.max_streams
     }
 
     /// Lowers (or raises) the streams allowed at once; FCGI_CANT_MPX_CONN drops it to 1.
@@ -357,7 +370,9 @@ impl Demux {
             stream.queue.clear();
             stream.buffered = 0;
             stream.spill = None;
-            stream.queue.push_back(Queued::Event(StreamEvent::Overflowed));
+            stream
+                .queue
+                .push_back(Queued::Event(StreamEvent::Overflowed));
             notices.push(Notice::Abort(id));
             return Ok(());
         }

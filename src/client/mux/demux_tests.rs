@@ -164,6 +164,22 @@ fn stdout_over_the_budget_is_spilled_in_order_up_to_the_limit() {
     assert_eq!(d.pop(id), Some(StreamEvent::Overflowed));
 }
 
+/// Abandoned ids are counted until their END_REQUEST (a connection with too many is
+/// spent: flup never ends an aborted request).
+#[test]
+fn abandoned_ids_are_counted_until_their_end_request() {
+    let mut d = Demux::new(4, 1024, 0);
+    let ids: Vec<u16> = (0..3).map(|_| d.open().unwrap()).collect();
+    for &id in &ids {
+        assert_eq!(d.abandon(id), Abandon::SendAbort);
+    }
+    assert_eq!(d.abandoned(), 3);
+    let mut notices = Vec::new();
+    let mut buf = encode(&[end_of(ids[0])]);
+    d.feed(&mut buf, &mut notices).unwrap();
+    assert_eq!(d.abandoned(), 2);
+}
+
 /// An aborted (overflowed) stream's backend may answer the abort with END_REQUEST and
 /// still send output and a second END_REQUEST (tokio-fastcgi 1.3): dropped, the
 /// connection stays up, and the id is reused last.

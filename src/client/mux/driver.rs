@@ -99,6 +99,8 @@ pub(super) struct Turn {
     pub(super) records: VecDeque<OutRecord>,
     /// Its first record (BEGIN_REQUEST) was taken for writing: the backend knows it.
     pub(super) began: bool,
+    /// Its owner has more to queue (a body): wake it when the driver took the last.
+    pub(super) wake_when_taken: bool,
 }
 
 impl State {
@@ -158,16 +160,24 @@ impl MuxConn {
         self.shared.lock().failed.is_some()
     }
 
+    /// Over half its ids are held by abandoned streams still awaiting an END_REQUEST
+    /// (which a backend that ignores FCGI_ABORT_REQUEST never sends): no new stream
+    /// should go on it.
+    pub(crate) fn is_spent(&self) -> bool {
+        let state = self.shared.lock();
+        state.demux.abandoned() * 2 > state.demux.max_streams()
+    }
+
     /// FCGI_CANT_MPX_CONN: one stream at a time from now on.
     pub(crate) fn limit_streams(&self, max_streams: usize) {
         self.shared.lock().demux.set_max_streams(max_streams);
     }
 
-    /// Opens a stream for `records` (BEGIN_REQUEST, PARAMS and, unless a body follows
+    /// Opens a stream for `records` (BEGIN_REQUEST, PARAMS and, unless `body_follows`
     /// through [`MuxStream::send_stdin`], the whole STDIN; encoded for any request id:
     /// the id is set here). `None` at the stream limit or when the connection failed.
     /// `reused` says whether the connection carried streams before this one.
-    pub(crate) fn open(&self, records: &[u8]) -> Option<(MuxStream, bool)> {
+    pub(crate) fn open(&self, records: &[u8], body_follows: bool) -> Option<(MuxStream, bool)> {
         let mut state = self.shared.lock();
         if state.failed.is_some() {
             return None;
@@ -181,6 +191,7 @@ impl MuxConn {
             id,
             records: with_request_id(records, id),
             began: false,
+            wake_when_taken: body_follows,
         });
         state.handles += 1;
         let reused = state.opened > 0;
@@ -316,6 +327,7 @@ impl MuxStream {
                 records,
                 // A stream without a turn had all its earlier records taken.
                 began: true,
+                wake_when_taken: true,
             });
         }
         state.wake_driver();

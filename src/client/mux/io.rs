@@ -136,11 +136,11 @@ impl Io {
                         }
                         turn.began = true;
                     }
-                    if turn.records.is_empty() {
+                    if !turn.records.is_empty() {
+                        state.turns.push_back(turn);
+                    } else if turn.wake_when_taken {
                         // It may queue its next body chunk now.
                         state.wake(turn.id);
-                    } else {
-                        state.turns.push_back(turn);
                     }
                 }
                 if self.writing.is_empty() {

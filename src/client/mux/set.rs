@@ -3,7 +3,9 @@
 //! its stream limit (and the backend's connection limit allows), and beyond that a
 //! request waits, bounded by the queue timeout, for an id to free up.
 //!
-//! A failed connection leaves the set the next time a stream is opened. A connection
+//! A failed connection leaves the set the next time a stream is opened, and so does a
+//! spent one: one with over half its ids held by aborted requests whose END_REQUEST
+//! never came (flup ignores FCGI_ABORT_REQUEST), which could otherwise never be reused. A connection
 //! stays open while the set lives unless the backend closes it: its driver reads all
 //! the time, so a backend that closes an idle connection is noticed at once (unlike a
 //! pooled exclusive connection, which is found stale only when used).
@@ -101,7 +103,9 @@ impl MuxSet {
         conn.limit_streams(1);
         let mut state = self.lock();
         if !state.single_stream {
-            tracing::warn!("FastCGI backend answered FCGI_CANT_MPX_CONN; one request per connection from now on");
+            tracing::warn!(
+                "FastCGI backend answered FCGI_CANT_MPX_CONN; one request per connection from now on"
+            );
         }
         state.single_stream = true;
         for c in &state.conns {
@@ -109,15 +113,19 @@ impl MuxSet {
         }
     }
 
-    /// Opens a stream for `records` on a connection with room, a new connection, or
-    /// the first to have room within the queue timeout.
+    /// Opens a stream for `records` (a body follows through the stream when
+    /// `body_follows`) on a connection with room, a new connection, or the first to
+    /// have room within the queue timeout.
     pub(crate) async fn open(
         &self,
         backend: &Backend,
         records: &[u8],
+        body_follows: bool,
         limits: &MuxLimits,
     ) -> Result<Opened, Error> {
-        let deadline = limits.queue_timeout.and_then(|t| Instant::now().checked_add(t));
+        let deadline = limits
+            .queue_timeout
+            .and_then(|t| Instant::now().checked_add(t));
         let mut counted_waiting = false;
         let result = loop {
             // Registered before looking, so an id freed in between is not missed.
@@ -126,13 +134,16 @@ impl MuxSet {
             notified.as_mut().enable();
             let connect = {
                 let mut state = self.lock();
-                state.conns.retain(|c| !c.is_failed());
+                // A spent connection leaves the set too: its streams finish on it, and
+                // it closes when the last one is gone.
+                state.conns.retain(|c| !c.is_failed() && !c.is_spent());
                 let found = state.conns.iter().find_map(|c| {
-                    c.open(records).map(|(stream, reused)| Opened {
-                        stream,
-                        conn: c.clone(),
-                        reused,
-                    })
+                    c.open(records, body_follows)
+                        .map(|(stream, reused)| Opened {
+                            stream,
+                            conn: c.clone(),
+                            reused,
+                        })
                 });
                 if let Some(opened) = found {
                     break Ok(opened);
@@ -144,7 +155,9 @@ impl MuxSet {
                 room
             };
             if connect {
-                break self.connect_and_open(backend, records, limits).await;
+                break self
+                    .connect_and_open(backend, records, body_follows, limits)
+                    .await;
             }
             if !counted_waiting {
                 counted_waiting = true;
@@ -162,9 +175,8 @@ impl MuxSet {
         if counted_waiting {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
         }
-        result.map(|opened| {
+        result.inspect(|_| {
             self.opened_streams.fetch_add(1, Ordering::Relaxed);
-            opened
         })
     }
 
@@ -173,10 +185,14 @@ impl MuxSet {
         &self,
         backend: &Backend,
         records: &[u8],
+        body_follows: bool,
         limits: &MuxLimits,
     ) -> Result<Opened, Error> {
         // Gives the place back if this request is dropped while connecting.
-        let mut place = Place { set: self, held: true };
+        let mut place = Place {
+            set: self,
+            held: true,
+        };
         let connecting = Stream::connect(backend);
         let stream = match limits.connect_timeout {
             Some(limit) => tokio::time::timeout(limit, connecting)
@@ -184,7 +200,9 @@ impl MuxSet {
                 .map_err(|_| Error::timeout(Timeout::Connect)),
             None => Ok(connecting.await),
         }
-        .and_then(|r| r.map_err(|err| Error::with(ErrorKind::Connect, format!("{backend}: {err}"))));
+        .and_then(|r| {
+            r.map_err(|err| Error::with(ErrorKind::Connect, format!("{backend}: {err}")))
+        });
         let stream = stream?;
         let mut state = self.lock();
         // The place becomes the connection under the same lock, so nobody sees room
@@ -203,11 +221,13 @@ impl MuxSet {
         };
         let conn = MuxConn::start(stream, settings, Arc::clone(&self.freed));
         self.opened_conns.fetch_add(1, Ordering::Relaxed);
-        let opened = conn.open(records).map(|(stream, reused)| Opened {
-            stream,
-            conn: conn.clone(),
-            reused,
-        });
+        let opened = conn
+            .open(records, body_follows)
+            .map(|(stream, reused)| Opened {
+                stream,
+                conn: conn.clone(),
+                reused,
+            });
         state.conns.push(conn);
         opened.ok_or_else(|| Error::msg(ErrorKind::Io, "a new multiplexed connection had no room"))
     }

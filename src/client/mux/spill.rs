@@ -74,7 +74,11 @@ mod tests {
         spill.append(b"!").unwrap();
         assert_eq!(&spill.read(100).unwrap()[..], b"o world!");
         assert_eq!(spill.waiting(), 0);
-        assert_eq!(spill.file.metadata().unwrap().len(), 0, "truncated once read");
+        assert_eq!(
+            spill.file.metadata().unwrap().len(),
+            0,
+            "truncated once read"
+        );
         spill.append(b"again").unwrap();
         assert_eq!(&spill.read(100).unwrap()[..], b"again");
     }
