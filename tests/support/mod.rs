@@ -29,7 +29,10 @@
 //! - [`process`], [`programs`], [`fixtures`]: process groups, finding the programs, the
 //!   document roots they serve;
 //! - [`raw_client`], [`dump`], [`json`]: a blocking FastCGI client, and parsers for what
-//!   the fixtures answer.
+//!   the fixtures answer;
+//! - multiplexing backends and their observer: [`backends::go_fcgi`] (Go `net/http/fcgi`),
+//!   [`tokio_mux`] (the tokio-fastcgi crate, in process), flup with
+//!   [`Options::multiplexed`], and [`record_tap`], a proxy that counts the records.
 //!
 //! Every test binary compiles the whole tree and uses part of it; hence the allows.
 #![allow(dead_code, unused_imports)]
@@ -44,6 +47,8 @@ pub mod json;
 pub mod process;
 pub mod programs;
 pub mod raw_client;
+pub mod record_tap;
+pub mod tokio_mux;
 
 pub use backends::{Addr, Kind, Options, RunningBackend, StartError};
 pub use dump::{EnvDump, sha256_hex, stream_pattern};

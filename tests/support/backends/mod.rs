@@ -11,6 +11,7 @@
 
 mod fcgiwrap;
 mod flup;
+pub mod go_fcgi;
 mod kind;
 mod options;
 mod php_cgi;
