@@ -22,10 +22,11 @@
 //! At exit (Ctrl-C) and on SIGUSR1 it prints to stderr the connections it accepted, the
 //! requests served and, with `--mpx`, the most requests open at once on one connection.
 
-#[path = "support/responder.rs"]
-mod responder;
+// `pub`: tests/mux_backends.rs includes this example as a module and starts the engine.
 #[path = "support/mux_responder.rs"]
-mod mux_responder;
+pub mod mux_responder;
+#[path = "support/responder.rs"]
+pub mod responder;
 #[path = "support/runtime.rs"]
 mod runtime;
 
@@ -90,9 +91,11 @@ fn parse_args() -> Result<Args, String> {
                 parsed.max_conns = Some(positive("--max-conns", &value("--max-conns")?)?);
             }
             "-h" | "--help" => {
-                return Err("usage: bench_responder [--tcp HOST:PORT]... [--unix PATH]... \
+                return Err(
+                    "usage: bench_responder [--tcp HOST:PORT]... [--unix PATH]... \
                      [--threads N] [--mpx N [--max-conns N]]"
-                    .into());
+                        .into(),
+                );
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
@@ -187,8 +190,10 @@ fn report(stats: &Stats, mux: &MuxStats, mpx: bool) {
     }
 }
 
-/// [`handle`] for the multiplexing engine (STDIN was already counted and discarded).
-fn handle_mux<'a>(
+/// [`handle`] for the multiplexing engine (STDIN was already counted and discarded), plus
+/// `QUERY_STRING` = `sleep=MS`: the 13 bytes after MS ms, so that tests can hold a stream
+/// open while others run.
+pub fn handle_mux<'a>(
     req: &'a MuxRequest,
     out: &'a mut MuxWriter,
 ) -> Pin<Box<dyn Future<Output = io::Result<()>> + Send + 'a>> {
@@ -205,15 +210,25 @@ fn handle_mux<'a>(
                     left -= n as u64;
                 }
             }
-            Err(_) if head_only => out.stdout(&HELLO[..HELLO.len() - 13]).await?,
-            Err(_) => out.stdout(HELLO).await?,
+            Err(_) => {
+                if let Some(ms) = req.param("QUERY_STRING").strip_prefix("sleep=") {
+                    let ms = ms.parse().unwrap_or(0);
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                }
+                let hello = if head_only {
+                    &HELLO[..HELLO.len() - 13]
+                } else {
+                    HELLO
+                };
+                out.stdout(hello).await?;
+            }
         }
         Ok(())
     })
 }
 
 /// The application: 13 bytes, or N bytes of `x`; request bodies are discarded.
-async fn handle(mut req: Request, mut out: Writer) -> io::Result<(Request, Writer, After)> {
+pub async fn handle(mut req: Request, mut out: Writer) -> io::Result<(Request, Writer, After)> {
     req.drain_stdin().await?;
     let head_only = req.param("REQUEST_METHOD") == "HEAD";
     match req.param("QUERY_STRING").parse::<u64>() {

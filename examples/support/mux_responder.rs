@@ -1,5 +1,7 @@
 //! The multiplexing flavour of `responder.rs` (which must be included next to it as
-//! `mod responder`): several request ids served at once on one connection.
+//! `mod responder`): several request ids served at once on one connection. The
+//! benchmark's `bench_responder --mpx N` runs it; `tests/mux_backends.rs` includes that
+//! example as a module and checks it at the record level.
 //!
 //! Per connection, one reader task decodes records and routes them by request id, and one
 //! writer task owns the socket's write half: every request's handler runs in a task of its
@@ -29,7 +31,8 @@ use tower_fastcgi::proto::{
     values,
 };
 
-use crate::responder::{self, BoxWrite, Listen, RecordReader, Stats};
+// `super`, not `crate`: tests include the benchmark responder as a module of their own.
+use super::responder::{self, BoxWrite, Listen, RecordReader, Stats};
 
 /// Records queued per connection before a handler (or the reader) waits for the writer.
 const QUEUE: usize = 256;
@@ -96,7 +99,10 @@ impl MuxWriter {
     /// Queues STDOUT bytes; fails once the web server aborted the request.
     pub async fn stdout(&mut self, data: &[u8]) -> io::Result<()> {
         if self.aborted.load(Ordering::Relaxed) {
-            return Err(io::Error::new(io::ErrorKind::Interrupted, "FCGI_ABORT_REQUEST"));
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "FCGI_ABORT_REQUEST",
+            ));
         }
         if !data.is_empty() {
             encode_stream(&mut self.buf, RecordType::Stdout, self.request_id, data);

@@ -32,7 +32,8 @@
 //!   the fixtures answer;
 //! - multiplexing backends and their observer: [`backends::go_fcgi`] (Go `net/http/fcgi`),
 //!   [`tokio_mux`] (the tokio-fastcgi crate, in process), flup with
-//!   [`Options::multiplexed`], and [`record_tap`], a proxy that counts the records.
+//!   [`Options::multiplexed`], [`record_tap`] (a proxy that counts the records) and
+//!   [`mux_client`] (a raw client for several requests on one connection).
 //!
 //! Every test binary compiles the whole tree and uses part of it; hence the allows.
 #![allow(dead_code, unused_imports)]
@@ -44,6 +45,7 @@ pub mod fake;
 pub mod fixtures;
 pub mod http;
 pub mod json;
+pub mod mux_client;
 pub mod process;
 pub mod programs;
 pub mod raw_client;

@@ -134,7 +134,12 @@ impl Conn {
     }
 
     fn shutdown(&self) {
-        for stream in self.streams.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for stream in self
+            .streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             let _ = stream.shutdown(Shutdown::Both);
         }
     }
@@ -225,7 +230,13 @@ impl Drop for Tap {
         if let Some(accept) = self.accept.take() {
             let _ = accept.join();
         }
-        for conn in self.shared.conns.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for conn in self
+            .shared
+            .conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             conn.shutdown();
         }
     }
@@ -281,14 +292,14 @@ fn accept_loop(listener: &UnixListener, upstream: &Addr, shared: &Arc<Shared>) {
             (client_read, backend_write, Direction::ToBackend),
             (backend_read, client_write, Direction::ToClient),
         ] {
-            let (conn, done) = (Arc::clone(&conn), Arc::clone(&done));
+            let (mine, done) = (Arc::clone(&conn), Arc::clone(&done));
             let spawned = thread::Builder::new()
                 .name("record-tap-pump".into())
                 .spawn(move || {
-                    pump(from, to, direction, &conn);
+                    pump(from, to, direction, &mine);
                     // The second direction to finish closes the connection's books.
                     if done.swap(true, Ordering::SeqCst) {
-                        conn.stats().closed = true;
+                        mine.stats().closed = true;
                     }
                 });
             if spawned.is_err() {

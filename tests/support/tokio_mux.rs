@@ -79,7 +79,9 @@ impl TokioMux {
             .expect("a temporary directory");
         let path = dir.path().join("mux.sock");
         let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind mux.sock");
-        listener.set_nonblocking(true).expect("a non-blocking socket");
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking socket");
         let counters = Arc::new(Counters::default());
         let (stop, stopped) = oneshot::channel();
         let thread = {
@@ -135,7 +137,11 @@ impl TokioMux {
     }
 
     /// Polls [`TokioMux::counters`] until `done` holds or `timeout` passes.
-    pub fn wait_for(&self, timeout: Duration, done: impl Fn(&TokioCounters) -> bool) -> TokioCounters {
+    pub fn wait_for(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&TokioCounters) -> bool,
+    ) -> TokioCounters {
         let deadline = Instant::now() + timeout;
         loop {
             let counters = self.counters();
@@ -235,7 +241,10 @@ async fn answer(request: Arc<Request>) -> RequestResult {
             let body = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
             ("Content-Type: application/octet-stream", body)
         }
-        _ => ("Status: 404 Not Found\r\nContent-Type: text/plain", b"no such route".to_vec()),
+        _ => (
+            "Status: 404 Not Found\r\nContent-Type: text/plain",
+            b"no such route".to_vec(),
+        ),
     };
     let mut out = request.get_stdout();
     let head = format!("{head}\r\nContent-Length: {}\r\n\r\n", body.len());
@@ -250,7 +259,11 @@ async fn answer(request: Arc<Request>) -> RequestResult {
 pub struct ChannelWriter(mpsc::UnboundedSender<Vec<u8>>);
 
 impl AsyncWrite for ChannelWriter {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Poll::Ready(match self.0.send(buf.to_vec()) {
             Ok(()) => Ok(buf.len()),
             Err(_) => Err(std::io::ErrorKind::BrokenPipe.into()),
