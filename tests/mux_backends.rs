@@ -23,8 +23,8 @@
 mod support;
 
 // The benchmark responder itself, so that its `--mpx` engine and application are what is
-// tested here.
-#[allow(dead_code, unreachable_pub)]
+// tested here (its responder.rs is also in the support tree's fake backend: two copies).
+#[allow(dead_code, unreachable_pub, clippy::duplicate_mod)]
 #[path = "../examples/bench_responder.rs"]
 mod bench;
 
@@ -505,4 +505,123 @@ fn bench_responder_mpx_aborts_end_each_request_once() {
         bench.mux.aborts.load(std::sync::atomic::Ordering::SeqCst),
         2
     );
+}
+
+// ---- many streams at once ----
+
+/// 64 requests of `target` on one connection, all sent before any is answered; every
+/// answer contains its tag. 1.5 s each, so they all overlap however loaded the machine is.
+fn sixty_four_at_once(addr: &Addr, target: &dyn Fn(u32, &str) -> String) {
+    let mut conn = MuxConn::connect(addr);
+    for id in 1..=64u16 {
+        conn.request(
+            id,
+            &mux_params("GET", &target(1500, &format!("t{id}"))),
+            b"",
+        );
+    }
+    for id in 1..=64u16 {
+        let answer = conn.wait_end(id);
+        assert!(
+            answer.text().contains(&format!("tag=t{id} ")),
+            "{id}: {}",
+            answer.text()
+        );
+    }
+}
+
+#[test]
+fn go_runs_64_slow_requests_at_once_on_one_connection() {
+    let Some(go) = GoFcgi::start_or_skip() else {
+        return;
+    };
+    sixty_four_at_once(go.addr(), &slow);
+    let counters = go.wait_for(SETTLE, |c| c.inflight == 0);
+    assert_eq!(
+        (counters.accepted, counters.peak, counters.completed),
+        (1, 64, 64),
+        "{counters:?}"
+    );
+    // The peak can be reset for the next phase of a test.
+    assert_eq!(go.reset_peak().peak, 64);
+    assert_eq!(go.counters().peak, 0);
+}
+
+/// Many handlers writing at once on one connection: the channel writer keeps
+/// tokio-fastcgi from ever seeing its output lock held (it would panic).
+#[test]
+fn tokio_fastcgi_runs_64_requests_at_once_on_one_connection() {
+    let mux = TokioMux::start(1, 64);
+    sixty_four_at_once(&mux.addr(), &slow);
+    let mut conn = MuxConn::connect(&mux.addr());
+    for id in 1..=32u16 {
+        conn.request(
+            id,
+            &mux_params("GET", &format!("/big?bytes={}", 70_000 + usize::from(id))),
+            b"",
+        );
+    }
+    for id in 1..=32u16 {
+        assert_eq!(
+            conn.wait_end(id).body(),
+            stream_pattern(70_000 + usize::from(id))
+        );
+    }
+    let counters = mux.wait_for(SETTLE, |c| c.completed == 96);
+    assert_eq!(
+        (counters.accepted, counters.peak, counters.completed),
+        (2, 64, 96),
+        "{counters:?}"
+    );
+}
+
+#[test]
+fn flup_multiplexed_runs_64_slow_requests_at_once_on_one_connection() {
+    let _serial = one_at_a_time();
+    let Some(flup) = flup_mux() else { return };
+    sixty_four_at_once(flup.addr(), &slow);
+}
+
+/// The tap between `FcgiService` (plain, one request per connection) and Go: answers
+/// pass unchanged, and a pooled connection idling longer than the raw client's timeouts
+/// is not cut.
+#[test]
+fn the_tap_works_under_the_service() {
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+
+    let Some(go) = GoFcgi::start_or_skip() else {
+        return;
+    };
+    let tap = Tap::start(go.addr());
+    support::runtime().block_on(async {
+        let svc = tower_fastcgi::FcgiService::builder()
+            .backend(tap.fcgi_backend())
+            .max_connections(4)
+            .build();
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let svc = svc.clone();
+                tokio::spawn(async move {
+                    let req = http::Request::get(format!("/slow?ms=100&tag=s{i}"))
+                        .header("host", "localhost")
+                        .body(http_body_util::Empty::<bytes::Bytes>::new())
+                        .expect("a request");
+                    let Ok(res) = svc.oneshot(req).await;
+                    let body = res.into_body().collect().await.expect("a body").to_bytes();
+                    (i, String::from_utf8_lossy(&body).into_owned())
+                })
+            })
+            .collect();
+        for task in tasks {
+            let (i, body) = task.await.expect("a request task");
+            assert!(body.contains(&format!("tag=s{i} ")), "{body}");
+        }
+    });
+    let stats = tap.stats();
+    assert_eq!(stats.begins(), 8, "{stats:#?}");
+    assert_eq!(stats.ends(), 8);
+    assert!(stats.connections.len() <= 4, "{stats:#?}");
+    assert_eq!(stats.max_open(), 1, "not multiplexed");
+    assert!(stats.aborts().is_empty());
 }
