@@ -582,7 +582,7 @@ fn flup_multiplexed_runs_64_slow_requests_at_once_on_one_connection() {
     sixty_four_at_once(flup.addr(), &slow);
 }
 
-/// The tap between `FcgiService` (plain, one request per connection) and Go: answers
+/// The tap between `FcgiService` (`Multiplex::Off`: one request per connection) and Go: answers
 /// pass unchanged, and a pooled connection idling longer than the raw client's timeouts
 /// is not cut.
 #[test]
@@ -597,6 +597,7 @@ fn the_tap_works_under_the_service() {
     support::runtime().block_on(async {
         let svc = tower_fastcgi::FcgiService::builder()
             .backend(tap.fcgi_backend())
+            .multiplex(tower_fastcgi::Multiplex::Off)
             .max_connections(4)
             .build();
         let tasks: Vec<_> = (0..8)
