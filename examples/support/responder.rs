@@ -24,8 +24,8 @@ use tower_fastcgi::proto::{
     RecordType, Role, encode_stream, values,
 };
 
-type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
-type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
+pub type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+pub type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// Limit on one request's PARAMS stream.
 const MAX_PARAMS: usize = 1 << 20;
@@ -192,6 +192,38 @@ pub enum Listen {
     Unix(UnixListener, PathBuf),
 }
 
+/// The next connection, split (TCP with TCP_NODELAY).
+pub async fn accept(listen: &Listen) -> io::Result<(BoxRead, BoxWrite)> {
+    Ok(match listen {
+        Listen::Tcp(l) => {
+            let (s, _) = l.accept().await?;
+            let _ = s.set_nodelay(true);
+            let (r, w) = s.into_split();
+            (Box::new(r), Box::new(w))
+        }
+        Listen::Unix(l, _) => {
+            let (s, _) = l.accept().await?;
+            let (r, w) = s.into_split();
+            (Box::new(r), Box::new(w))
+        }
+    })
+}
+
+/// The FCGI_GET_VALUES_RESULT record for the query `data`: each asked name that `value`
+/// knows, in the order asked (unknown names are left out, as the specification says).
+pub fn values_result(data: &[u8], value: impl Fn(&[u8]) -> Option<Vec<u8>>) -> BytesMut {
+    let mut buf = BytesMut::new();
+    let mut enc = ParamsEncoder::with_type(&mut buf, RecordType::GetValuesResult, 0);
+    for pair in PairIter::new(data) {
+        let Ok((name, _)) = pair else { break };
+        if let Some(v) = value(name) {
+            let _ = enc.push(name, &v);
+        }
+    }
+    enc.finish_record();
+    buf
+}
+
 /// Accepts connections forever, serving each request with `handler`.
 pub async fn serve<H, F>(listen: Listen, handler: H, stats: Arc<Stats>)
 where
@@ -200,22 +232,8 @@ where
 {
     let handler = Arc::new(handler);
     loop {
-        let (read, write): (BoxRead, BoxWrite) = match &listen {
-            Listen::Tcp(l) => match l.accept().await {
-                Ok((s, _)) => {
-                    let _ = s.set_nodelay(true);
-                    let (r, w) = s.into_split();
-                    (Box::new(r), Box::new(w))
-                }
-                Err(_) => continue,
-            },
-            Listen::Unix(l, _) => match l.accept().await {
-                Ok((s, _)) => {
-                    let (r, w) = s.into_split();
-                    (Box::new(r), Box::new(w))
-                }
-                Err(_) => continue,
-            },
+        let Ok((read, write)) = accept(&listen).await else {
+            continue;
         };
         let serial = stats.connections.fetch_add(1, Ordering::SeqCst) + 1;
         stats.open.fetch_add(1, Ordering::SeqCst);
@@ -251,20 +269,15 @@ where
                     break (request_id, body.role, body.keep_conn);
                 }
                 Some(Record::GetValues { data }) => {
-                    let mut buf = BytesMut::new();
-                    let mut enc =
-                        ParamsEncoder::with_type(&mut buf, RecordType::GetValuesResult, 0);
-                    for pair in PairIter::new(&data) {
-                        let Ok((name, _)) = pair else { break };
+                    let buf = values_result(&data, |name| {
                         let value: &[u8] = match name {
                             n if n == values::MPXS_CONNS.as_bytes() => b"0",
                             n if n == values::MAX_CONNS.as_bytes() => b"100",
                             n if n == values::MAX_REQS.as_bytes() => b"100",
-                            _ => continue,
+                            _ => return None,
                         };
-                        let _ = enc.push(name, value);
-                    }
-                    enc.finish_record();
+                        Some(value.to_vec())
+                    });
                     if let Some(w) = out.as_mut() {
                         w.write_all(&buf).await?;
                     }
@@ -341,7 +354,7 @@ pub struct RecordReader {
 }
 
 impl RecordReader {
-    fn new(input: BoxRead) -> RecordReader {
+    pub fn new(input: BoxRead) -> RecordReader {
         RecordReader {
             input: Some(input),
             buf: BytesMut::with_capacity(64 * 1024),
@@ -349,7 +362,8 @@ impl RecordReader {
         }
     }
 
-    async fn next(&mut self) -> io::Result<Option<Record>> {
+    /// The next record, `None` at the end of the input.
+    pub async fn next(&mut self) -> io::Result<Option<Record>> {
         loop {
             if let Some(rec) = self
                 .decoder

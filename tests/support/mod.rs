@@ -29,7 +29,11 @@
 //! - [`process`], [`programs`], [`fixtures`]: process groups, finding the programs, the
 //!   document roots they serve;
 //! - [`raw_client`], [`dump`], [`json`]: a blocking FastCGI client, and parsers for what
-//!   the fixtures answer.
+//!   the fixtures answer;
+//! - multiplexing backends and their observer: [`backends::go_fcgi`] (Go `net/http/fcgi`),
+//!   [`tokio_mux`] (the tokio-fastcgi crate, in process), flup with
+//!   [`Options::multiplexed`], [`record_tap`] (a proxy that counts the records) and
+//!   [`mux_client`] (a raw client for several requests on one connection).
 //!
 //! Every test binary compiles the whole tree and uses part of it; hence the allows.
 #![allow(dead_code, unused_imports)]
@@ -41,9 +45,12 @@ pub mod fake;
 pub mod fixtures;
 pub mod http;
 pub mod json;
+pub mod mux_client;
 pub mod process;
 pub mod programs;
 pub mod raw_client;
+pub mod record_tap;
+pub mod tokio_mux;
 
 pub use backends::{Addr, Kind, Options, RunningBackend, StartError};
 pub use dump::{EnvDump, sha256_hex, stream_pattern};

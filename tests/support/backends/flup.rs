@@ -1,5 +1,19 @@
 //! flup's `WSGIServer` running `tests/fixtures/wsgi_app.py` (a copy in the document root):
 //! one application that routes on PATH_INFO, optionally multiplexed.
+//!
+//! [`Options::multiplexed`](super::Options::multiplexed) starts `WSGIServer(app,
+//! multiplexed=True)`: every request of a connection runs in a thread of its own (flup
+//! 1.0.3 does this on Python 3 too). Its quirks, pinned by `tests/mux_backends.rs`: it
+//! answers FCGI_GET_VALUES with an empty result (a bytes/str bug), so a client must force
+//! multiplexing on; and it ignores FCGI_ABORT_REQUEST (a request aborted during STDIN is
+//! never ended). `/slow?ms=N&tag=T` answers `slow tag=T ms=N pid=P` after N ms.
+//!
+//! ```ignore
+//! let options = Options::default().multiplexed(true);
+//! let Some(flup) = support::backend_or_skip_with(Kind::FlupUnix, options) else { return };
+//! // Force multiplexing on in the builder: GET_VALUES cannot tell.
+//! let svc = FcgiService::builder().backend(flup.fcgi_backend()).build();
+//! ```
 
 use std::process::Command;
 

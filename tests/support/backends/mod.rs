@@ -1,5 +1,6 @@
 //! Real FastCGI backends (php-fpm, php-cgi, flup, fcgiwrap) started as child processes,
-//! one module per program for its configuration and command line.
+//! one module per program for its configuration and command line; and Go's
+//! `net/http/fcgi` ([`GoFcgi`], a multiplexing backend with counters of its own).
 //!
 //! Every [`RunningBackend`] gets a fresh temporary directory holding its configuration, its
 //! logs, its Unix socket (if any) and a document root with copies of `tests/fixtures`. It
@@ -11,6 +12,7 @@
 
 mod fcgiwrap;
 mod flup;
+pub mod go_fcgi;
 mod kind;
 mod options;
 mod php_cgi;
@@ -28,6 +30,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub use go_fcgi::{GoCounters, GoFcgi};
 pub use kind::{Addr, Kind};
 pub use options::Options;
 
