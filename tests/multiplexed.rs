@@ -1,94 +1,36 @@
 //! Issue 13, multiplexing on the request path: `FcgiService` with `Multiplex::Auto` /
-//! `Multiplex::On` against the `tokio-fastcgi` crate (a third-party server that runs
-//! several requests at once on one connection, in-process here): requests share a
-//! handful of connections, a client that goes away has only its stream aborted, bodies
-//! stream both ways, and a slow reader does not slow the others.
+//! `Multiplex::On` against real multiplexing servers we did not write: Go's
+//! `net/http/fcgi`, the `tokio-fastcgi` crate (in-process, `support::tokio_mux`) and flup
+//! with `multiplexed=True`, some behind a record tap (`support::record_tap`) to see what
+//! goes over the wire. Requests share a handful of connections, a client that goes away
+//! has only its stream aborted, bodies stream both ways, and a slow reader does not slow
+//! the others (its response is spilled to a file, or aborted past the limit).
+//!
+//! No test asserts a duration: concurrency is read from the backends' own counters.
+//! Without Go or flup those tests skip loudly (`FCGI_INTEROP=require` fails).
 
 mod support;
 
-use std::io::Read as _;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
-use tokio_fastcgi::{RequestResult, Requests};
 use tower::ServiceExt;
-use tower_fastcgi::{FcgiBody, FcgiService, Multiplex};
+use tower_fastcgi::{Backend, FcgiBody, FcgiService, FcgiServiceBuilder, Multiplex};
 
-/// What the tokio-fastcgi server saw.
-#[derive(Default)]
-struct Seen {
-    connections: AtomicUsize,
-    running: AtomicUsize,
-    most_running: AtomicUsize,
-    completed: AtomicUsize,
-}
+use support::backends::GoFcgi;
+use support::record_tap::Tap;
+use support::tokio_mux::TokioMux;
+use support::{Kind, Options};
 
-/// A tokio-fastcgi server on loopback answering GET_VALUES with MPXS_CONNS=1 (it says
-/// so when it allows more than one request per connection): `?ms=N` sleeps, `?bytes=N`
-/// writes N bytes of `x`, a body is echoed back; the query string ends the output.
-async fn server(seen: Arc<Seen>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            seen.connections.fetch_add(1, Ordering::SeqCst);
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let (read, write) = stream.into_split();
-                let mut requests = Requests::new(read, ChannelWriter::to(write), 10, 100);
-                while let Ok(Some(request)) = requests.next().await {
-                    let seen = seen.clone();
-                    tokio::spawn(request.process(move |request| async move {
-                        let now = seen.running.fetch_add(1, Ordering::SeqCst) + 1;
-                        seen.most_running.fetch_max(now, Ordering::SeqCst);
-                        let query = request.get_str_param("QUERY_STRING").unwrap_or("");
-                        let number = |key: &str| {
-                            query
-                                .split('&')
-                                .find_map(|kv| kv.strip_prefix(key))
-                                .and_then(|v| v.parse::<usize>().ok())
-                                .unwrap_or(0)
-                        };
-                        let mut body = Vec::new();
-                        let _ = request.get_stdin().read_to_end(&mut body);
-                        tokio::time::sleep(Duration::from_millis(number("ms=") as u64)).await;
-                        let mut out = request.get_stdout();
-                        let _ = out.write(b"Content-Type: text/plain\r\n\r\n").await;
-                        let chunk = vec![b'x'; 16 * 1024];
-                        let mut left = number("bytes=");
-                        while left > 0 {
-                            let n = left.min(chunk.len());
-                            if out.write(&chunk[..n]).await.is_err() {
-                                break;
-                            }
-                            left -= n;
-                        }
-                        for piece in body.chunks(16 * 1024) {
-                            let _ = out.write(piece).await;
-                        }
-                        let _ = out.write(query.as_bytes()).await;
-                        seen.running.fetch_sub(1, Ordering::SeqCst);
-                        seen.completed.fetch_add(1, Ordering::SeqCst);
-                        RequestResult::Complete(0)
-                    }));
-                }
-            });
-        }
-    });
-    addr.to_string()
-}
-
-fn service(addr: &str, mode: Multiplex, conns: usize) -> FcgiService {
+fn builder(backend: Backend, mode: Multiplex, conns: usize) -> FcgiServiceBuilder {
     FcgiService::builder()
-        .tcp(addr)
+        .backend(backend)
         .multiplex(mode)
         .max_connections(conns)
-        .script_filename("/app")
-        .build()
+        .response_head_timeout(Duration::from_secs(30))
+        .read_timeout(Duration::from_secs(30))
 }
 
 async fn send(svc: &FcgiService, req: Request<FcgiBody>) -> (StatusCode, Result<Bytes, String>) {
@@ -113,99 +55,91 @@ fn get(target: &str) -> Request<FcgiBody> {
         .unwrap()
 }
 
-/// 64 slow requests at once on a backend that multiplexes: they run together (the
-/// whole burst takes about one request's time) over at most two connections.
-#[tokio::test]
-async fn sixty_four_slow_requests_run_together_on_two_connections() {
-    let seen = Arc::new(Seen::default());
-    let addr = server(seen.clone()).await;
-    let svc = service(&addr, Multiplex::Auto, 2);
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..64)
+/// `n` slow requests (`ms` each) at once; each answer must name its own tag.
+async fn slow_burst(svc: &FcgiService, n: usize, ms: u32) {
+    let tasks: Vec<_> = (0..n)
         .map(|i| {
             let svc = svc.clone();
-            tokio::spawn(async move { send(&svc, get(&format!("/app?ms=300&n={i}"))).await })
+            tokio::spawn(async move { send(&svc, get(&format!("/slow?ms={ms}&tag=t{i}"))).await })
         })
         .collect();
     for (i, task) in tasks.into_iter().enumerate() {
         let (status, body) = task.await.unwrap();
-        assert_eq!(status, StatusCode::OK);
-        assert_eq!(body.unwrap(), format!("ms=300&n={i}"));
+        assert_eq!(status, StatusCode::OK, "{body:?}");
+        let body = body.unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.starts_with(&format!("slow tag=t{i} ")), "{text}");
     }
-    let took = started.elapsed();
-    assert!(
-        seen.connections.load(Ordering::SeqCst) <= 3,
-        "{} connections (one is the GET_VALUES question)",
-        seen.connections.load(Ordering::SeqCst)
-    );
-    assert!(
-        seen.most_running.load(Ordering::SeqCst) >= 32,
-        "only {} ran at once",
-        seen.most_running.load(Ordering::SeqCst)
-    );
-    // Generous: one after the other would be 19 s.
-    assert!(took < Duration::from_secs(10), "took {took:?}");
-    let stats = svc.backend_stats();
-    assert!(
-        stats[0].stats.pool.connections_opened <= 2,
-        "{:?}",
-        stats[0].stats.pool
-    );
 }
 
-/// A client that goes away mid-response: its stream is aborted, the others on the same
-/// connection finish intact, and the connection serves the next request.
+/// Go's `net/http/fcgi` says FCGI_MPXS_CONNS=1: with `Auto`, 64 slow requests run at
+/// once over at most 4 connections (plus the one that asked).
 #[tokio::test]
-async fn a_client_gone_mid_response_aborts_only_its_stream() {
-    let seen = Arc::new(Seen::default());
-    let addr = server(seen.clone()).await;
-    let svc = service(&addr, Multiplex::On { max_streams: 16 }, 1);
-    let others: Vec<_> = (0..8)
+async fn go_runs_sixty_four_slow_requests_at_once_over_a_handful_of_connections() {
+    let Some(go) = GoFcgi::start_or_skip() else {
+        return;
+    };
+    let svc = builder(go.fcgi_backend(), Multiplex::Auto, 4).build();
+    slow_burst(&svc, 64, 500).await;
+    let seen = go.counters();
+    assert!(seen.accepted <= 5, "{seen:?}");
+    assert!(seen.peak >= 48, "only {} ran at once: {seen:?}", seen.peak);
+    assert_eq!(seen.completed, 64);
+}
+
+/// A client that goes away before its head: FCGI_ABORT_REQUEST goes to Go for that
+/// stream alone (seen on the wire; Go itself ignores an abort once the request was
+/// sent), the seven others on the connection finish, and the connection serves on.
+#[tokio::test]
+async fn go_client_gone_has_its_stream_aborted_while_the_others_finish() {
+    let Some(go) = GoFcgi::start_or_skip() else {
+        return;
+    };
+    let tap = Tap::start(go.addr());
+    let svc = builder(tap.fcgi_backend(), Multiplex::Auto, 1).build();
+    let others: Vec<_> = (0..7)
         .map(|i| {
             let svc = svc.clone();
-            tokio::spawn(async move {
-                send(&svc, get(&format!("/app?ms=200&bytes=300000&n={i}"))).await
-            })
+            tokio::spawn(async move { send(&svc, get(&format!("/slow?ms=800&tag=o{i}"))).await })
         })
         .collect();
-    // The leaver reads its head and one chunk, then drops the body.
-    let res = match svc.clone().oneshot(get("/app?bytes=8000000")).await {
-        Ok(res) => res,
-        Err(never) => match never {},
+    let leaver = {
+        let svc = svc.clone();
+        tokio::spawn(async move { send(&svc, get("/slow?ms=800&tag=gone")).await })
     };
-    assert_eq!(res.status(), StatusCode::OK);
-    let mut body = res.into_body();
-    let first = body.frame().await.unwrap().unwrap();
-    assert!(first.is_data());
-    drop(body);
-    for (i, task) in others.into_iter().enumerate() {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    leaver.abort();
+    for task in others {
         let (status, body) = task.await.unwrap();
-        assert_eq!(status, StatusCode::OK);
-        let body = body.unwrap();
-        assert_eq!(
-            body.len(),
-            300_000 + format!("ms=200&bytes=300000&n={i}").len()
-        );
+        assert_eq!(status, StatusCode::OK, "{body:?}");
     }
-    let (status, body) = send(&svc, get("/app?after")).await;
+    let stats = tap.wait_for(Duration::from_secs(5), |s| s.aborts().len() == 1);
+    assert_eq!(stats.aborts().len(), 1, "{stats:?}");
     assert_eq!(
-        (status, body.unwrap()),
-        (StatusCode::OK, Bytes::from("after"))
-    );
-    assert_eq!(
-        seen.connections.load(Ordering::SeqCst),
+        stats.request_connections(),
         1,
-        "one connection throughout"
+        "one connection carried all: {stats:?}"
     );
+    assert!(stats.max_open() >= 8, "{stats:?}");
+    let (status, body) = send(&svc, get("/slow?ms=0&tag=after")).await;
+    assert_eq!(status, StatusCode::OK, "{body:?}");
+    assert_eq!(tap.stats().request_connections(), 1);
 }
 
-/// Bodies larger than the read-ahead are streamed as STDIN on the shared connection,
-/// with and without a Content-Length, several at once; each comes back intact.
+/// Request bodies over the read-ahead go as STDIN one chunk at a time on the shared
+/// connection, with and without a Content-Length, several at once; Go echoes each.
 #[tokio::test]
-async fn streamed_bodies_go_both_ways_on_a_shared_connection() {
-    let seen = Arc::new(Seen::default());
-    let addr = server(seen.clone()).await;
-    let svc = service(&addr, Multiplex::On { max_streams: 8 }, 1);
+async fn go_echoes_streamed_bodies_sent_at_once_on_one_connection() {
+    let Some(go) = GoFcgi::start_or_skip() else {
+        return;
+    };
+    let svc = builder(go.fcgi_backend(), Multiplex::Auto, 1).build();
+    echo_burst(&svc, "/echo").await;
+    assert!(go.counters().accepted <= 2, "{:?}", go.counters());
+}
+
+/// Six 3 MB bodies at once (half without a length), each echoed back intact.
+async fn echo_burst(svc: &FcgiService, target: &'static str) {
     let tasks: Vec<_> = (0..6u8)
         .map(|i| {
             let svc = svc.clone();
@@ -215,11 +149,11 @@ async fn streamed_bodies_go_both_ways_on_a_shared_connection() {
                     .chunks(100_000)
                     .map(|c| Ok(http_body::Frame::data(Bytes::copy_from_slice(c))))
                     .collect();
-                let mut req = Request::post(format!("/app?n={i}")).header("host", "localhost");
+                let mut req = Request::post(target).header("host", "localhost");
                 if i % 2 == 0 {
                     req = req.header("content-length", payload.len());
                 }
-                let body = FcgiBody::new(StreamBody::new(futures_stream(chunks)));
+                let body = FcgiBody::new(StreamBody::new(iter_stream(chunks)));
                 let (status, body) = send(&svc, req.body(body).unwrap()).await;
                 (i, payload, status, body)
             })
@@ -227,53 +161,115 @@ async fn streamed_bodies_go_both_ways_on_a_shared_connection() {
         .collect();
     for task in tasks {
         let (i, payload, status, body) = task.await.unwrap();
-        assert_eq!(status, StatusCode::OK);
+        assert_eq!(status, StatusCode::OK, "request {i}: {body:?}");
         let body = body.unwrap();
-        let tail = format!("n={i}");
-        assert_eq!(body.len(), payload.len() + tail.len(), "request {i}");
-        assert!(
-            body[..payload.len()] == payload[..],
-            "request {i}: body differs"
-        );
+        assert_eq!(body.len(), payload.len(), "request {i}");
+        assert!(body[..] == payload[..], "request {i}: body differs");
     }
-    assert_eq!(seen.connections.load(Ordering::SeqCst), 1);
+}
+
+/// flup with `multiplexed=True` answers GET_VALUES with nothing on Python 3, so it needs
+/// `On`: then 32 slow requests run at once on two connections, and bodies stream.
+#[test]
+fn flup_multiplexed_needs_on_and_then_runs_requests_at_once() {
+    let _serial = support::one_at_a_time();
+    let Some(flup) =
+        support::backend_or_skip_with(Kind::FlupUnix, Options::default().multiplexed(true))
+    else {
+        return;
+    };
+    let tap = Tap::start(flup.addr());
+    support::runtime().block_on(async {
+        let svc = builder(tap.fcgi_backend(), Multiplex::On { max_streams: 32 }, 2).build();
+        slow_burst(&svc, 32, 500).await;
+        let stats = tap.stats();
+        assert!(stats.request_connections() <= 2, "{stats:?}");
+        assert!(stats.max_open() >= 16, "{stats:?}");
+        echo_burst(&svc, "/echo").await;
+    });
+}
+
+/// tokio-fastcgi: 64 slow requests at once on two connections.
+#[tokio::test]
+async fn tokio_fastcgi_runs_sixty_four_slow_requests_on_two_connections() {
+    let mux = TokioMux::start(10, 100);
+    let svc = builder(mux.fcgi_backend(), Multiplex::Auto, 2).build();
+    slow_burst(&svc, 64, 300).await;
+    let seen = mux.counters();
+    assert!(
+        seen.accepted <= 3,
+        "{seen:?} (one is the GET_VALUES question)"
+    );
+    assert!(seen.peak >= 32, "{seen:?}");
+}
+
+/// A client that goes away mid-response: its stream is aborted, the others on the same
+/// connection finish intact, and the connection serves the next request.
+#[tokio::test]
+async fn a_client_gone_mid_response_aborts_only_its_stream() {
+    let mux = TokioMux::start(10, 100);
+    let svc = builder(mux.fcgi_backend(), Multiplex::On { max_streams: 16 }, 1).build();
+    let others: Vec<_> = (0..8)
+        .map(|_| {
+            let svc = svc.clone();
+            tokio::spawn(async move { send(&svc, get("/big?bytes=300000")).await })
+        })
+        .collect();
+    let res = match svc.clone().oneshot(get("/big?bytes=8000000")).await {
+        Ok(res) => res,
+        Err(never) => match never {},
+    };
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut body = res.into_body();
+    assert!(body.frame().await.unwrap().unwrap().is_data());
+    drop(body);
+    for task in others {
+        let (status, body) = task.await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body.unwrap().len(), 300_000);
+    }
+    let (status, body) = send(&svc, get("/slow?ms=0&tag=after")).await;
+    assert_eq!(status, StatusCode::OK, "{body:?}");
+    assert_eq!(mux.counters().accepted, 1, "one connection throughout");
+}
+
+/// tokio-fastcgi echoes streamed bodies sent at once on one connection.
+#[tokio::test]
+async fn tokio_fastcgi_echoes_streamed_bodies_on_one_connection() {
+    let mux = TokioMux::start(10, 100);
+    let svc = builder(mux.fcgi_backend(), Multiplex::On { max_streams: 8 }, 1).build();
+    echo_burst(&svc, "/echo").await;
+    assert_eq!(mux.counters().accepted, 1);
 }
 
 /// One client that does not read its 20 MB response while 30 others run on the same
-/// connection: the others finish promptly (the connection's reader never waits for the
-/// slow one). Returns what the slow client then reads: its bytes, and whether its body
-/// ended cleanly.
+/// connection: the others finish (the connection's reader never waits for the slow
+/// one). Returns what the slow client then reads: its bytes, and whether its body ended
+/// cleanly.
 async fn stalled_reader_beside_thirty_others(spill: u64) -> (usize, Result<(), String>) {
-    let seen = Arc::new(Seen::default());
-    let addr = server(seen.clone()).await;
-    let svc = FcgiService::builder()
-        .tcp(&addr)
-        .multiplex(Multiplex::On { max_streams: 64 })
+    let mux = TokioMux::start(10, 100);
+    let svc = builder(mux.fcgi_backend(), Multiplex::On { max_streams: 64 }, 1)
         .multiplex_buffer(256 * 1024)
         .multiplex_spill(spill)
-        .max_connections(1)
-        .script_filename("/app")
         .build();
-    let res = match svc.clone().oneshot(get("/app?bytes=20000000")).await {
+    let res = match svc.clone().oneshot(get("/big?bytes=20000000")).await {
         Ok(res) => res,
         Err(never) => match never {},
     };
     assert_eq!(res.status(), StatusCode::OK);
     let mut stalled = res.into_body();
-    let started = Instant::now();
     let tasks: Vec<_> = (0..30)
-        .map(|i| {
+        .map(|_| {
             let svc = svc.clone();
-            tokio::spawn(async move { send(&svc, get(&format!("/app?bytes=100000&n={i}"))).await })
+            tokio::spawn(async move { send(&svc, get("/big?bytes=100000")).await })
         })
         .collect();
     for task in tasks {
         let (status, body) = task.await.unwrap();
         assert_eq!(status, StatusCode::OK);
-        assert!(body.unwrap().len() > 100_000);
+        assert_eq!(body.unwrap().len(), 100_000);
     }
-    assert!(started.elapsed() < Duration::from_secs(10));
-    assert_eq!(seen.connections.load(Ordering::SeqCst), 1);
+    assert_eq!(mux.counters().accepted, 1);
     let mut got = 0;
     let outcome = loop {
         match stalled.frame().await {
@@ -286,12 +282,12 @@ async fn stalled_reader_beside_thirty_others(spill: u64) -> (usize, Result<(), S
 }
 
 /// With the default spill limit (64 MiB) the slow client's 20 MB wait in a temporary
-/// file beyond the 256 KiB in memory: it gets all of them, intact, afterwards.
+/// file beyond the 256 KiB in memory: it gets all of them afterwards.
 #[tokio::test]
 async fn a_stalled_reader_has_its_response_spilled_and_gets_all_of_it() {
     let (got, outcome) = stalled_reader_beside_thirty_others(64 << 20).await;
     assert_eq!(outcome, Ok(()));
-    assert_eq!(got, 20_000_000 + "bytes=20000000".len());
+    assert_eq!(got, 20_000_000);
 }
 
 /// With a 1 MiB spill limit the slow client falls further behind than memory and file
@@ -303,58 +299,8 @@ async fn a_reader_behind_more_than_buffer_and_spill_is_aborted_not_cut_clean() {
     assert!(got < 20_000_000);
 }
 
-/// tokio-fastcgi 1.3 shares one writer between a connection's requests and panics
-/// ("A request must not be processed by multiple threads") when a write finds another
-/// one waiting on a full socket. Its writer here therefore never waits: bytes go to a
-/// task that writes them to the socket (unbounded, as befits a test server; the
-/// gateway's side is what is bounded).
-struct ChannelWriter(tokio::sync::mpsc::UnboundedSender<Vec<u8>>);
-
-impl ChannelWriter {
-    fn to(mut socket: tokio::net::tcp::OwnedWriteHalf) -> ChannelWriter {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
-        tokio::spawn(async move {
-            use tokio::io::AsyncWriteExt as _;
-            while let Some(bytes) = rx.recv().await {
-                if socket.write_all(&bytes).await.is_err() {
-                    return;
-                }
-            }
-        });
-        ChannelWriter(tx)
-    }
-}
-
-impl tokio::io::AsyncWrite for ChannelWriter {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let sent = self.0.send(buf.to_vec());
-        std::task::Poll::Ready(
-            sent.map(|()| buf.len())
-                .map_err(|_| std::io::ErrorKind::BrokenPipe.into()),
-        )
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-}
-
 /// `futures::stream::iter` without the dependency.
-fn futures_stream<T>(items: Vec<T>) -> impl futures_core::Stream<Item = T> {
+fn iter_stream<T>(items: Vec<T>) -> impl futures_core::Stream<Item = T> {
     struct Iter<T>(std::vec::IntoIter<T>);
     impl<T> futures_core::Stream for Iter<T> {
         type Item = T;

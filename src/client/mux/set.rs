@@ -229,6 +229,9 @@ impl MuxSet {
                 reused,
             });
         state.conns.push(conn);
+        drop(state);
+        // Requests that waited while this connection was being opened may use it now.
+        self.freed.notify_waiters();
         opened.ok_or_else(|| Error::msg(ErrorKind::Io, "a new multiplexed connection had no room"))
     }
 
