@@ -153,13 +153,16 @@ impl Io {
                     return Poll::Pending;
                 }
             }
-            let slices: Vec<IoSlice<'_>> = self
-                .writing
-                .iter()
-                .take(MAX_SLICES)
-                .map(|b| IoSlice::new(b))
-                .collect();
-            match self.stream.try_write_vectored(&slices) {
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let mut count = 0;
+            for (slot, segment) in slices.iter_mut().zip(&self.writing) {
+                *slot = IoSlice::new(segment);
+                count += 1;
+            }
+            match self
+                .stream
+                .try_write_vectored(slices.get(..count).unwrap_or_default())
+            {
                 Ok(0) => return Poll::Ready(Err(Error::io(io::ErrorKind::WriteZero.into()))),
                 Ok(n) => {
                     self.advance(n);

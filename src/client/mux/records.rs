@@ -16,24 +16,23 @@ pub(crate) struct OutRecord {
 }
 
 /// Splits encoded records (encoded for any request id) into one piece per record, each
-/// carrying `id` as its request id.
+/// carrying `id` as its request id: one copy of the whole, the ids set in place, and
+/// the pieces views of that one buffer.
 pub(crate) fn with_request_id(records: &[u8], id: u16) -> VecDeque<OutRecord> {
+    let mut all = BytesMut::from(records);
     let mut out = VecDeque::new();
-    let mut rest = records;
-    while let Some(head) = rest.first_chunk::<HEADER_LEN>() {
+    while let Some(head) = all.first_chunk::<HEADER_LEN>() {
         let len = HEADER_LEN + Header::from_bytes(head).body_len();
-        let Some(record) = rest.get(..len) else {
+        if len > all.len() {
             break;
-        };
-        let mut record = BytesMut::from(record);
-        if let Some(field) = record.get_mut(2..4) {
+        }
+        if let Some(field) = all.get_mut(2..4) {
             field.copy_from_slice(&id.to_be_bytes());
         }
         out.push_back(OutRecord {
-            head: record.freeze(),
+            head: all.split_to(len).freeze(),
             body: Bytes::new(),
         });
-        rest = rest.get(len..).unwrap_or_default();
     }
     out
 }
