@@ -84,6 +84,8 @@ mod mount;
 mod runtime;
 #[path = "support/serve.rs"]
 mod serve;
+#[path = "support/tls.rs"]
+mod tls;
 use mount::{Kind, Mount, parse_mount};
 
 struct Args {
@@ -93,6 +95,11 @@ struct Args {
     auths: Vec<Mount>,
     quiet: bool,
     threads: usize,
+    /// `--grace SECS`: how long in-flight requests get at shutdown.
+    grace: std::time::Duration,
+    /// `--tls-cert FILE` and `--tls-key FILE`, both or neither.
+    tls_cert: Option<std::path::PathBuf>,
+    tls_key: Option<std::path::PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -101,6 +108,8 @@ fn parse_args() -> Result<Args, String> {
     let mut mounts = Vec::new();
     let mut auths = Vec::new();
     let mut quiet = false;
+    let mut grace = serve::DEFAULT_GRACE;
+    let (mut tls_cert, mut tls_key) = (None, None);
     let mut threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
@@ -114,6 +123,16 @@ fn parse_args() -> Result<Args, String> {
             "--scgi" => mounts.push(parse_mount(Kind::Scgi, &value("--scgi")?)?),
             "--uwsgi" => mounts.push(parse_mount(Kind::Uwsgi, &value("--uwsgi")?)?),
             "--quiet" => quiet = true,
+            "--grace" => {
+                let secs = value("--grace")?;
+                grace = secs
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
+                    .ok_or_else(|| format!("--grace {secs}: expected seconds (0 or more)"))?;
+            }
+            "--tls-cert" => tls_cert = Some(value("--tls-cert")?.into()),
+            "--tls-key" => tls_key = Some(value("--tls-key")?.into()),
             "--threads" => {
                 let n = value("--threads")?;
                 threads = n
@@ -123,7 +142,7 @@ fn parse_args() -> Result<Args, String> {
                     .ok_or_else(|| format!("--threads {n}: expected a positive number"))?;
             }
             "-h" | "--help" => {
-                return Err("usage: gateway --listen ADDR [--app|--php|--cgi|--filter|--scgi|--uwsgi PREFIX=BACKEND[,OPTS]]... [--auth PREFIX=BACKEND[,OPTS]]... [--threads N] [--quiet]\n\
+                return Err("usage: gateway --listen ADDR [--app|--php|--cgi|--filter|--scgi|--uwsgi PREFIX=BACKEND[,OPTS]]... [--auth PREFIX=BACKEND[,OPTS]]... [--threads N] [--grace SECS] [--tls-cert FILE --tls-key FILE] [--quiet]\n\
                      BACKEND: tcp://HOST:PORT, unix:PATH or spawn:PROGRAM (started and supervised here)\n\
                      --scgi, --uwsgi: application mode as --app over SCGI or uwsgi (tcp:// or unix: only;\n\
                      one connection per request, so only backend=, conns=, resolve=, script= apply)\n\
@@ -144,12 +163,18 @@ fn parse_args() -> Result<Args, String> {
             "no mounts: add --app, --php, --cgi, --filter, --scgi or --uwsgi (try --help)".into(),
         );
     }
+    if tls_cert.is_some() != tls_key.is_some() {
+        return Err("--tls-cert and --tls-key go together".into());
+    }
     Ok(Args {
         listen,
         mounts,
         auths,
         quiet,
         threads,
+        grace,
+        tls_cert,
+        tls_key,
     })
 }
 
@@ -168,6 +193,7 @@ async fn serve(args: Args) -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| default_filter.into()),
         )
+        .with_writer(std::io::stderr)
         .init();
 
     let mut app = Router::new();
@@ -200,6 +226,17 @@ async fn serve(args: Args) -> ExitCode {
         app = app.layer(TraceLayer::new_for_http());
     }
 
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => match tls::acceptor(cert, key) {
+            Ok(acceptor) => Some(acceptor),
+            Err(msg) => {
+                eprintln!("gateway: {msg}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     // TCP_NODELAY on every client connection, as nginx does on keep-alive connections.
     let listener = match listen::listen(&args.listen).await {
         Ok(l) => l,
@@ -208,19 +245,22 @@ async fn serve(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!("listening on http://{}", args.listen);
-    let code = tokio::select! {
-        () = serve::serve_http1(listener, app) => ExitCode::FAILURE,
-        () = shutdown_signal() => {
-            tracing::info!("shutting down");
-            ExitCode::SUCCESS
-        }
+    // The bound address, not the flag: `--listen 127.0.0.1:0` says which port it got.
+    let bound = listener
+        .local_addr()
+        .map_or_else(|_| args.listen.clone(), |addr| addr.to_string());
+    tracing::info!("listening on {scheme}://{bound} (HTTP/1.1 and HTTP/2)");
+    let options = serve::Options {
+        tls,
+        grace: args.grace,
     };
-    // The server (and with it every service) is dropped by now; spawned programs have
-    // been sent SIGTERM. Give them a moment to finish before the process (and with it
+    let stopped = serve::serve(listener, app, options, shutdown_signal()).await;
+    tracing::info!(?stopped, "stopped");
+    // The server (and with it every service and its pooled backend connections) is
+    // dropped by now; spawned programs have been sent SIGTERM. Give them a moment to finish before the process (and with it
     // the SIGKILL-after-grace thread) is gone; the parent-death signal covers the rest.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    code
+    ExitCode::SUCCESS
 }
 
 /// SIGTERM (service managers, `docker stop`, `kill`) or Ctrl-C.

@@ -1,6 +1,7 @@
 //! The serving code the gateway and php examples share (`examples/support/listen.rs`,
-//! `examples/support/serve.rs`): TCP_NODELAY on accepted connections, and the HTTP/1 loop
-//! that hands the service a `ConnectionInfo`.
+//! `examples/support/serve.rs`): TCP_NODELAY on accepted connections, and the accept loop
+//! that hands the service a `ConnectionInfo` with bounded buffers. Shutdown and HTTP/2
+//! are in tests/gateway_shutdown.rs and tests/gateway_http2.rs.
 
 #[path = "../examples/support/listen.rs"]
 mod listen;
@@ -15,6 +16,11 @@ use tower_fastcgi::ConnectionInfo;
 
 use support::http::{HttpClient, raw};
 
+/// `serve` with no shutdown signal: runs until the task is aborted.
+async fn serve_forever(listener: tokio::net::TcpListener, app: Router) {
+    serve::serve(listener, app, serve::Options::default(), std::future::pending()).await;
+}
+
 /// Without TCP_NODELAY a response written in pieces waits ~40 ms for the client's delayed
 /// ACK (BENCHMARKS.md); Linux copies the option from the listening socket.
 #[tokio::test]
@@ -27,7 +33,7 @@ async fn accepted_connections_have_tcp_nodelay() {
 }
 
 #[tokio::test]
-async fn serve_http1_gives_the_service_the_connection_info() {
+async fn serve_gives_the_service_the_connection_info() {
     let listener = listen::listen("127.0.0.1:0").await.unwrap();
     let server = listener.local_addr().unwrap();
     let app = Router::new().route(
@@ -36,7 +42,7 @@ async fn serve_http1_gives_the_service_the_connection_info() {
             format!("{:?} {:?} {}", info.remote, info.local, info.tls)
         }),
     );
-    let task = tokio::spawn(serve::serve_http1(listener, app));
+    let task = tokio::spawn(serve_forever(listener, app));
 
     // A client whose own port we know, to compare with REMOTE_ADDR.
     let tcp = tokio::net::TcpStream::connect(server).await.unwrap();
@@ -71,11 +77,11 @@ async fn serve_http1_gives_the_service_the_connection_info() {
 /// request head far over it is refused, which pins the setting: with hyper's default
 /// buffer the same head would be accepted.
 #[tokio::test]
-async fn serve_http1_bounds_the_read_buffer() {
+async fn serve_bounds_the_read_buffer() {
     let listener = listen::listen("127.0.0.1:0").await.unwrap();
     let server = listener.local_addr().unwrap();
     let app = Router::new().route("/who", get(|| async { "ok" }));
-    let task = tokio::spawn(serve::serve_http1(listener, app));
+    let task = tokio::spawn(serve_forever(listener, app));
 
     async fn status_for(server: std::net::SocketAddr, header_len: usize) -> String {
         let head = format!(
