@@ -33,6 +33,18 @@ pub fn binary() -> PathBuf {
                 .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
                 .arg("--target-dir")
                 .arg(target_dir);
+            // What `cargo test` sets for the test binary describes this test, not the
+            // build: ring's build script watches CARGO_MANIFEST_DIR, and inheriting it
+            // would rebuild ring and everything above it on every run.
+            for (name, _) in std::env::vars_os() {
+                let name = name.to_string_lossy().into_owned();
+                let per_crate = ["CARGO_MANIFEST", "CARGO_PKG_", "CARGO_CRATE", "CARGO_BIN"]
+                    .iter()
+                    .any(|prefix| name.starts_with(prefix));
+                if per_crate || name == "CARGO_PRIMARY_PACKAGE" || name == "CARGO_TARGET_TMPDIR" {
+                    cargo.env_remove(name);
+                }
+            }
             if profile_dir.ends_with("release") {
                 cargo.arg("--release");
             }
