@@ -18,7 +18,13 @@ use support::http::{HttpClient, raw};
 
 /// `serve` with no shutdown signal: runs until the task is aborted.
 async fn serve_forever(listener: tokio::net::TcpListener, app: Router) {
-    serve::serve(listener, app, serve::Options::default(), std::future::pending()).await;
+    serve::serve(
+        listener,
+        app,
+        serve::Options::default(),
+        std::future::pending(),
+    )
+    .await;
 }
 
 /// Without TCP_NODELAY a response written in pieces waits ~40 ms for the client's delayed

@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use gateway_support::Gateway;
+use gateway_support::{Gateway, php_mount};
 use support::{Kind, Options};
 
 /// Sends one HTTP/1.1 request on a fresh connection and reads until the server closes.
@@ -34,17 +34,6 @@ fn php_fpm() -> Option<support::RunningBackend> {
             workers: 2,
             ..Options::default()
         },
-    )
-}
-
-fn php_mount(php: &support::RunningBackend) -> String {
-    format!(
-        "/={},root={}",
-        match php.addr() {
-            support::Addr::Tcp(addr) => format!("tcp://{addr}"),
-            other => panic!("expected a TCP backend, got {other:?}"),
-        },
-        php.document_root().display()
     )
 }
 
@@ -86,7 +75,11 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
     let status = gateway
         .wait_exit(Duration::from_secs(15))
         .unwrap_or_else(|| panic!("the gateway did not exit; log:\n{}", gateway.log()));
-    assert!(status.success(), "exit status {status}; log:\n{}", gateway.log());
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        gateway.log()
+    );
     assert!(
         signalled.elapsed() < Duration::from_secs(15),
         "exits once drained, well within the 20 s grace"
@@ -112,7 +105,12 @@ fn idle_keep_alive_connections_do_not_hold_up_the_shutdown() {
     gateway.terminate();
     let status = gateway
         .wait_exit(Duration::from_secs(10))
-        .unwrap_or_else(|| panic!("an idle connection held the gateway; log:\n{}", gateway.log()));
+        .unwrap_or_else(|| {
+            panic!(
+                "an idle connection held the gateway; log:\n{}",
+                gateway.log()
+            )
+        });
     assert!(status.success(), "exit status {status}");
     assert!(signalled.elapsed() < Duration::from_secs(10));
 }
@@ -132,7 +130,11 @@ fn a_request_outliving_the_grace_is_cut_and_the_gateway_exits_0() {
     let status = gateway
         .wait_exit(Duration::from_secs(5))
         .unwrap_or_else(|| panic!("the gateway overstayed its grace; log:\n{}", gateway.log()));
-    assert!(status.success(), "exit status {status}; log:\n{}", gateway.log());
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        gateway.log()
+    );
     assert!(
         signalled.elapsed() < Duration::from_secs(5),
         "the 0.5 s grace bounds the shutdown, not the 4 s request"

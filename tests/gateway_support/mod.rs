@@ -29,7 +29,13 @@ pub fn binary() -> PathBuf {
             let target_dir = profile_dir.parent().expect("target/<profile>");
             let mut cargo = Command::new(env!("CARGO"));
             cargo
-                .args(["build", "--quiet", "--example", "gateway", "--manifest-path"])
+                .args([
+                    "build",
+                    "--quiet",
+                    "--example",
+                    "gateway",
+                    "--manifest-path",
+                ])
                 .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
                 .arg("--target-dir")
                 .arg(target_dir);
@@ -53,6 +59,16 @@ pub fn binary() -> PathBuf {
             profile_dir.join("examples").join("gateway")
         })
         .clone()
+}
+
+/// A `--php` mount of `php`'s document root at `/` (php must listen on TCP).
+pub fn php_mount(php: &crate::support::RunningBackend) -> String {
+    match php.addr() {
+        crate::support::Addr::Tcp(addr) => {
+            format!("/=tcp://{addr},root={}", php.document_root().display())
+        }
+        other => panic!("expected a TCP backend, got {other:?}"),
+    }
 }
 
 /// A running gateway; dropping it kills it.
