@@ -74,6 +74,8 @@ use std::process::ExitCode;
 use axum::Router;
 use tower_http::trace::TraceLayer;
 
+#[path = "support/access_log.rs"]
+mod access_log;
 #[path = "support/gateway_auth.rs"]
 mod gateway_auth;
 #[path = "support/listen.rs"]
@@ -94,6 +96,10 @@ struct Args {
     /// `--auth` options, in the order given.
     auths: Vec<Mount>,
     quiet: bool,
+    /// `--access-log PATH|-|off`.
+    access_log: String,
+    /// `--log FILTER`: the tracing filter (RUST_LOG's syntax).
+    log: Option<String>,
     threads: usize,
     /// `--grace SECS`: how long in-flight requests get at shutdown.
     grace: std::time::Duration,
@@ -108,6 +114,8 @@ fn parse_args() -> Result<Args, String> {
     let mut mounts = Vec::new();
     let mut auths = Vec::new();
     let mut quiet = false;
+    let mut access_log = None;
+    let mut log = None;
     let mut grace = serve::DEFAULT_GRACE;
     let (mut tls_cert, mut tls_key) = (None, None);
     let mut threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -123,6 +131,8 @@ fn parse_args() -> Result<Args, String> {
             "--scgi" => mounts.push(parse_mount(Kind::Scgi, &value("--scgi")?)?),
             "--uwsgi" => mounts.push(parse_mount(Kind::Uwsgi, &value("--uwsgi")?)?),
             "--quiet" => quiet = true,
+            "--access-log" => access_log = Some(value("--access-log")?),
+            "--log" => log = Some(value("--log")?),
             "--grace" => {
                 let secs = value("--grace")?;
                 grace = secs
@@ -171,6 +181,9 @@ fn parse_args() -> Result<Args, String> {
         mounts,
         auths,
         quiet,
+        // --quiet is "no access log" unless one is asked for by name.
+        access_log: access_log.unwrap_or_else(|| if quiet { "off" } else { "-" }.to_owned()),
+        log,
         threads,
         grace,
         tls_cert,
@@ -183,18 +196,31 @@ fn main() -> ExitCode {
 }
 
 async fn serve(args: Args) -> ExitCode {
-    let default_filter = if args.quiet {
-        "warn"
-    } else {
-        "info,tower_http=debug"
+    // --log, else RUST_LOG, else info (warn with --quiet).
+    let filter = match &args.log {
+        Some(filter) => tracing_subscriber::EnvFilter::try_new(filter),
+        None => tracing_subscriber::EnvFilter::try_from_default_env().or_else(|_| {
+            tracing_subscriber::EnvFilter::try_new(if args.quiet { "warn" } else { "info" })
+        }),
+    };
+    let filter = match filter {
+        Ok(filter) => filter,
+        Err(err) => {
+            eprintln!("gateway: --log / RUST_LOG: {err}");
+            return ExitCode::from(2);
+        }
     };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| default_filter.into()),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    let access_log = match access_log::AccessLog::open(&args.access_log) {
+        Ok(log) => log,
+        Err(msg) => {
+            eprintln!("gateway: {msg}");
+            return ExitCode::from(2);
+        }
+    };
 
     let mut app = Router::new();
     for mount in &args.mounts {
@@ -222,8 +248,13 @@ async fn serve(args: Args) -> ExitCode {
         tracing::info!(prefix = %if auth.prefix.is_empty() { "/" } else { &auth.prefix }, backend = %auth.backend, "authorizer");
     }
     app = gateway_auth::guard(app, &guards);
-    if !args.quiet {
+    // Per-request tracing spans and events cost a few µs each: only when debug is on.
+    if tracing::level_filters::LevelFilter::current() >= tracing::Level::DEBUG {
         app = app.layer(TraceLayer::new_for_http());
+    }
+    // Outermost, so the line has the status the client got (an authorizer's too).
+    if let Some(log) = &access_log {
+        app = app.layer(log.layer());
     }
 
     let tls = match (&args.tls_cert, &args.tls_key) {
@@ -256,6 +287,14 @@ async fn serve(args: Args) -> ExitCode {
     };
     let stopped = serve::serve(listener, app, options, shutdown_signal()).await;
     tracing::info!(?stopped, "stopped");
+    if let Some(log) = access_log {
+        // Every connection is gone, so every line is queued: write them out.
+        let dropped = log.dropped();
+        log.finish();
+        if dropped > 0 {
+            tracing::warn!(dropped, "access log: lines dropped in all (queue full)");
+        }
+    }
     // The server (and with it every service and its pooled backend connections) is
     // dropped by now; spawned programs have been sent SIGTERM. Give them a moment to finish before the process (and with it
     // the SIGKILL-after-grace thread) is gone; the parent-death signal covers the rest.
