@@ -64,10 +64,49 @@
 //! --php /=unix:/run/php/php-fpm.sock,root=/srv/wiki,deny=/data:/conf:/bin:/inc:/vendor,index=doku.php
 //! --php /=spawn:/usr/bin/php-cgi,procs=4,root=./www,env=PHP_FCGI_MAX_REQUESTS=500
 //! ```
-//! The gateway stops on SIGTERM or Ctrl-C (SIGINT); spawned processes go with it.
-//! `--threads N` sets the runtime's worker threads (default: one per core; 1 is a
-//! current-thread runtime, best when the backend shares a small machine); `--quiet` turns
-//! off per-request logging (for benchmarks).
+//! ## Serving, and the defaults
+//!
+//! One port serves HTTP/1.1 and HTTP/2: cleartext HTTP/2 by prior knowledge (the client
+//! starts with the connection preface, as `curl --http2-prior-knowledge` does), and with
+//! `--tls-cert FILE --tls-key FILE` (PEM: the chain, then the key) TLS through rustls,
+//! where ALPN picks `h2` or `http/1.1`; backends then see `HTTPS=on`. A request body with
+//! no length (HTTP/2 DATA frames, HTTP/1.1 chunked) reaches the backend with an exact
+//! CONTENT_LENGTH: the library spools it first.
+//!
+//! On SIGTERM or Ctrl-C (SIGINT) the gateway stops accepting (the port refuses new
+//! connections at once), lets every request in flight finish (HTTP/1: the connection
+//! closes after its response, idle keep-alive connections at once; HTTP/2: GOAWAY, open
+//! streams run to their end), waits for that at most `--grace` seconds, then closes what
+//! is left, writes out the access log and exits 0. Pooled backend connections close with
+//! their services, spawned processes get SIGTERM.
+//!
+//! | what | default | flag | why |
+//! |---|---|---|---|
+//! | listen | `127.0.0.1:8080` | `--listen HOST:PORT` | loopback unless told |
+//! | runtime | current-thread on ≤ 2 cores, else one worker per core | `--threads N` (1: current-thread) | see below |
+//! | graceful shutdown | 30 s (`serve::DEFAULT_GRACE`) | `--grace SECS` (0: cut at once) | long enough for a slow PHP page; systemd's `TimeoutStopSec` default is 90 s |
+//! | access log | stderr, buffered | `--access-log PATH\|-\|off` | combined format + seconds, 64 KiB buffer, flushed every second, never blocks a request (`support/access_log.rs`) |
+//! | other logs | `info` (`warn` with `--quiet`) | `--log FILTER`, else `RUST_LOG` | per-request tracing (tower-http's `TraceLayer`) only when the filter enables debug |
+//! | `--quiet` | off | `--quiet` | no access log and warn-level logs (benchmarks) |
+//! | HTTP/1 read buffer | 64 KiB per connection (`serve::MAX_READ_BUF`) | — | bounds memory per upload; a larger request head is a 431 |
+//! | HTTP/2 streams | 128 per connection (`H2_MAX_CONCURRENT_STREAMS`) | — | nginx's `http2_max_concurrent_streams` |
+//! | HTTP/2 windows | 64 KiB per stream, 1 MiB per connection | — | the same bound per upload as HTTP/1 |
+//! | HTTP/2 header list, frame | 64 KiB, 16 KiB | — | the HTTP/1 head limit; the protocol's minimum frame |
+//! | HTTP/2 send buffer | 64 KiB per stream | — | a slow client holds little of a response |
+//! | TLS | off | `--tls-cert FILE --tls-key FILE` | rustls (ring), TLS 1.2 and 1.3, ALPN `h2`, `http/1.1`; 10 s handshake timeout |
+//!
+//! The runtime default, measured (2 cores, tiny GET through bench_responder, wrk -t1,
+//! 4 s runs, the default access log on, two repetitions; the machine was shared, load
+//! average 7–10, so every number is inflated and noisy, only the pairing means much):
+//!
+//! | c | `--threads 1`: µs CPU/request, req/s | `--threads 2`: µs CPU/request, req/s |
+//! |---|---|---|
+//! | 16 | 60.9 / 66.4, 5.1k / 4.9k | 64.7 / 71.8, 6.4k / 5.0k |
+//! | 64 | 69.5 / 72.6, 6.4k / 6.7k | 72.4 / 71.2, 9.1k / 6.5k |
+//! | 256 | 87.2 / 66.0, 7.2k / 8.1k | 76.9 / 76.7, 6.2k / 7.2k |
+//!
+//! No configuration file: every option is a flag or a mount's `,OPT=VALUE`, and a
+//! service manager's unit file or a shell script holds a long command line well enough.
 
 use std::process::ExitCode;
 
@@ -118,7 +157,7 @@ fn parse_args() -> Result<Args, String> {
     let mut log = None;
     let mut grace = serve::DEFAULT_GRACE;
     let (mut tls_cert, mut tls_key) = (None, None);
-    let mut threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut threads = default_threads();
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
@@ -152,7 +191,7 @@ fn parse_args() -> Result<Args, String> {
                     .ok_or_else(|| format!("--threads {n}: expected a positive number"))?;
             }
             "-h" | "--help" => {
-                return Err("usage: gateway --listen ADDR [--app|--php|--cgi|--filter|--scgi|--uwsgi PREFIX=BACKEND[,OPTS]]... [--auth PREFIX=BACKEND[,OPTS]]... [--threads N] [--grace SECS] [--tls-cert FILE --tls-key FILE] [--quiet]\n\
+                return Err("usage: gateway --listen ADDR [--app|--php|--cgi|--filter|--scgi|--uwsgi PREFIX=BACKEND[,OPTS]]... [--auth PREFIX=BACKEND[,OPTS]]... [--threads N] [--grace SECS] [--tls-cert FILE --tls-key FILE] [--access-log PATH|-|off] [--log FILTER] [--quiet]\n\
                      BACKEND: tcp://HOST:PORT, unix:PATH or spawn:PROGRAM (started and supervised here)\n\
                      --scgi, --uwsgi: application mode as --app over SCGI or uwsgi (tcp:// or unix: only;\n\
                      one connection per request, so only backend=, conns=, resolve=, script= apply)\n\
@@ -189,6 +228,17 @@ fn parse_args() -> Result<Args, String> {
         tls_cert,
         tls_key,
     })
+}
+
+/// One thread (a current-thread runtime) on a machine of one or two cores, else one per
+/// core. On two cores the backend needs the other one; measured here (table above) a
+/// second runtime thread bought no requests/s that held across runs and cost as much
+/// CPU per request or more.
+fn default_threads() -> usize {
+    match std::thread::available_parallelism().map_or(1, |n| n.get()) {
+        ..=2 => 1,
+        cores => cores,
+    }
 }
 
 fn main() -> ExitCode {
