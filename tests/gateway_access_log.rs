@@ -7,7 +7,6 @@
 #[path = "../examples/support/access_log.rs"]
 mod access_log;
 mod gateway_support;
-#[allow(dead_code)]
 mod support;
 
 use std::io::{self, Write};
