@@ -145,7 +145,10 @@ async fn serve_bounds_the_http2_header_list() {
     };
     // Half the limit: over hyper's default (16 KiB), which pins the setting.
     let res = h2.send_request(req(serve::MAX_READ_BUF / 2)).await.unwrap();
-    assert_eq!((res.status().as_u16(), res.version()), (200, http::Version::HTTP_2));
+    assert_eq!(
+        (res.status().as_u16(), res.version()),
+        (200, http::Version::HTTP_2)
+    );
     let refused = h2.send_request(req(4 * serve::MAX_READ_BUF)).await;
     assert!(
         refused.as_ref().map_or(true, |res| res.status() == 431),

@@ -100,12 +100,11 @@ impl Gateway {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                // Logged first: whoever gets the address may read the log at once.
+                sink.lock().unwrap().push_str(&format!("{line}\n"));
                 if let Some(addr) = listening_addr(&line) {
                     let _ = addr_tx.send(addr);
                 }
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
             }
         });
         let mut gateway = Gateway {
