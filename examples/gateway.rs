@@ -337,18 +337,19 @@ async fn serve(args: Args) -> ExitCode {
     };
     let stopped = serve::serve(listener, app, options, shutdown_signal()).await;
     tracing::info!(?stopped, "stopped");
+    // The server (and with it every service and its pooled backend connections) is
+    // dropped by now; spawned programs have been sent SIGTERM. Give them a moment to
+    // finish before the process (and with it the SIGKILL-after-grace thread) is gone; the
+    // parent-death signal covers the rest. The moment also lets an HTTP/2 stream's task,
+    // which may outlive its connection's by a poll, drop its body and queue its line.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     if let Some(log) = access_log {
-        // Every connection is gone, so every line is queued: write them out.
         let dropped = log.dropped();
         log.finish();
         if dropped > 0 {
             tracing::warn!(dropped, "access log: lines dropped in all (queue full)");
         }
     }
-    // The server (and with it every service and its pooled backend connections) is
-    // dropped by now; spawned programs have been sent SIGTERM. Give them a moment to finish before the process (and with it
-    // the SIGKILL-after-grace thread) is gone; the parent-death signal covers the rest.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     ExitCode::SUCCESS
 }
 
