@@ -64,16 +64,57 @@
 //! --php /=unix:/run/php/php-fpm.sock,root=/srv/wiki,deny=/data:/conf:/bin:/inc:/vendor,index=doku.php
 //! --php /=spawn:/usr/bin/php-cgi,procs=4,root=./www,env=PHP_FCGI_MAX_REQUESTS=500
 //! ```
-//! The gateway stops on SIGTERM or Ctrl-C (SIGINT); spawned processes go with it.
-//! `--threads N` sets the runtime's worker threads (default: one per core; 1 is a
-//! current-thread runtime, best when the backend shares a small machine); `--quiet` turns
-//! off per-request logging (for benchmarks).
+//! ## Serving, and the defaults
+//!
+//! One port serves HTTP/1.1 and HTTP/2: cleartext HTTP/2 by prior knowledge (the client
+//! starts with the connection preface, as `curl --http2-prior-knowledge` does), and with
+//! `--tls-cert FILE --tls-key FILE` (PEM: the chain, then the key) TLS through rustls,
+//! where ALPN picks `h2` or `http/1.1`; backends then see `HTTPS=on`. A request body with
+//! no length (HTTP/2 DATA frames, HTTP/1.1 chunked) reaches the backend with an exact
+//! CONTENT_LENGTH: the library spools it first.
+//!
+//! On SIGTERM or Ctrl-C (SIGINT) the gateway stops accepting (the port refuses new
+//! connections at once), lets every request in flight finish (HTTP/1: the connection
+//! closes after its response, idle keep-alive connections at once; HTTP/2: GOAWAY, open
+//! streams run to their end), waits for that at most `--grace` seconds, then closes what
+//! is left, writes out the access log and exits 0. Pooled backend connections close with
+//! their services, spawned processes get SIGTERM.
+//!
+//! | what | default | flag | why |
+//! |---|---|---|---|
+//! | listen | `127.0.0.1:8080` | `--listen HOST:PORT` | loopback unless told |
+//! | runtime | current-thread on ≤ 2 cores, else one worker per core | `--threads N` (1: current-thread) | see below |
+//! | graceful shutdown | 30 s (`serve::DEFAULT_GRACE`) | `--grace SECS` (0: cut at once) | long enough for a slow PHP page; systemd's `TimeoutStopSec` default is 90 s |
+//! | access log | stderr, buffered | `--access-log PATH\|-\|off` | combined format + seconds, 64 KiB buffer, flushed every second, never blocks a request (`support/access_log.rs`) |
+//! | other logs | `info` (`warn` with `--quiet`) | `--log FILTER`, else `RUST_LOG` | per-request tracing (tower-http's `TraceLayer`) only when the filter enables debug |
+//! | `--quiet` | off | `--quiet` | no access log and warn-level logs (benchmarks) |
+//! | HTTP/1 read buffer | 64 KiB per connection (`serve::MAX_READ_BUF`) | — | bounds memory per upload; a larger request head is a 431 |
+//! | HTTP/2 streams | 128 per connection (`H2_MAX_CONCURRENT_STREAMS`) | — | nginx's `http2_max_concurrent_streams` |
+//! | HTTP/2 windows | 64 KiB per stream, 1 MiB per connection | — | the same bound per upload as HTTP/1 |
+//! | HTTP/2 header list, frame | 64 KiB, 16 KiB | — | the HTTP/1 head limit; the protocol's minimum frame |
+//! | HTTP/2 send buffer | 64 KiB per stream | — | a slow client holds little of a response |
+//! | TLS | off | `--tls-cert FILE --tls-key FILE` | rustls (ring), TLS 1.2 and 1.3, ALPN `h2`, `http/1.1`; 10 s handshake timeout |
+//!
+//! The runtime default, measured (2 cores, tiny GET through bench_responder, wrk -t1,
+//! 4 s runs, the default access log on, two repetitions; the machine was shared, load
+//! average 7–10, so every number is inflated and noisy, only the pairing means much):
+//!
+//! | c | `--threads 1`: µs CPU/request, req/s | `--threads 2`: µs CPU/request, req/s |
+//! |---|---|---|
+//! | 16 | 60.9 / 66.4, 5.1k / 4.9k | 64.7 / 71.8, 6.4k / 5.0k |
+//! | 64 | 69.5 / 72.6, 6.4k / 6.7k | 72.4 / 71.2, 9.1k / 6.5k |
+//! | 256 | 87.2 / 66.0, 7.2k / 8.1k | 76.9 / 76.7, 6.2k / 7.2k |
+//!
+//! No configuration file: every option is a flag or a mount's `,OPT=VALUE`, and a
+//! service manager's unit file or a shell script holds a long command line well enough.
 
 use std::process::ExitCode;
 
 use axum::Router;
 use tower_http::trace::TraceLayer;
 
+#[path = "support/access_log.rs"]
+mod access_log;
 #[path = "support/gateway_auth.rs"]
 mod gateway_auth;
 #[path = "support/listen.rs"]
@@ -84,6 +125,8 @@ mod mount;
 mod runtime;
 #[path = "support/serve.rs"]
 mod serve;
+#[path = "support/tls.rs"]
+mod tls;
 use mount::{Kind, Mount, parse_mount};
 
 struct Args {
@@ -92,7 +135,16 @@ struct Args {
     /// `--auth` options, in the order given.
     auths: Vec<Mount>,
     quiet: bool,
+    /// `--access-log PATH|-|off`.
+    access_log: String,
+    /// `--log FILTER`: the tracing filter (RUST_LOG's syntax).
+    log: Option<String>,
     threads: usize,
+    /// `--grace SECS`: how long in-flight requests get at shutdown.
+    grace: std::time::Duration,
+    /// `--tls-cert FILE` and `--tls-key FILE`, both or neither.
+    tls_cert: Option<std::path::PathBuf>,
+    tls_key: Option<std::path::PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -101,7 +153,11 @@ fn parse_args() -> Result<Args, String> {
     let mut mounts = Vec::new();
     let mut auths = Vec::new();
     let mut quiet = false;
-    let mut threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut access_log = None;
+    let mut log = None;
+    let mut grace = serve::DEFAULT_GRACE;
+    let (mut tls_cert, mut tls_key) = (None, None);
+    let mut threads = default_threads();
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
@@ -114,6 +170,18 @@ fn parse_args() -> Result<Args, String> {
             "--scgi" => mounts.push(parse_mount(Kind::Scgi, &value("--scgi")?)?),
             "--uwsgi" => mounts.push(parse_mount(Kind::Uwsgi, &value("--uwsgi")?)?),
             "--quiet" => quiet = true,
+            "--access-log" => access_log = Some(value("--access-log")?),
+            "--log" => log = Some(value("--log")?),
+            "--grace" => {
+                let secs = value("--grace")?;
+                grace = secs
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
+                    .ok_or_else(|| format!("--grace {secs}: expected seconds (0 or more)"))?;
+            }
+            "--tls-cert" => tls_cert = Some(value("--tls-cert")?.into()),
+            "--tls-key" => tls_key = Some(value("--tls-key")?.into()),
             "--threads" => {
                 let n = value("--threads")?;
                 threads = n
@@ -123,7 +191,7 @@ fn parse_args() -> Result<Args, String> {
                     .ok_or_else(|| format!("--threads {n}: expected a positive number"))?;
             }
             "-h" | "--help" => {
-                return Err("usage: gateway --listen ADDR [--app|--php|--cgi|--filter|--scgi|--uwsgi PREFIX=BACKEND[,OPTS]]... [--auth PREFIX=BACKEND[,OPTS]]... [--threads N] [--quiet]\n\
+                return Err("usage: gateway --listen ADDR [--app|--php|--cgi|--filter|--scgi|--uwsgi PREFIX=BACKEND[,OPTS]]... [--auth PREFIX=BACKEND[,OPTS]]... [--threads N] [--grace SECS] [--tls-cert FILE --tls-key FILE] [--access-log PATH|-|off] [--log FILTER] [--quiet]\n\
                      BACKEND: tcp://HOST:PORT, unix:PATH or spawn:PROGRAM (started and supervised here)\n\
                      --scgi, --uwsgi: application mode as --app over SCGI or uwsgi (tcp:// or unix: only;\n\
                      one connection per request, so only backend=, conns=, resolve=, script= apply)\n\
@@ -144,13 +212,33 @@ fn parse_args() -> Result<Args, String> {
             "no mounts: add --app, --php, --cgi, --filter, --scgi or --uwsgi (try --help)".into(),
         );
     }
+    if tls_cert.is_some() != tls_key.is_some() {
+        return Err("--tls-cert and --tls-key go together".into());
+    }
     Ok(Args {
         listen,
         mounts,
         auths,
         quiet,
+        // --quiet is "no access log" unless one is asked for by name.
+        access_log: access_log.unwrap_or_else(|| if quiet { "off" } else { "-" }.to_owned()),
+        log,
         threads,
+        grace,
+        tls_cert,
+        tls_key,
     })
+}
+
+/// One thread (a current-thread runtime) on a machine of one or two cores, else one per
+/// core. On two cores the backend needs the other one; measured here (table above) a
+/// second runtime thread bought no requests/s that held across runs and cost as much
+/// CPU per request or more.
+fn default_threads() -> usize {
+    match std::thread::available_parallelism().map_or(1, |n| n.get()) {
+        ..=2 => 1,
+        cores => cores,
+    }
 }
 
 fn main() -> ExitCode {
@@ -158,17 +246,31 @@ fn main() -> ExitCode {
 }
 
 async fn serve(args: Args) -> ExitCode {
-    let default_filter = if args.quiet {
-        "warn"
-    } else {
-        "info,tower_http=debug"
+    // --log, else RUST_LOG, else info (warn with --quiet).
+    let filter = match &args.log {
+        Some(filter) => tracing_subscriber::EnvFilter::try_new(filter),
+        None => tracing_subscriber::EnvFilter::try_from_default_env().or_else(|_| {
+            tracing_subscriber::EnvFilter::try_new(if args.quiet { "warn" } else { "info" })
+        }),
+    };
+    let filter = match filter {
+        Ok(filter) => filter,
+        Err(err) => {
+            eprintln!("gateway: --log / RUST_LOG: {err}");
+            return ExitCode::from(2);
+        }
     };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| default_filter.into()),
-        )
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
         .init();
+    let access_log = match access_log::AccessLog::open(&args.access_log) {
+        Ok(log) => log,
+        Err(msg) => {
+            eprintln!("gateway: {msg}");
+            return ExitCode::from(2);
+        }
+    };
 
     let mut app = Router::new();
     for mount in &args.mounts {
@@ -196,10 +298,26 @@ async fn serve(args: Args) -> ExitCode {
         tracing::info!(prefix = %if auth.prefix.is_empty() { "/" } else { &auth.prefix }, backend = %auth.backend, "authorizer");
     }
     app = gateway_auth::guard(app, &guards);
-    if !args.quiet {
+    // Per-request tracing spans and events cost a few µs each: only when debug is on.
+    if tracing::level_filters::LevelFilter::current() >= tracing::Level::DEBUG {
         app = app.layer(TraceLayer::new_for_http());
     }
+    // Outermost, so the line has the status the client got (an authorizer's too).
+    if let Some(log) = &access_log {
+        app = app.layer(log.layer());
+    }
 
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => match tls::acceptor(cert, key) {
+            Ok(acceptor) => Some(acceptor),
+            Err(msg) => {
+                eprintln!("gateway: {msg}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     // TCP_NODELAY on every client connection, as nginx does on keep-alive connections.
     let listener = match listen::listen(&args.listen).await {
         Ok(l) => l,
@@ -208,19 +326,31 @@ async fn serve(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!("listening on http://{}", args.listen);
-    let code = tokio::select! {
-        () = serve::serve_http1(listener, app) => ExitCode::FAILURE,
-        () = shutdown_signal() => {
-            tracing::info!("shutting down");
-            ExitCode::SUCCESS
-        }
+    // The bound address, not the flag: `--listen 127.0.0.1:0` says which port it got.
+    let bound = listener
+        .local_addr()
+        .map_or_else(|_| args.listen.clone(), |addr| addr.to_string());
+    tracing::info!("listening on {scheme}://{bound} (HTTP/1.1 and HTTP/2)");
+    let options = serve::Options {
+        tls,
+        grace: args.grace,
     };
-    // The server (and with it every service) is dropped by now; spawned programs have
-    // been sent SIGTERM. Give them a moment to finish before the process (and with it
-    // the SIGKILL-after-grace thread) is gone; the parent-death signal covers the rest.
+    let stopped = serve::serve(listener, app, options, shutdown_signal()).await;
+    tracing::info!(?stopped, "stopped");
+    // The server (and with it every service and its pooled backend connections) is
+    // dropped by now; spawned programs have been sent SIGTERM. Give them a moment to
+    // finish before the process (and with it the SIGKILL-after-grace thread) is gone; the
+    // parent-death signal covers the rest. The moment also lets an HTTP/2 stream's task,
+    // which may outlive its connection's by a poll, drop its body and queue its line.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    code
+    if let Some(log) = access_log {
+        let dropped = log.dropped();
+        log.finish();
+        if dropped > 0 {
+            tracing::warn!(dropped, "access log: lines dropped in all (queue full)");
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// SIGTERM (service managers, `docker stop`, `kill`) or Ctrl-C.
