@@ -37,8 +37,11 @@
 //! keep it ≤ that backend's workers), `keepalive=0`, `resolve=SECS` (every address of a
 //! `tcp://NAME:PORT` backend is a backend, the name re-resolved every SECS seconds),
 //! `health=values` or `health=/fpm-ping` (active health checks every 10 s: FCGI_GET_VALUES,
-//! or a request to php-fpm's `ping.path`), `mpx=auto|off` (ask each backend FCGI_GET_VALUES
-//! once and cap its pool at its FCGI_MAX_CONNS; default off),
+//! or a request to php-fpm's `ping.path`), `mpx=auto|on|on:N|off` (multiplexing: `auto`
+//! asks each backend FCGI_GET_VALUES once, multiplexes it when it answers
+//! FCGI_MPXS_CONNS=1 (Go's net/http/fcgi) and caps its connections at its
+//! FCGI_MAX_CONNS; `on` multiplexes without asking, N (default 100) requests per
+//! connection, for flup's `multiplexed=True`; never for libfcgi apps; default off),
 //! `index=a.php:b.php`, `script=/path/front.php` (--app: fixed SCRIPT_FILENAME);
 //! for --php also `deny=/data:/conf` (refused path prefixes), `front=/index.php` or
 //! `front=none`, `sendfile=/protected:/srv/private` (X-Accel-Redirect prefix and directory).
@@ -197,7 +200,7 @@ fn parse_args() -> Result<Args, String> {
                      one connection per request, so only backend=, conns=, resolve=, script= apply)\n\
                      OPTS: backend=BACKEND (repeatable: balance over several backends), conns=N (per backend),\n\
                      procs=N, env=NAME=VALUE (spawn:),\n\
-                     keepalive=0, resolve=SECS (re-resolve tcp:// names), health=values|/PING_PATH, mpx=auto|off,\n\
+                     keepalive=0, resolve=SECS (re-resolve tcp:// names), health=values|/PING_PATH, mpx=auto|on[:N]|off,\n\
                      index=A:B, script=FILE (--app),\n\
                      root=DIR (--php, --cgi, --filter),\n\
                      deny=/A:/B, front=/index.php|none, sendfile=/URI:DIR (--php)\n\

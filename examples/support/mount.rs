@@ -205,9 +205,21 @@ impl Mount {
             None => {}
             Some("auto") => b = b.multiplex(Multiplex::Auto),
             Some("off") => b = b.multiplex(Multiplex::Off),
+            Some("on") => b = b.multiplex(Multiplex::On { max_streams: 100 }),
+            Some(on) if on.starts_with("on:") => {
+                let n = on.trim_start_matches("on:");
+                let max_streams = n
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=65535).contains(n))
+                    .ok_or_else(|| format!("mpx={on}: expected on:N with N from 1 to 65535"))?;
+                b = b.multiplex(Multiplex::On { max_streams });
+            }
             Some(other) => {
                 return Err(format!(
-                    "mpx={other}: expected `auto` (ask FCGI_GET_VALUES, honour FCGI_MAX_CONNS) or `off`"
+                    "mpx={other}: expected `auto` (ask FCGI_GET_VALUES; multiplex if it says \
+                     FCGI_MPXS_CONNS=1, honour FCGI_MAX_CONNS), `on` / `on:N` (multiplex, N \
+                     requests per connection, default 100) or `off`"
                 ));
             }
         }
@@ -478,5 +490,20 @@ mod tests {
             (m.prefix.as_str(), m.option("script")),
             ("/app", Some("/srv/app.py"))
         );
+    }
+
+    #[test]
+    fn mpx_takes_auto_on_on_n_and_off() {
+        let tune = |mpx: &str| {
+            let m = parse_mount(Kind::App, &format!("/=tcp://127.0.0.1:9000,mpx={mpx}")).unwrap();
+            m.tune(tower_fastcgi::FcgiService::builder()).map(|_| ())
+        };
+        for ok in ["auto", "on", "on:64", "off"] {
+            assert_eq!(tune(ok), Ok(()), "mpx={ok}");
+        }
+        for bad in ["on:0", "on:70000", "on:x", "yes"] {
+            let err = tune(bad).unwrap_err();
+            assert!(err.contains(&format!("mpx={bad}")), "{err}");
+        }
     }
 }
