@@ -2,7 +2,6 @@
 //! ([`multiplexing`]), and the attempt itself. What follows the head (the body, the
 //! retries) is the same as on an exclusive connection (`send.rs`).
 
-use bytes::BytesMut;
 use tokio::time::Instant;
 
 use super::Inner;
@@ -65,14 +64,17 @@ pub(super) async fn try_send_multiplexed(
     let pool = &endpoint.service;
     // Every stream keeps the connection: it is not this request's to close.
     let begin = begin_record(request.role, true);
-    let mut records = BytesMut::with_capacity(begin.len() + request.records.len());
-    records.extend_from_slice(begin);
-    records.extend_from_slice(&request.records);
     let waiting = Instant::now();
     let body_follows = request.stdin.is_some();
     let opened = pool
         .mux
-        .open(endpoint.key(), &records, body_follows, limits)
+        .open(
+            endpoint.key(),
+            begin,
+            &request.records,
+            body_follows,
+            limits,
+        )
         .await;
     let waited = waiting.elapsed();
     pool.counters.record_queue_wait(waited);

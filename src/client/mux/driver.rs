@@ -173,11 +173,16 @@ impl MuxConn {
         self.shared.lock().demux.set_max_streams(max_streams);
     }
 
-    /// Opens a stream for `records` (BEGIN_REQUEST, PARAMS and, unless `body_follows`
-    /// through [`MuxStream::send_stdin`], the whole STDIN; encoded for any request id:
-    /// the id is set here). `None` at the stream limit or when the connection failed.
-    /// `reused` says whether the connection carried streams before this one.
-    pub(crate) fn open(&self, records: &[u8], body_follows: bool) -> Option<(MuxStream, bool)> {
+    /// Opens a stream for `begin` (BEGIN_REQUEST) and `records` (PARAMS and, unless
+    /// `body_follows` through [`MuxStream::send_stdin`], the whole STDIN), encoded for
+    /// any request id: the id is set here. `None` at the stream limit or when the
+    /// connection failed. `reused` says whether the connection carried streams before.
+    pub(crate) fn open(
+        &self,
+        begin: &[u8],
+        records: &[u8],
+        body_follows: bool,
+    ) -> Option<(MuxStream, bool)> {
         let mut state = self.shared.lock();
         if state.failed.is_some() {
             return None;
@@ -189,7 +194,7 @@ impl MuxConn {
         }
         state.turns.push_back(Turn {
             id,
-            records: with_request_id(records, id),
+            records: VecDeque::from([with_request_id(begin, records, id)]),
             began: false,
             wake_when_taken: body_follows,
         });

@@ -130,7 +130,7 @@ async fn many_slow_requests_run_at_once_on_one_connection() {
     let streams: Vec<_> = (0..32)
         .map(|i| {
             let query = format!("ms=200&n={i}");
-            conn.open(&request(&query), false).unwrap().0
+            conn.open(&[], &request(&query), false).unwrap().0
         })
         .collect();
     let ids: Vec<u16> = streams.iter().map(MuxStream::id).collect();
@@ -157,15 +157,18 @@ async fn a_dropped_stream_is_aborted_and_the_connection_stays_usable() {
     let seen = Arc::new(Seen::default());
     let backend = server(seen.clone()).await;
     let conn = connect(&backend, 1 << 20).await;
-    let gone = conn.open(&request("ms=300&gone"), false).unwrap().0;
-    let stays = conn.open(&request("ms=300&stays"), false).unwrap().0;
+    let gone = conn.open(&[], &request("ms=300&gone"), false).unwrap().0;
+    let stays = conn.open(&[], &request("ms=300&stays"), false).unwrap().0;
     let stays = tokio::spawn(read_all(stays));
     tokio::time::sleep(Duration::from_millis(50)).await;
     drop(gone);
     let body = stays.await.unwrap().unwrap();
     assert!(String::from_utf8_lossy(&body).ends_with("stays"));
     for i in 0..3 {
-        let next = conn.open(&request(&format!("n={i}")), false).unwrap().0;
+        let next = conn
+            .open(&[], &request(&format!("n={i}")), false)
+            .unwrap()
+            .0;
         let body = read_all(next).await.unwrap();
         assert!(String::from_utf8_lossy(&body).ends_with(&format!("n={i}")));
     }
@@ -246,13 +249,15 @@ async fn flooding_server() -> Backend {
 async fn a_stream_nobody_reads_is_aborted_while_the_others_finish() {
     let backend = flooding_server().await;
     let conn = connect(&backend, 256 * 1024).await;
-    let mut slow = conn.open(&request("big"), false).unwrap().0;
+    let mut slow = conn.open(&[], &request("big"), false).unwrap().0;
     // Let the flood reach the wire first.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let others: Vec<_> = (0..8)
         .map(|i| {
             tokio::spawn(read_all(
-                conn.open(&request(&format!("n={i}")), false).unwrap().0,
+                conn.open(&[], &request(&format!("n={i}")), false)
+                    .unwrap()
+                    .0,
             ))
         })
         .collect();
@@ -272,7 +277,7 @@ async fn a_stream_nobody_reads_is_aborted_while_the_others_finish() {
         }
     }
     drop(slow);
-    let body = read_all(conn.open(&request("after"), false).unwrap().0)
+    let body = read_all(conn.open(&[], &request("after"), false).unwrap().0)
         .await
         .unwrap();
     assert!(String::from_utf8_lossy(&body).ends_with("after"));

@@ -1,4 +1,4 @@
-//! The records a multiplexed stream writes, each as whole-record pieces so that the
+//! The records a multiplexed stream writes, as pieces of whole records so that the
 //! driver can interleave streams at record boundaries only.
 
 use std::collections::VecDeque;
@@ -15,26 +15,27 @@ pub(crate) struct OutRecord {
     pub(crate) body: Bytes,
 }
 
-/// Splits encoded records (encoded for any request id) into one piece per record, each
-/// carrying `id` as its request id: one copy of the whole, the ids set in place, and
-/// the pieces views of that one buffer.
-pub(crate) fn with_request_id(records: &[u8], id: u16) -> VecDeque<OutRecord> {
-    let mut all = BytesMut::from(records);
-    let mut out = VecDeque::new();
-    while let Some(head) = all.first_chunk::<HEADER_LEN>() {
+/// `begin` and `records` (whole records encoded for any request id) as one piece
+/// carrying `id` as the request id of every record: one copy, the ids set in place.
+/// The driver writes it whole, so other streams interleave at its record boundaries.
+pub(crate) fn with_request_id(begin: &[u8], records: &[u8], id: u16) -> OutRecord {
+    let mut all = BytesMut::with_capacity(begin.len() + records.len());
+    all.extend_from_slice(begin);
+    all.extend_from_slice(records);
+    let mut at = 0;
+    while let Some(head) = all.get(at..).and_then(<[u8]>::first_chunk::<HEADER_LEN>) {
         let len = HEADER_LEN + Header::from_bytes(head).body_len();
-        if len > all.len() {
-            break;
-        }
-        if let Some(field) = all.get_mut(2..4) {
+        if let Some(field) = all.get_mut(at + 2..at + 4) {
             field.copy_from_slice(&id.to_be_bytes());
         }
-        out.push_back(OutRecord {
-            head: all.split_to(len).freeze(),
-            body: Bytes::new(),
-        });
+        at += len;
     }
-    out
+    // A truncated last record (never built by the crate) is not sent.
+    all.truncate(at.min(all.len()));
+    OutRecord {
+        head: all.freeze(),
+        body: Bytes::new(),
+    }
 }
 
 /// `data` as STDIN records of request `id`, the content not copied. No padding: it is

@@ -113,12 +113,13 @@ impl MuxSet {
         }
     }
 
-    /// Opens a stream for `records` (a body follows through the stream when
+    /// Opens a stream for `begin` and `records` (a body follows through the stream when
     /// `body_follows`) on a connection with room, a new connection, or the first to
     /// have room within the queue timeout.
     pub(crate) async fn open(
         &self,
         backend: &Backend,
+        begin: &[u8],
         records: &[u8],
         body_follows: bool,
         limits: &MuxLimits,
@@ -138,7 +139,7 @@ impl MuxSet {
                 // it closes when the last one is gone.
                 state.conns.retain(|c| !c.is_failed() && !c.is_spent());
                 let found = state.conns.iter().find_map(|c| {
-                    c.open(records, body_follows)
+                    c.open(begin, records, body_follows)
                         .map(|(stream, reused)| Opened {
                             stream,
                             conn: c.clone(),
@@ -156,7 +157,7 @@ impl MuxSet {
             };
             if connect {
                 break self
-                    .connect_and_open(backend, records, body_follows, limits)
+                    .connect_and_open(backend, begin, records, body_follows, limits)
                     .await;
             }
             if !counted_waiting {
@@ -184,6 +185,7 @@ impl MuxSet {
     async fn connect_and_open(
         &self,
         backend: &Backend,
+        begin: &[u8],
         records: &[u8],
         body_follows: bool,
         limits: &MuxLimits,
@@ -222,7 +224,7 @@ impl MuxSet {
         let conn = MuxConn::start(stream, settings, Arc::clone(&self.freed));
         self.opened_conns.fetch_add(1, Ordering::Relaxed);
         let opened = conn
-            .open(records, body_follows)
+            .open(begin, records, body_follows)
             .map(|(stream, reused)| Opened {
                 stream,
                 conn: conn.clone(),
