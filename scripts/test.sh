@@ -27,6 +27,9 @@ command -v uwsgi >/dev/null 2>&1 || missing+=(uwsgi-core)
 # Rack over FastCGI (Rack::Handler::FastCGI, tests/interop_ruby.rs).
 ruby -e 'require "rack"' >/dev/null 2>&1 || missing+=(ruby-rack)
 ruby -e 'require "fcgi"' >/dev/null 2>&1 || missing+=(ruby-fcgi)
+# The gateway's HTTP/2 tests: curl --http2-prior-knowledge, a certificate made by openssl.
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [[ ${#missing[@]} -gt 0 ]]; then
     echo "scripts/test.sh: installing ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
