@@ -242,11 +242,11 @@ async fn tokio_fastcgi_echoes_streamed_bodies_on_one_connection() {
     assert_eq!(mux.counters().accepted, 1);
 }
 
-/// One client that does not read its 20 MB response while 30 others run on the same
+/// One client that does not read its 20 MB response while 50 others run on the same
 /// connection: the others finish (the connection's reader never waits for the slow
 /// one). Returns what the slow client then reads: its bytes, and whether its body ended
 /// cleanly.
-async fn stalled_reader_beside_thirty_others(spill: u64) -> (usize, Result<(), String>) {
+async fn stalled_reader_beside_fifty_others(spill: u64) -> (usize, Result<(), String>) {
     let mux = TokioMux::start(10, 100);
     let svc = builder(mux.fcgi_backend(), Multiplex::On { max_streams: 64 }, 1)
         .multiplex_buffer(256 * 1024)
@@ -258,7 +258,7 @@ async fn stalled_reader_beside_thirty_others(spill: u64) -> (usize, Result<(), S
     };
     assert_eq!(res.status(), StatusCode::OK);
     let mut stalled = res.into_body();
-    let tasks: Vec<_> = (0..30)
+    let tasks: Vec<_> = (0..50)
         .map(|_| {
             let svc = svc.clone();
             tokio::spawn(async move { send(&svc, get("/big?bytes=100000")).await })
@@ -285,7 +285,7 @@ async fn stalled_reader_beside_thirty_others(spill: u64) -> (usize, Result<(), S
 /// file beyond the 256 KiB in memory: it gets all of them afterwards.
 #[tokio::test]
 async fn a_stalled_reader_has_its_response_spilled_and_gets_all_of_it() {
-    let (got, outcome) = stalled_reader_beside_thirty_others(64 << 20).await;
+    let (got, outcome) = stalled_reader_beside_fifty_others(64 << 20).await;
     assert_eq!(outcome, Ok(()));
     assert_eq!(got, 20_000_000);
 }
@@ -294,7 +294,7 @@ async fn a_stalled_reader_has_its_response_spilled_and_gets_all_of_it() {
 /// allow: its request is aborted, and its body fails (never a clean, short end).
 #[tokio::test]
 async fn a_reader_behind_more_than_buffer_and_spill_is_aborted_not_cut_clean() {
-    let (got, outcome) = stalled_reader_beside_thirty_others(1 << 20).await;
+    let (got, outcome) = stalled_reader_beside_fifty_others(1 << 20).await;
     assert!(outcome.is_err(), "a clean end after {got} bytes");
     assert!(got < 20_000_000);
 }
