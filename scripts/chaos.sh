@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Chaos soak: the gateway example (release build) in front of a fleet of real php-fpm
-# masters and a php-cgi it spawns itself, mixed load from examples/chaos_load, and at random moments a backend killed
+# masters, a php-cgi it spawns itself and a multiplexing Go net/http/fcgi backend, mixed load
+# from examples/chaos_load, and at random moments a backend killed
 # with SIGKILL (and restarted), frozen with SIGSTOP for a few seconds, or reloaded
 # (SIGUSR2). Ends with the one summary line of chaos_load; exits non-zero when a
 # must-be-zero count (checksum mismatches, false completes, disallowed failures, leaked
@@ -10,7 +11,8 @@
 #
 # Environment: CHAOS_CONCURRENCY (10), CHAOS_FPM (3 masters), CHAOS_WORKERS (4 per
 # master), CHAOS_MAX_REQUESTS (pm.max_requests, 25), CHAOS_SPAWN (1: also a php-cgi the
-# gateway spawns and supervises; 0: php-fpm only), CHAOS_SEED, CHAOS_KEEP=1 (keep the
+# gateway spawns and supervises; 0: php-fpm only), CHAOS_MUX (1: also the Go backend, on
+# multiplexed connections), CHAOS_SEED, CHAOS_KEEP=1 (keep the
 # work directory and its logs). Loopback only; everything it starts runs in process
 # groups of its own and is stopped on exit, also on Ctrl-C.
 set -euo pipefail
@@ -163,10 +165,95 @@ spawned_pgid() {
     [[ -z $pid ]] || ps -o pgid= -p "$pid" | tr -d ' ' || true
 }
 
-# Hook (issue 13): a multiplexing backend (the Go responder). When it lands, start it
-# here with its own process group, append NAMES/KINDS=mux/ADDRS, and start_backend
-# learns to (re)start it.
-add_multiplex_backend() { :; }
+# A multiplexing backend (issue 13): the same three scripts in Go's net/http/fcgi, which
+# answers FCGI_MPXS_CONNS=1, so the mount (mpx=auto) runs many requests on each of its
+# connections while php-fpm's stay one request each. Built once into the work dir;
+# CHAOS_MUX=0 (or no go) leaves it out.
+GO=$(command -v go || true)
+add_multiplex_backend() {
+    ((${CHAOS_MUX:-1} == 1)) || return 0
+    [[ -x $GO ]] || { echo "chaos.sh: go not found; no multiplexing backend" >&2; return 0; }
+    mkdir -p "$WORK/gomux"
+    cat >"$WORK/gomux/main.go" <<'GO'
+package main
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/fcgi"
+	"os"
+	"strconv"
+	"strings"
+)
+
+func sum(b []byte) string { h := sha256.Sum256(b); return hex.EncodeToString(h[:]) }
+
+func handle(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	switch {
+	case strings.HasSuffix(r.URL.Path, "/small.php"):
+		n, _ := strconv.Atoi(q.Get("n"))
+		body := []byte(fmt.Sprintf("n=%d seed=%s\n%s", n, q.Get("seed"), strings.Repeat("s", n)))
+		w.Header().Set("X-Sha256", sum(body))
+		if q.Get("cl") == "1" {
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		}
+		w.Write(body)
+	case strings.HasSuffix(r.URL.Path, "/echo.php"):
+		in, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		body := []byte(fmt.Sprintf("%d %s", len(in), sum(in)))
+		w.Header().Set("X-Sha256", sum(body))
+		w.Write(body)
+	case strings.HasSuffix(r.URL.Path, "/download.php"):
+		size, _ := strconv.Atoi(q.Get("size"))
+		if size > 16<<20 {
+			size = 16 << 20
+		}
+		body := make([]byte, size)
+		rand.Read(body)
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("X-Sha256", sum(body))
+		if q.Get("cl") == "1" {
+			w.Header().Set("Content-Length", strconv.Itoa(size))
+		}
+		for at := 0; at < size; at += 65536 {
+			end := at + 65536
+			if end > size {
+				end = size
+			}
+			if _, err := w.Write(body[at:end]); err != nil {
+				return
+			}
+		}
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func main() {
+	l, err := net.Listen("tcp", os.Args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Fprintln(os.Stderr, fcgi.Serve(l, http.HandlerFunc(handle)))
+}
+GO
+    (cd "$WORK/gomux" && HOME=${HOME:-/root} GOCACHE=${GOCACHE:-$WORK/gocache} GO111MODULE=off \
+        "$GO" build -o gomux main.go) || { echo "chaos.sh: go build failed; no multiplexing backend" >&2; return 0; }
+    NAMES+=(gomux)
+    KINDS+=(mux)
+    ADDRS+=("tcp://127.0.0.1:$(free_port)")
+}
 
 start_backend() {
     local i=$1 dir=$WORK/${NAMES[$1]}
@@ -178,6 +265,12 @@ start_backend() {
                 >>"$dir/stdout.log" 2>&1 </dev/null) &
             echo $! >"$WORK/pgid.$i"
             disown $!  # stopped by process group; no "Killed" notices from bash
+            ;;
+        mux)
+            (exec setsid "$WORK/gomux/gomux" "${ADDRS[$i]#tcp://}" \
+                >>"$WORK/gomux/stdout.log" 2>&1 </dev/null) &
+            echo $! >"$WORK/pgid.$i"
+            disown $!
             ;;
         spawned) ;;  # the gateway starts it, and restarts it after a kill
         *) echo "chaos.sh: no way to start backend kind ${KINDS[$i]}" >&2; return 1 ;;
@@ -233,6 +326,9 @@ if [[ -z $primary ]]; then primary=${others[0]}; others=("${others[@]:1}"); fi
 mount="/=$primary"
 for a in "${others[@]}"; do mount+=",backend=$a"; done
 mount+="$spawn_opts,root=$WORK/root,conns=$WORKERS"
+# php-fpm answers FCGI_MPXS_CONNS=0 and keeps one request per connection; Go multiplexes;
+# the spawned php-cgi is never asked.
+mount+=",mpx=auto"
 (exec setsid nice -n 10 "$BIN/gateway" --quiet --threads 2 \
     --listen "127.0.0.1:$GW_PORT" --php "$mount" >"$WORK/gateway.log" 2>&1 </dev/null) &
 GATEWAY_PGID=$!
@@ -254,6 +350,8 @@ fault() {
         return
     fi
     pgid=$(cat "$WORK/pgid.$i")
+    # Go has no graceful reload: SIGUSR2 would end it without a restart. A kill it is.
+    [[ ${KINDS[$i]} == mux && $action == reload ]] && action=kill
     case $action in
         kill)
             kill -KILL -- "-$pgid" 2>/dev/null || true

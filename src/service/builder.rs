@@ -167,6 +167,9 @@ pub struct FcgiServiceBuilder {
     /// The program to start and supervise (`builder_spawn.rs`).
     #[cfg(all(feature = "spawn", unix))]
     spawn: Option<crate::spawn::SpawnConfig>,
+    /// Where the spawned programs' sockets are (`builder_spawn.rs`): backends there are
+    /// never asked FCGI_GET_VALUES nor multiplexed.
+    spawned_dir: Option<std::path::PathBuf>,
 }
 
 /// An invalid [`FcgiServiceBuilder`] (or [`PhpSiteBuilder`](crate::PhpSiteBuilder))
@@ -248,6 +251,7 @@ impl FcgiServiceBuilder {
             intercept_not_found: defaults::INTERCEPT_NOT_FOUND,
             #[cfg(all(feature = "spawn", unix))]
             spawn: None,
+            spawned_dir: None,
         }
     }
 
@@ -442,13 +446,7 @@ impl FcgiServiceBuilder {
     /// Builds the service, or explains what is wrong with the configuration: no backend,
     /// a parameter that cannot be encoded, or settings of both script modes.
     pub fn try_build(mut self) -> Result<FcgiService, BuildError> {
-        // A spawned program is known (the supervisor caps each process at what it
-        // started) and may serve a single connection: it is never asked.
-        let multiplex = if self.spawns() {
-            Multiplex::Off
-        } else {
-            self.multiplex
-        };
+        let multiplex = self.multiplex;
         #[cfg(all(feature = "spawn", unix))]
         self.start_spawned()?;
         if self.backends.is_empty() && !self.discovery.is_dynamic() {
@@ -484,6 +482,7 @@ impl FcgiServiceBuilder {
                 retry_non_idempotent: self.retry_non_idempotent,
                 unserved_after: self.unserved_after,
                 multiplex,
+                spawned_dir: self.spawned_dir,
                 multiplex_buffer: self.multiplex_buffer,
                 multiplex_spill: self.multiplex_spill,
                 queue_timeout: self.queue_timeout,

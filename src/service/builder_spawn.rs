@@ -41,6 +41,9 @@ impl FcgiServiceBuilder {
         let plan = config.plan().map_err(BuildError::new)?;
         let (changes, members) = Supervisor::start(plan).map_err(BuildError::new)?;
         for (backend, cap) in members {
+            if let crate::client::Backend::Unix(path) = &backend {
+                self.spawned_dir = path.parent().map(std::path::Path::to_path_buf);
+            }
             self.backend_caps.push((backend.clone(), cap));
             self.backends.push(backend);
         }

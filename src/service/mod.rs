@@ -116,6 +116,10 @@ pub(crate) struct Inner {
     /// Whether backends are asked FCGI_GET_VALUES before their first request, and
     /// whether requests share connections.
     pub(crate) multiplex: Multiplex,
+    /// The directory of the spawned programs' sockets: those backends are known (the
+    /// supervisor caps each process at what it started) and may serve a single
+    /// connection, so they are never asked FCGI_GET_VALUES nor multiplexed.
+    pub(crate) spawned_dir: Option<std::path::PathBuf>,
     /// Unread bytes one request may buffer in memory on a multiplexed connection.
     pub(crate) multiplex_buffer: usize,
     /// Unread bytes one such request may have in its spill file beyond that.
@@ -137,6 +141,16 @@ pub(crate) struct Inner {
     pub(crate) intercept_errors: bool,
     /// The crate's own 404s go to `on_error` too.
     pub(crate) intercept_not_found: bool,
+}
+
+impl Inner {
+    /// Whether `backend` is one of the programs this service spawned.
+    pub(crate) fn is_spawned(&self, backend: &crate::client::Backend) -> bool {
+        match (backend, &self.spawned_dir) {
+            (crate::client::Backend::Unix(path), Some(dir)) => path.parent() == Some(dir.as_path()),
+            _ => false,
+        }
+    }
 }
 
 impl FcgiService {

@@ -282,7 +282,7 @@ async fn connection(
     endpoint: &Member,
     reuse: Reuse,
 ) -> Result<Pooled<Connection>, Error> {
-    if inner.multiplex == Multiplex::Auto {
+    if inner.multiplex == Multiplex::Auto && !inner.is_spawned(endpoint.key()) {
         // Once per backend (the others wait for that one answer, bounded by its
         // timeout); after that an atomic read. The answer caps the pool (`admit`).
         endpoint

@@ -17,13 +17,14 @@ use crate::error::ErrorKind;
 
 /// The limits of the backend's multiplexed connections when this request should go
 /// on one: multiplexing forced, or the backend said `FCGI_MPXS_CONNS=1`. A Filter's
-/// request (with FCGI_DATA) never does: its two body streams keep the exclusive path.
+/// request (with FCGI_DATA) never does: its two body streams keep the exclusive path;
+/// nor does a program the service spawned.
 pub(super) async fn multiplexing(
     inner: &Inner,
     endpoint: &Member,
     has_data: bool,
 ) -> Option<MuxLimits> {
-    if has_data {
+    if has_data || inner.is_spawned(endpoint.key()) {
         return None;
     }
     let pool = &endpoint.service;
