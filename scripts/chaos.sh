@@ -248,7 +248,7 @@ func main() {
 	fmt.Fprintln(os.Stderr, fcgi.Serve(l, http.HandlerFunc(handle)))
 }
 GO
-    (cd "$WORK/gomux" && HOME=${HOME:-/root} GOCACHE=${GOCACHE:-$WORK/gocache} GO111MODULE=off \
+    (cd "$WORK/gomux" && HOME=${HOME:-/root} GOCACHE=${GOCACHE:-${TMPDIR:-/tmp}/tower-fastcgi-gocache} GO111MODULE=off \
         "$GO" build -o gomux main.go) || { echo "chaos.sh: go build failed; no multiplexing backend" >&2; return 0; }
     NAMES+=(gomux)
     KINDS+=(mux)

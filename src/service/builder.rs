@@ -486,6 +486,7 @@ impl FcgiServiceBuilder {
                 multiplex_buffer: self.multiplex_buffer,
                 multiplex_spill: self.multiplex_spill,
                 queue_timeout: self.queue_timeout,
+                idle_timeout: self.idle_timeout,
                 cgi: self.cgi,
                 body: self.body,
                 counters: Counters::default(),

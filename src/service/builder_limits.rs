@@ -198,7 +198,8 @@ impl FcgiServiceBuilder {
         self
     }
 
-    /// How long an idle connection is kept (`None`: forever). Default: 15 s
+    /// How long an idle connection is kept (`None`: forever); for a multiplexed
+    /// connection, how long it may carry no request. Default: 15 s
     /// ([`IDLE_TIMEOUT`](defaults::IDLE_TIMEOUT)).
     pub fn idle_timeout(mut self, timeout: impl Into<Option<Duration>>) -> FcgiServiceBuilder {
         self.idle_timeout = timeout.into();

@@ -127,6 +127,9 @@ pub(crate) struct Inner {
     /// Longest wait for room on a backend's connections (the pool's, and the
     /// multiplexed set's).
     pub(crate) queue_timeout: Option<Duration>,
+    /// How long a connection may stay unused before it is closed (the pool's, and a
+    /// multiplexed connection carrying no stream).
+    pub(crate) idle_timeout: Option<Duration>,
     pub(crate) connect_timeout: Option<Duration>,
     pub(crate) max_response_head: usize,
     pub(crate) head_timeout: Option<Duration>,

@@ -51,6 +51,7 @@ pub(super) async fn multiplexing(
         connect_timeout: inner.connect_timeout,
         queue_timeout: inner.queue_timeout,
         write_stall: inner.write_timeout,
+        idle_timeout: inner.idle_timeout,
     })
 }
 

@@ -129,7 +129,6 @@ impl Demux {
     }
 
     /// Ids in use: open streams and abandoned ones awaiting their END_REQUEST.
-    #[cfg(test)]
     pub(crate) fn in_use(&self) -> usize {
         self.in_use
     }

@@ -41,6 +41,8 @@ pub(crate) struct MuxSettings {
     /// Longest time the backend may refuse to read while records wait to be written;
     /// then the connection fails (it would stall every stream on it).
     pub(crate) write_stall: Option<Duration>,
+    /// How long the connection may carry no stream before it is closed.
+    pub(crate) idle_timeout: Option<Duration>,
 }
 
 /// A multiplexed connection: cheap to clone; the driver task runs while a clone or a
@@ -140,7 +142,7 @@ impl MuxConn {
         });
         let weak = Arc::downgrade(&shared);
         tokio::spawn(async move {
-            let mut io = Io::new(stream, settings.write_stall);
+            let mut io = Io::new(stream, settings.write_stall, settings.idle_timeout);
             let result = std::future::poll_fn(|cx| io.poll_drive(&weak, cx)).await;
             if let (Err(err), Some(shared)) = (result, weak.upgrade()) {
                 shared.fail(&err);

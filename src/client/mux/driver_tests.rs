@@ -118,6 +118,7 @@ async fn connect(backend: &Backend, budget: usize) -> MuxConn {
         budget,
         spill_limit: 0,
         write_stall: None,
+        idle_timeout: None,
     };
     MuxConn::start(stream, settings, Arc::new(tokio::sync::Notify::new()))
 }
@@ -291,4 +292,29 @@ async fn a_stream_nobody_reads_is_aborted_while_the_others_finish() {
     })
     .await
     .expect("the aborted stream's END_REQUEST was consumed");
+}
+
+/// A connection that carries no stream for its idle timeout closes itself: it is marked
+/// failed (no stream can open on it), and the backend sees the close.
+#[tokio::test]
+async fn an_idle_connection_closes_itself_after_its_idle_timeout() {
+    let seen = Arc::new(Seen::default());
+    let backend = server(seen.clone()).await;
+    let stream = Stream::connect(&backend).await.unwrap();
+    let settings = MuxSettings {
+        max_streams: 4,
+        budget: 1 << 20,
+        spill_limit: 0,
+        write_stall: None,
+        idle_timeout: Some(Duration::from_millis(200)),
+    };
+    let conn = MuxConn::start(stream, settings, Arc::new(tokio::sync::Notify::new()));
+    let body = read_all(conn.open(&[], &request("first"), false).unwrap().0)
+        .await
+        .unwrap();
+    assert!(body.ends_with(b"first"));
+    assert!(!conn.is_failed(), "in use a moment ago");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(conn.is_failed(), "idle for longer than its timeout");
+    assert!(conn.open(&[], &request("late"), false).is_none());
 }

@@ -34,10 +34,17 @@ pub(super) struct Io {
     write_stall: Option<Duration>,
     /// Armed while records wait for a socket that does not take them.
     stall_timer: Option<Pin<Box<Sleep>>>,
+    idle_timeout: Option<Duration>,
+    /// Armed while no stream uses the connection.
+    idle_timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl Io {
-    pub(super) fn new(stream: Stream, write_stall: Option<Duration>) -> Io {
+    pub(super) fn new(
+        stream: Stream,
+        write_stall: Option<Duration>,
+        idle_timeout: Option<Duration>,
+    ) -> Io {
         Io {
             stream,
             read_buf: BytesMut::new(),
@@ -45,6 +52,8 @@ impl Io {
             writing: VecDeque::new(),
             write_stall,
             stall_timer: None,
+            idle_timeout,
+            idle_timer: None,
         }
     }
 
@@ -60,7 +69,35 @@ impl Io {
         if let Poll::Ready(Err(err)) = self.poll_read(&shared, cx) {
             return Poll::Ready(Err(err));
         }
-        self.poll_write(&shared, cx)
+        match self.poll_write(&shared, cx) {
+            Poll::Pending => self.poll_idle(&shared, cx),
+            done => done,
+        }
+    }
+
+    /// A connection that carries no stream for the idle timeout is closed, as the pool
+    /// closes an idle exclusive one: marked failed under the lock (so no stream can
+    /// open on it in between), then the task ends and the socket closes.
+    fn poll_idle(&mut self, shared: &Shared, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let Some(limit) = self.idle_timeout else {
+            return Poll::Pending;
+        };
+        let mut state = shared.lock();
+        if state.demux.in_use() > 0 || !self.writing.is_empty() || !state.control.is_empty() {
+            self.idle_timer = None;
+            return Poll::Pending;
+        }
+        let timer = self
+            .idle_timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                tracing::debug!("closing a multiplexed FastCGI connection idle for {limit:?}");
+                state.failed = Some(format!("closed after {limit:?} without a request"));
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     /// Reads what there is (a bounded number of reads, so a flood cannot starve the

@@ -3,12 +3,13 @@
 //! its stream limit (and the backend's connection limit allows), and beyond that a
 //! request waits, bounded by the queue timeout, for an id to free up.
 //!
-//! A failed connection leaves the set the next time a stream is opened, and so does a
-//! spent one: one with over half its ids held by aborted requests whose END_REQUEST
-//! never came (flup ignores FCGI_ABORT_REQUEST), which could otherwise never be reused. A connection
-//! stays open while the set lives unless the backend closes it: its driver reads all
-//! the time, so a backend that closes an idle connection is noticed at once (unlike a
-//! pooled exclusive connection, which is found stale only when used).
+//! A connection that carries no stream for the idle timeout closes itself (its driver
+//! marks it failed). A failed connection leaves the set the next time a stream is
+//! opened, and so does a spent one: one with over half its ids held by aborted requests
+//! whose END_REQUEST never came (flup ignores FCGI_ABORT_REQUEST), which could
+//! otherwise never be reused.
+//! Its driver reads all the time, so a backend that closes a connection is noticed at
+//! once (unlike a pooled exclusive connection, which is found stale only when used).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -38,6 +39,8 @@ pub(crate) struct MuxLimits {
     pub(crate) queue_timeout: Option<Duration>,
     /// Longest time the backend may read nothing while records wait.
     pub(crate) write_stall: Option<Duration>,
+    /// How long a connection may carry no stream before it is closed.
+    pub(crate) idle_timeout: Option<Duration>,
 }
 
 /// A stream opened on the set.
@@ -220,6 +223,7 @@ impl MuxSet {
             budget: limits.budget,
             spill_limit: limits.spill_limit,
             write_stall: limits.write_stall,
+            idle_timeout: limits.idle_timeout,
         };
         let conn = MuxConn::start(stream, settings, Arc::clone(&self.freed));
         self.opened_conns.fetch_add(1, Ordering::Relaxed);
