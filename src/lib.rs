@@ -172,7 +172,10 @@
 //! retried on another within a retry budget. GETs and other idempotent requests are
 //! also replayed when a backend took them and died without answering; POSTs are not
 //! unless [`retry_non_idempotent`](FcgiServiceBuilder::retry_non_idempotent). With every
-//! backend ejected, requests get 503 with `Retry-After` at once.
+//! backend ejected, the one whose backoff ends first gets an early trial and the other
+//! requests go to the ejected backends by load
+//! ([`route_when_all_ejected`](FcgiServiceBuilder::route_when_all_ejected)); a fleet that
+//! is really down answers 503 with `Retry-After` at once.
 //! [`FcgiService::backend_stats`] reports each backend (`tests/fleet.rs`).
 //!
 //! ## Scaling out
@@ -215,6 +218,33 @@
 //! Active health checks ([`HealthCheck`]: FCGI_GET_VALUES, or php-fpm's `ping.path`)
 //! are optional, as in HAProxy and Caddy: failed probes eject a backend before a request
 //! fails on it, and an answered probe readmits it without spending a request as a trial.
+//!
+//! # Multiplexed connections
+//!
+//! FastCGI lets one connection carry many requests at once when the application says
+//! `FCGI_MPXS_CONNS=1`; nginx and Apache never use it. With
+//! [`Multiplex::Auto`] each backend is asked FCGI_GET_VALUES once, and one that answers
+//! yes (Go's `net/http/fcgi`, tokio-fastcgi) gets up to `FCGI_MAX_REQS` (else 100)
+//! requests on each of its connections, a new connection only when all are full:
+//! 256 concurrent requests on 4 connections where nginx opens 256.
+//! [`Multiplex::On`] forces it, for flup's `multiplexed=True` (whose Python 3 answer is
+//! empty); never for libfcgi applications. FastCGI has no per-request flow control, so a
+//! client slower than its backend must not stall the connection: its response waits in
+//! memory ([`multiplex_buffer`](FcgiServiceBuilder::multiplex_buffer), 1 MiB), then in a
+//! temporary file ([`multiplex_spill`](FcgiServiceBuilder::multiplex_spill), 64 MiB),
+//! and beyond both its request is aborted (a cut-off body, never a complete-looking one).
+//! A client that goes away has its request aborted (FCGI_ABORT_REQUEST) while the
+//! connection carries on. Off by default ([`defaults::MULTIPLEX_AUTO`] says why).
+//!
+//! ```no_run
+//! use tower_fastcgi::{FcgiService, Multiplex};
+//!
+//! let go_app = FcgiService::builder()
+//!     .tcp("127.0.0.1:9000")
+//!     .multiplex(Multiplex::Auto)
+//!     .build();
+//! # drop(go_app);
+//! ```
 //!
 //! # Starting the application itself
 //!
