@@ -9,6 +9,7 @@
 #   bench/profile_tiny.sh --keep DIR         # keep the callgrind files in DIR
 #   bench/profile_tiny.sh --gateway PATH     # another gateway binary (a before/after pair)
 #   bench/profile_tiny.sh --env 'K=V ...'    # environment for our gateway (allocator knobs)
+#   CG_OPTS=--dump-instr=yes bench/profile_tiny.sh ...   # more callgrind options
 #
 # Besides instructions per request it prints, per request, the calls to malloc (with
 # calloc and realloc) and free, and the instructions spent in them and in memcpy/memmove
@@ -36,7 +37,7 @@ while (($#)); do
         --duration) MEASURE=$2; shift ;;
         --gateway) GATEWAY=$2; shift ;;
         --env) GW_ENV=$2; shift ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -66,21 +67,31 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-read -r NGINX_PORT OURS_PORT RESP_PORT < <(python3 - <<'EOF'
+# Free ports; the responder may still lose its port to a connection's TIME_WAIT (it
+# sets no SO_REUSEADDR), so it gets a few tries.
+for attempt in 1 2 3 4 5; do
+    read -r NGINX_PORT OURS_PORT RESP_PORT < <(python3 - <<'EOF'
 import socket
 socks = [socket.socket() for _ in range(3)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in socks])
 EOF
-)
-setsid "$EX/bench_responder" --tcp "127.0.0.1:$RESP_PORT" --threads 1 >"$TMP/responder.log" 2>&1 &
-PIDS+=("$!")
-for _ in $(seq 100); do
-    grep -q listening "$TMP/responder.log" 2>/dev/null && break
-    sleep 0.1
+    )
+    setsid "$EX/bench_responder" --tcp "127.0.0.1:$RESP_PORT" --threads 1 >"$TMP/responder.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 50); do
+        grep -q listening "$TMP/responder.log" 2>/dev/null && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if grep -q listening "$TMP/responder.log"; then
+        PIDS+=("$pid")
+        break
+    fi
+    kill -TERM "$pid" 2>/dev/null || true
+    ((attempt < 5)) || { log "the responder did not start"; cat "$TMP/responder.log" >&2; exit 1; }
 done
-grep -q listening "$TMP/responder.log" || { log "the responder did not start"; cat "$TMP/responder.log" >&2; exit 1; }
 
 cat >"$TMP/nginx/nginx.conf" <<EOF
 worker_processes 1;
@@ -116,7 +127,8 @@ EOF
 # sets STARTED to its pid and PORT to its port once it answers.
 start() {
     local sys=$1 deadline
-    local cg=(valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.$sys.%p")
+    # shellcheck disable=SC2086 # CG_OPTS is a list of valgrind options
+    local cg=(valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.$sys.%p" ${CG_OPTS:-})
     if [[ $sys == nginx ]]; then
         PORT=$NGINX_PORT
         setsid "${cg[@]}" nginx -p "$TMP/nginx/" -c "$TMP/nginx/nginx.conf" >"$TMP/$sys.log" 2>&1 &
@@ -152,8 +164,11 @@ def name(tok):
     return names.get(m.group(1), tok)
 total = 0
 pending_call = False
+npos = 1
 for line in open(path):
     line = line.rstrip("\n")
+    if line.startswith("positions:"):
+        npos = len(line.split()) - 1; continue
     if line.startswith("fn="):
         fn = name(line[3:]); continue
     if line.startswith("cfn="):
@@ -162,11 +177,11 @@ for line in open(path):
         calls[cfn] = calls.get(cfn, 0) + int(line[6:].split()[0]); pending_call = True; continue
     if line and (line[0].isdigit() or line[0] in "+-*"):
         parts = line.split()
-        if len(parts) >= 2:
+        if len(parts) > npos:
             if pending_call:
                 pending_call = False  # inclusive cost of the call, not self
             else:
-                self_ir[fn] = self_ir.get(fn, 0) + int(parts[1])
+                self_ir[fn] = self_ir.get(fn, 0) + int(parts[npos])
     elif line.startswith("summary:"):
         total = int(line.split()[1])
 def pick(pat):

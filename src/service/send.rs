@@ -189,7 +189,7 @@ async fn try_send_request(
         data,
     };
     let deadlines = deadlines(inner, started);
-    let mut exchange = Call::Exclusive(Exchange::new(
+    let mut exchange = Call::exclusive(Exchange::new(
         conn,
         outgoing,
         deadlines,
