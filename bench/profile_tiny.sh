@@ -10,6 +10,9 @@
 #   bench/profile_tiny.sh --gateway PATH     # another gateway binary (a before/after pair)
 #   bench/profile_tiny.sh --env 'K=V ...'    # environment for our gateway (allocator knobs)
 #   CG_OPTS=--dump-instr=yes bench/profile_tiny.sh ...   # more callgrind options
+#   bench/profile_tiny.sh --rss              # no callgrind: resident memory at start, peak
+#                                            # (VmHWM) and 5 s after bursts of tiny GETs at
+#                                            # c=256 and 10 MB GETs at c=64 (5 s each)
 #
 # Besides instructions per request it prints, per request, the calls to malloc (with
 # calloc and realloc) and free, and the instructions spent in them and in memcpy/memmove
@@ -29,6 +32,7 @@ WARM=2
 MEASURE=5
 GATEWAY=""
 GW_ENV=""
+RSS=0
 while (($#)); do
     case $1 in
         --only) ONLY=$2; shift ;;
@@ -37,7 +41,8 @@ while (($#)); do
         --duration) MEASURE=$2; shift ;;
         --gateway) GATEWAY=$2; shift ;;
         --env) GW_ENV=$2; shift ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        --rss) RSS=1 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -129,6 +134,7 @@ start() {
     local sys=$1 deadline
     # shellcheck disable=SC2086 # CG_OPTS is a list of valgrind options
     local cg=(valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.$sys.%p" ${CG_OPTS:-})
+    ((RSS == 0)) || cg=()
     if [[ $sys == nginx ]]; then
         PORT=$NGINX_PORT
         setsid "${cg[@]}" nginx -p "$TMP/nginx/" -c "$TMP/nginx/nginx.conf" >"$TMP/$sys.log" 2>&1 &
@@ -198,6 +204,23 @@ print(f"{total // n} instructions/request; malloc calls {per(mallocs, calls):.1f
       f"{per(copies, self_ir):.0f} Ir")
 EOF
 }
+
+kib() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
+if ((RSS == 1)); then
+    for sys in ours nginx; do
+        [[ -z $ONLY || $ONLY == "$sys" ]] || continue
+        start "$sys"
+        pid=$STARTED
+        before=$(kib "$pid" VmRSS)
+        wrk -t1 -c256 -d5s "http://127.0.0.1:$PORT/r/hello" >/dev/null
+        wrk -t1 -c64 -d5s --timeout 10s "http://127.0.0.1:$PORT/r/big?10485760" >/dev/null
+        sleep 5
+        echo "- $sys: RSS at start $((before / 1024)) MiB, peak $(($(kib "$pid" VmHWM) / 1024)) MiB, 5 s after the bursts $(($(kib "$pid" VmRSS) / 1024)) MiB"
+        kill -TERM -- "-$pid" 2>/dev/null || true
+        sleep 1
+    done
+    exit 0
+fi
 
 for sys in ours nginx; do
     [[ -z $ONLY || $ONLY == "$sys" ]] || continue

@@ -74,6 +74,8 @@ use std::process::ExitCode;
 use axum::Router;
 use tower_http::trace::TraceLayer;
 
+#[path = "support/alloc.rs"]
+mod alloc;
 #[path = "support/gateway_auth.rs"]
 mod gateway_auth;
 #[path = "support/listen.rs"]

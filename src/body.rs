@@ -9,8 +9,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
-use crate::client::conn::Connection;
 use crate::client::call::Call;
+use crate::client::conn::Connection;
 use crate::client::exchange::Event;
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::pool::Pooled;

@@ -331,7 +331,9 @@ impl Deadlines {
                 Timeout::Read,
             ),
             (
-                write_since.zip(self.write_idle).and_then(|(s, d)| s.checked_add(d)),
+                write_since
+                    .zip(self.write_idle)
+                    .and_then(|(s, d)| s.checked_add(d)),
                 Timeout::Write,
             ),
         ];

@@ -200,7 +200,10 @@ impl Upload {
                 rewinding,
                 ..
             } => {
-                if Pin::new(&mut **file).start_seek(SeekFrom::Start(0)).is_err() {
+                if Pin::new(&mut **file)
+                    .start_seek(SeekFrom::Start(0))
+                    .is_err()
+                {
                     return false;
                 }
                 *pos = 0;

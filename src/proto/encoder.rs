@@ -161,7 +161,9 @@ impl<'a> ParamsEncoder<'a> {
             return Err(ProtoError::PairTooLarge { len: pair_len });
         }
         let opened_here = match self.open {
-            Some(start) if self.dst.len() - start - HEADER_LEN + pair_len <= MAX_PADDED_CONTENT_LEN => {
+            Some(start)
+                if self.dst.len() - start - HEADER_LEN + pair_len <= MAX_PADDED_CONTENT_LEN =>
+            {
                 false
             }
             Some(_) => {

@@ -186,7 +186,10 @@ fn a_refused_pair_leaves_the_stream_as_it_was() {
     let mut buf = BytesMut::new();
     let mut p = ParamsEncoder::new(&mut buf, 1);
     p.push(b"A", b"1").unwrap();
-    assert_eq!(p.push(b"B", b"long value \0 here"), Err(ProtoError::NulInParam));
+    assert_eq!(
+        p.push(b"B", b"long value \0 here"),
+        Err(ProtoError::NulInParam)
+    );
     p.push(b"C", b"3").unwrap();
     // A and C take 4 bytes each, FILL 9 plus its value: one byte of the record is left.
     let filler = vec![b'f'; MAX_PADDED_CONTENT_LEN - 8 - 9 - 1];

@@ -43,7 +43,7 @@ pub(crate) fn has_nul(bytes: &[u8]) -> bool {
     }
     match bytes.last_chunk::<8>() {
         Some(last) => word_has_nul(*last),
-        None => bytes.iter().any(|&b| b == 0),
+        None => bytes.contains(&0),
     }
 }
 

@@ -189,12 +189,8 @@ async fn try_send_request(
         data,
     };
     let deadlines = deadlines(inner, started);
-    let mut exchange = Call::exclusive(Exchange::new(
-        conn,
-        outgoing,
-        deadlines,
-        inner.stderr_limit,
-    ));
+    let mut exchange =
+        Call::exclusive(Exchange::new(conn, outgoing, deadlines, inner.stderr_limit));
     let head = read_head(&mut exchange, inner.max_response_head, role);
     let head = match inner.unserved_after {
         // Only a new connection can be one no worker accepted.
@@ -236,6 +232,9 @@ pub(super) struct Sent {
 
 /// The head, or the failure with the request given back when no response byte arrived
 /// and its body could be rewound.
+// The error gives the request back for a retry; it is returned once per attempt and
+// moved only on the failure path, so a box would buy nothing.
+#[allow(clippy::result_large_err)]
 pub(super) fn outcome(
     exchange: PooledExchange,
     head: Result<(ResponseHead, Bytes), Error>,
