@@ -118,6 +118,8 @@ use tower_http::trace::TraceLayer;
 
 #[path = "support/access_log.rs"]
 mod access_log;
+#[path = "support/alloc.rs"]
+mod alloc;
 #[path = "support/gateway_auth.rs"]
 mod gateway_auth;
 #[path = "support/listen.rs"]

@@ -45,7 +45,8 @@ enum Kind {
     #[default]
     Empty,
     Full(Option<Bytes>),
-    Stream(Box<StreamState>),
+    /// Inline: the exchange in it is already on the heap (`Call`).
+    Stream(StreamState),
     Boxed(Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>),
 }
 
@@ -94,12 +95,12 @@ impl FcgiBody {
         expected: Option<u64>,
     ) -> FcgiBody {
         FcgiBody {
-            kind: Kind::Stream(Box::new(StreamState {
+            kind: Kind::Stream(StreamState {
                 exchange: Some(exchange),
                 pending: (!pending.is_empty()).then_some(pending),
                 expected,
                 received: 0,
-            })),
+            }),
         }
     }
 }

@@ -240,6 +240,20 @@ fn framing_and_hop_by_hop_headers() {
 
     let (head, _) = parse_all(b"Content-Length: 7, 7\r\n\r\n").unwrap();
     assert_eq!(head.content_length, Some(7));
+    // What goes to the client is always one canonical number, whether the backend's
+    // value is reused as written or rewritten.
+    for (wire, sent) in [
+        (&b"Content-Length: 7, 7\r\n\r\n"[..], "7"),
+        (b"Content-Length: 007\r\n\r\n", "7"),
+        (b"Content-Length: 0\r\n\r\n", "0"),
+        (b"Content-Length: 13\r\n\r\n", "13"),
+        (b"Content-Length: 13\r\nContent-Length: 013\r\n\r\n", "13"),
+        (b"Content-Length: 013\r\nContent-Length: 13\r\n\r\n", "13"),
+    ] {
+        let (head, _) = parse_all(wire).unwrap();
+        let values: Vec<_> = head.headers.get_all("content-length").iter().collect();
+        assert_eq!(values, [sent], "{:?}", String::from_utf8_lossy(wire));
+    }
     for bad in [
         &b"Content-Length: 5\r\nContent-Length: 6\r\n\r\n"[..],
         b"Content-Length: 5, 6\r\n\r\n",

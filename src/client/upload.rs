@@ -69,9 +69,11 @@ pub(crate) enum Upload {
     Empty,
     /// Chunks in memory.
     Chunks { chunks: Vec<Bytes>, next: usize },
-    /// A spooled body in a temporary file.
+    /// A spooled body in a temporary file. Boxed: tokio's `File` is ~100 bytes, and an
+    /// `Upload` (two of them in every request, body and a Filter's data) is moved
+    /// through every layer of the send path, spooled or not.
     File {
-        file: tokio::fs::File,
+        file: Box<tokio::fs::File>,
         len: u64,
         pos: u64,
         rewinding: bool,
@@ -120,7 +122,7 @@ impl Upload {
                 rewinding,
             } => {
                 if *rewinding {
-                    ready!(Pin::new(&mut *file).poll_complete(cx)).map_err(spool_error)?;
+                    ready!(Pin::new(&mut **file).poll_complete(cx)).map_err(spool_error)?;
                     *rewinding = false;
                 }
                 if *pos >= *len {
@@ -129,7 +131,7 @@ impl Upload {
                 let want = FILE_CHUNK.min((*len - *pos) as usize);
                 let mut buf = BytesMut::zeroed(want);
                 let mut read_buf = ReadBuf::new(&mut buf[..]);
-                ready!(Pin::new(&mut *file).poll_read(cx, &mut read_buf)).map_err(spool_error)?;
+                ready!(Pin::new(&mut **file).poll_read(cx, &mut read_buf)).map_err(spool_error)?;
                 let n = read_buf.filled().len();
                 if n == 0 {
                     return Poll::Ready(Err(Error::msg(
@@ -198,7 +200,10 @@ impl Upload {
                 rewinding,
                 ..
             } => {
-                if Pin::new(&mut *file).start_seek(SeekFrom::Start(0)).is_err() {
+                if Pin::new(&mut **file)
+                    .start_seek(SeekFrom::Start(0))
+                    .is_err()
+                {
                     return false;
                 }
                 *pos = 0;
@@ -411,7 +416,7 @@ async fn spool(
             tracing::debug!(bytes = total, "spooled request body to a temporary file");
             Ok((
                 Upload::File {
-                    file: f,
+                    file: Box::new(f),
                     len: total,
                     pos: 0,
                     rewinding: false,

@@ -134,7 +134,7 @@ async fn open(path: &Path) -> Result<Option<(Upload, DataFile)>, Error> {
         .map_or(0, |d| d.as_secs());
     let length = meta.len();
     let data = Upload::File {
-        file,
+        file: Box::new(file),
         len: length,
         pos: 0,
         rewinding: false,

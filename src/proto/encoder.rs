@@ -152,28 +152,50 @@ impl<'a> ParamsEncoder<'a> {
     pub fn push_parts(&mut self, name: &[&[u8]], value: &[&[u8]]) -> Result<(), ProtoError> {
         let name_len: usize = name.iter().map(|p| p.len()).sum();
         let value_len: usize = value.iter().map(|p| p.len()).sum();
-        if name.iter().chain(value).any(|p| super::has_nul(p)) {
-            return Err(ProtoError::NulInParam);
-        }
         let pair_len = encoded_pair_len(name_len, value_len);
         if pair_len > MAX_PADDED_CONTENT_LEN {
+            // A NUL is the more specific refusal, as when the check came first.
+            if name.iter().chain(value).any(|p| super::has_nul(p)) {
+                return Err(ProtoError::NulInParam);
+            }
             return Err(ProtoError::PairTooLarge { len: pair_len });
         }
-        if let Some(start) = self.open {
-            let used = self.dst.len() - start - HEADER_LEN;
-            if used + pair_len > MAX_PADDED_CONTENT_LEN {
-                self.close_record();
+        let opened_here = match self.open {
+            Some(start)
+                if self.dst.len() - start - HEADER_LEN + pair_len <= MAX_PADDED_CONTENT_LEN =>
+            {
+                false
             }
-        }
-        if self.open.is_none() {
-            self.open = Some(self.dst.len());
+            Some(_) => {
+                self.close_record();
+                true
+            }
+            None => true,
+        };
+        let rollback = self.dst.len();
+        if opened_here {
+            self.open = Some(rollback);
             self.dst.reserve(HEADER_LEN + pair_len.max(512));
             self.dst.put_slice(&[0; HEADER_LEN]);
+        } else {
+            self.dst.reserve(pair_len);
         }
         put_len(self.dst, name_len);
         put_len(self.dst, value_len);
+        // The name and value are checked for NUL where they landed: one contiguous run
+        // per pair instead of one check per part (each with its own short tail), which
+        // was a fifth of the environment's cost (callgrind, bench/profile_tiny.sh).
+        let text = self.dst.len();
         for part in name.iter().chain(value) {
             self.dst.put_slice(part);
+        }
+        if self.dst.get(text..).is_some_and(super::has_nul) {
+            // Leave the buffer as it was: the caller may carry on without this pair.
+            self.dst.truncate(rollback);
+            if opened_here {
+                self.open = None;
+            }
+            return Err(ProtoError::NulInParam);
         }
         Ok(())
     }

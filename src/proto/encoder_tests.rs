@@ -180,6 +180,39 @@ fn nul_is_refused_in_names_and_values() {
 }
 
 #[test]
+fn a_refused_pair_leaves_the_stream_as_it_was() {
+    // The NUL check runs on the copied bytes; a refusal must take them back out, in an
+    // open record and in one the refused pair would have opened.
+    let mut buf = BytesMut::new();
+    let mut p = ParamsEncoder::new(&mut buf, 1);
+    p.push(b"A", b"1").unwrap();
+    assert_eq!(
+        p.push(b"B", b"long value \0 here"),
+        Err(ProtoError::NulInParam)
+    );
+    p.push(b"C", b"3").unwrap();
+    // A and C take 4 bytes each, FILL 9 plus its value: one byte of the record is left.
+    let filler = vec![b'f'; MAX_PADDED_CONTENT_LEN - 8 - 9 - 1];
+    p.push(b"FILL", &filler).unwrap();
+    // No room left in the record: this pair would open the next one.
+    assert_eq!(p.push(b"D", b"x\0"), Err(ProtoError::NulInParam));
+    p.push(b"E", b"5").unwrap();
+    p.finish();
+    let mut pairs = Vec::new();
+    for record in records(buf) {
+        if let Record::Params { data, .. } = record {
+            for pair in PairIter::new(&data) {
+                let (name, value) = pair.unwrap();
+                pairs.push((name.to_vec(), value.len()));
+            }
+        }
+    }
+    let names: Vec<_> = pairs.iter().map(|(n, _)| n.as_slice()).collect();
+    assert_eq!(names, [&b"A"[..], b"C", b"FILL", b"E"]);
+    assert_eq!(pairs[2].1, MAX_PADDED_CONTENT_LEN - 18);
+}
+
+#[test]
 fn push_parts_concatenates() {
     let mut buf = BytesMut::new();
     let mut p = ParamsEncoder::new(&mut buf, 1);

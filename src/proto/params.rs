@@ -24,9 +24,9 @@ const fn len_prefix_size(len: usize) -> usize {
 }
 
 /// Whether `bytes` holds a NUL (which CGI forbids in names and values), eight bytes
-/// at a time. Every encoder checks every part of every pair: with `contains(&0)`
-/// (core's byte-wise `memchr` for short slices) that was ~100 instructions a part, a
-/// sixth of a tiny request's environment (callgrind, BENCHMARKS.md issue 16).
+/// at a time. Every encoder checks every pair: with `contains(&0)` (core's byte-wise
+/// `memchr` for short slices) that was ~100 instructions a part, a sixth of a tiny
+/// request's environment (callgrind, BENCHMARKS.md issue 16).
 pub(crate) fn has_nul(bytes: &[u8]) -> bool {
     let mut words = bytes.chunks_exact(8);
     if words
@@ -35,13 +35,16 @@ pub(crate) fn has_nul(bytes: &[u8]) -> bool {
     {
         return true;
     }
-    // The last 0..=7 bytes, padded with non-zero bytes to one more word.
-    let rest = words.remainder();
-    let mut last = [1u8; 8];
-    if let Some(head) = last.get_mut(..rest.len()) {
-        head.copy_from_slice(rest);
+    // The last 0..=7 bytes: within the last whole word when there is one (it overlaps
+    // bytes already checked, which is harmless), else byte by byte. No copy into a
+    // padded word: that was a `memcpy` call per part.
+    if words.remainder().is_empty() {
+        return false;
     }
-    word_has_nul(last)
+    match bytes.last_chunk::<8>() {
+        Some(last) => word_has_nul(*last),
+        None => bytes.contains(&0),
+    }
 }
 
 /// Non-zero exactly when some byte is zero: the borrow out of a zero byte sets its high

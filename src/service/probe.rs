@@ -157,7 +157,7 @@ async fn ping(member: &Member, path: &str, check: &HealthCheck) -> Result<bool, 
         head: deadline,
         total: deadline,
     };
-    let mut exchange = Call::Exclusive(Exchange::new(conn, outgoing, deadlines, 1024));
+    let mut exchange = Call::exclusive(Exchange::new(conn, outgoing, deadlines, 1024));
     let (head, _) = read_head(&mut exchange, 16 * 1024, Role::Responder).await?;
     // The body ("pong") is read to END_REQUEST so the connection returns to the pool.
     while let Event::Stdout(_) = poll_fn(|cx| exchange.poll_event(cx)).await? {}

@@ -190,7 +190,7 @@ async fn try_send_request(
     };
     let deadlines = deadlines(inner, started);
     let mut exchange =
-        Call::Exclusive(Exchange::new(conn, outgoing, deadlines, inner.stderr_limit));
+        Call::exclusive(Exchange::new(conn, outgoing, deadlines, inner.stderr_limit));
     let head = read_head(&mut exchange, inner.max_response_head, role);
     let head = match inner.unserved_after {
         // Only a new connection can be one no worker accepted.
@@ -232,7 +232,8 @@ pub(super) struct Sent {
 
 /// The head, or the failure with the request given back when no response byte arrived
 /// and its body could be rewound.
-// The failure carries the request back for a retry: moved once, never copied.
+// The error gives the request back for a retry; it is returned once per attempt and
+// moved only on the failure path, so a box would buy nothing.
 #[allow(clippy::result_large_err)]
 pub(super) fn outcome(
     exchange: PooledExchange,

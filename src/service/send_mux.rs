@@ -103,7 +103,7 @@ pub(super) async fn try_send_multiplexed(
         ..
     } = request;
     let conn = opened.conn.clone();
-    let mut exchange = Call::Multiplexed(MuxExchange::new(
+    let mut exchange = Call::multiplexed(MuxExchange::new(
         opened.stream,
         stdin,
         deadlines(inner, started),
