@@ -81,17 +81,22 @@ print(*[s.getsockname()[1] for s in socks])
 EOF
 )
 
-# Each started with setsid: a process group of its own, stopped as a group.
+# Each started with setsid: a process group of its own, stopped as a group. Not in a
+# command substitution: that subshell would keep PGIDS to itself and the cleanup would
+# stop nothing. The group's id is left in STARTED.
+STARTED=
 start() {
     local name=$1
     shift
     setsid "$@" >"$TMP/$name.log" 2>&1 &
-    PGIDS+=("$!")
-    echo "$!"
+    STARTED=$!
+    PGIDS+=("$STARTED")
 }
-BACKEND_PGID=$(start responder "$EX/bench_responder" --tcp "127.0.0.1:$BACKEND_PORT" --mpx 100)
+start responder "$EX/bench_responder" --tcp "127.0.0.1:$BACKEND_PORT" --mpx 100
+BACKEND_PGID=$STARTED
 # The memory cell's backend: 1,000 requests on one connection.
-BIG_PGID=$(start responder-1000 "$EX/bench_responder" --tcp "127.0.0.1:$BIG_PORT" --mpx 1000)
+start responder-1000 "$EX/bench_responder" --tcp "127.0.0.1:$BIG_PORT" --mpx 1000
+BIG_PGID=$STARTED
 
 cat >"$TMP/nginx/nginx.conf" <<EOF
 worker_processes 1;
@@ -127,13 +132,17 @@ http {
     }
 }
 EOF
-NGINX_PGID=$(start nginx nginx -p "$TMP/nginx/" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/error.log")
-OURS_PGID=$(start gateway "$EX/gateway" --threads 1 --quiet --listen "127.0.0.1:$OURS_PORT" \
-    --app "/=tcp://127.0.0.1:$BACKEND_PORT,mpx=auto,script=/app")
-OFF_PGID=$(start gateway-off "$EX/gateway" --threads 1 --quiet --listen "127.0.0.1:$OFF_PORT" \
-    --app "/=tcp://127.0.0.1:$BACKEND_PORT,mpx=off,conns=1024,script=/app")
-ONE_PGID=$(start gateway-one "$EX/gateway" --threads 1 --quiet --listen "127.0.0.1:$ONE_PORT" \
-    --app "/big=tcp://127.0.0.1:$BIG_PORT,mpx=auto,conns=1,script=/app")
+start nginx nginx -p "$TMP/nginx/" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/error.log"
+NGINX_PGID=$STARTED
+start gateway "$EX/gateway" --threads 1 --quiet --listen "127.0.0.1:$OURS_PORT" \
+    --app "/=tcp://127.0.0.1:$BACKEND_PORT,mpx=auto,script=/app"
+OURS_PGID=$STARTED
+start gateway-off "$EX/gateway" --threads 1 --quiet --listen "127.0.0.1:$OFF_PORT" \
+    --app "/=tcp://127.0.0.1:$BACKEND_PORT,mpx=off,conns=1024,script=/app"
+OFF_PGID=$STARTED
+start gateway-one "$EX/gateway" --threads 1 --quiet --listen "127.0.0.1:$ONE_PORT" \
+    --app "/big=tcp://127.0.0.1:$BIG_PORT,mpx=auto,conns=1,script=/app"
+ONE_PGID=$STARTED
 
 wait_up() {
     local deadline=$((SECONDS + 15))
