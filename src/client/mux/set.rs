@@ -152,7 +152,10 @@ impl MuxSet {
                 if let Some(opened) = found {
                     break Ok(opened);
                 }
-                let room = state.conns.len() + state.connecting < limits.max_conns.max(1);
+                // One connect at a time: a connection being opened will have room for
+                // the requests waiting now (they are told when it is up), and a burst
+                // on an empty set would otherwise open `max_conns` connections at once.
+                let room = state.connecting == 0 && state.conns.len() < limits.max_conns.max(1);
                 if room {
                     state.connecting += 1;
                 }
