@@ -76,8 +76,8 @@ impl BackendPool {
     /// dropped).
     pub(crate) fn drained(&self) -> bool {
         let pool = self.pool.stats();
-        let mux = self.mux.stats();
-        pool.open <= self.parked() && pool.waiting == 0 && mux.in_flight == 0 && mux.waiting == 0
+        let (in_flight, waiting) = self.mux.load();
+        pool.open <= self.parked() && pool.waiting == 0 && in_flight == 0 && waiting == 0
     }
 }
 
@@ -89,10 +89,10 @@ impl Load for BackendPool {
         let mut pool = self.pool.stats();
         let parked = self.parked();
         pool.busy = pool.busy.saturating_sub(parked);
-        let mux = self.mux.stats();
+        let (in_flight, waiting) = self.mux.load();
         Loaded {
-            saturated: pool.busy >= self.effective_cap() || mux.waiting > 0,
-            pending: pool.busy + pool.waiting + mux.in_flight + mux.waiting,
+            saturated: pool.busy >= self.effective_cap() || waiting > 0,
+            pending: pool.busy + pool.waiting + in_flight + waiting,
         }
     }
 }

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::backend::Member;
-use super::{Inner, Multiplex, send_mux};
+use super::{Inner, send_mux};
 use crate::body::PooledExchange;
 use crate::cgi::head::{HeadParser, ResponseHead};
 use crate::client::call::Call;
@@ -283,15 +283,8 @@ async fn connection(
     endpoint: &Member,
     reuse: Reuse,
 ) -> Result<Pooled<Connection>, Error> {
-    if inner.multiplex == Multiplex::Auto && !inner.is_spawned(endpoint.key()) {
-        // Once per backend (the others wait for that one answer, bounded by its
-        // timeout); after that an atomic read. The answer caps the pool (`admit`).
-        endpoint
-            .service
-            .capabilities
-            .learn(endpoint.key(), endpoint.service.cap)
-            .await;
-    }
+    // Under `Multiplex::Auto` the backend was asked already (`send_mux::multiplexing`,
+    // once per request): its FCGI_MAX_CONNS caps the pool (`admit`).
     let waiting = Instant::now();
     let checkout = endpoint.service.pool.checkout(reuse).await;
     let waited = waiting.elapsed();

@@ -18,24 +18,27 @@ use crate::error::ErrorKind;
 /// The limits of the backend's multiplexed connections when this request should go
 /// on one: multiplexing forced, or the backend said `FCGI_MPXS_CONNS=1`. A Filter's
 /// request (with FCGI_DATA) never does: its two body streams keep the exclusive path;
-/// nor does a program the service spawned.
+/// nor does a program the service spawned. Under `Multiplex::Auto` this is also where
+/// the backend is asked, for every request (its FCGI_MAX_CONNS caps the exclusive pool
+/// too), so the send path asks exactly once per attempt.
 pub(super) async fn multiplexing(
     inner: &Inner,
     endpoint: &Member,
     has_data: bool,
 ) -> Option<MuxLimits> {
-    if has_data || inner.is_spawned(endpoint.key()) {
+    if inner.is_spawned(endpoint.key()) {
         return None;
     }
     let pool = &endpoint.service;
     let (max_streams, max_conns) = match inner.multiplex {
         Multiplex::Off => return None,
+        Multiplex::On { .. } if has_data => return None,
         Multiplex::On { max_streams } => (max_streams, pool.cap),
         Multiplex::Auto => {
             // Once per backend (the others wait for that one answer, bounded by its
             // timeout); after that an atomic read.
             let learned = pool.capabilities.learn(endpoint.key(), pool.cap).await;
-            if !learned.multiplexes {
+            if has_data || !learned.multiplexes {
                 return None;
             }
             let streams = learned.max_reqs.unwrap_or(defaults::MULTIPLEX_STREAMS);

@@ -100,6 +100,15 @@ impl MuxSet {
         }
     }
 
+    /// Requests on the set's connections and requests waiting for room: atomics only,
+    /// for the balancer's per-request look at every backend.
+    pub(crate) fn load(&self) -> (usize, usize) {
+        (
+            self.in_flight.load(Ordering::Acquire),
+            self.waiting.load(Ordering::Acquire),
+        )
+    }
+
     /// FCGI_CANT_MPX_CONN from `conn`: it and every later connection carry one stream
     /// at a time (the backend said it cannot multiplex, whatever GET_VALUES said).
     pub(crate) fn downgrade(&self, conn: &MuxConn) {
