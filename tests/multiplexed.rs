@@ -245,7 +245,9 @@ async fn tokio_fastcgi_echoes_streamed_bodies_on_one_connection() {
 /// One client that does not read its 20 MB response while 50 others run on the same
 /// connection: the others finish (the connection's reader never waits for the slow
 /// one). Returns what the slow client then reads: its bytes, and whether its body ended
-/// cleanly.
+/// cleanly. A stream aborted before its head was read (the backend writes the 20 MB at
+/// once, and its owner may not run before they overflow a small spill limit) is a 502:
+/// an error too, never a clean short answer.
 async fn stalled_reader_beside_fifty_others(spill: u64) -> (usize, Result<(), String>) {
     let mux = TokioMux::start(10, 100);
     let svc = builder(mux.fcgi_backend(), Multiplex::On { max_streams: 64 }, 1)
@@ -256,7 +258,11 @@ async fn stalled_reader_beside_fifty_others(spill: u64) -> (usize, Result<(), St
         Ok(res) => res,
         Err(never) => match never {},
     };
-    assert_eq!(res.status(), StatusCode::OK);
+    let status = res.status();
+    assert!(
+        status == StatusCode::OK || status == StatusCode::BAD_GATEWAY,
+        "{status}"
+    );
     let mut stalled = res.into_body();
     let tasks: Vec<_> = (0..50)
         .map(|_| {
@@ -270,6 +276,9 @@ async fn stalled_reader_beside_fifty_others(spill: u64) -> (usize, Result<(), St
         assert_eq!(body.unwrap().len(), 100_000);
     }
     assert_eq!(mux.counters().accepted, 1);
+    if status != StatusCode::OK {
+        return (0, Err(format!("{status} before the head")));
+    }
     let mut got = 0;
     let outcome = loop {
         match stalled.frame().await {
