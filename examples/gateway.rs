@@ -113,7 +113,8 @@
 
 use std::process::ExitCode;
 
-use axum::Router;
+use axum::response::IntoResponse;
+use tower::{Layer, ServiceExt};
 use tower_http::trace::TraceLayer;
 
 #[path = "support/access_log.rs"]
@@ -126,6 +127,8 @@ mod gateway_auth;
 mod listen;
 #[path = "support/mount.rs"]
 mod mount;
+#[path = "support/mounts.rs"]
+mod mounts;
 #[path = "support/runtime.rs"]
 mod runtime;
 #[path = "support/serve.rs"]
@@ -277,7 +280,7 @@ async fn serve(args: Args) -> ExitCode {
         }
     };
 
-    let mut app = Router::new();
+    let mut app = mounts::Mounts::new();
     for mount in &args.mounts {
         app = match mount.mount(app) {
             Ok(app) => app,
@@ -302,15 +305,31 @@ async fn serve(args: Args) -> ExitCode {
         }
         tracing::info!(prefix = %if auth.prefix.is_empty() { "/" } else { &auth.prefix }, backend = %auth.backend, "authorizer");
     }
-    app = gateway_auth::guard(app, &guards);
-    // Per-request tracing spans and events cost a few µs each: only when debug is on.
-    if tracing::level_filters::LevelFilter::current() >= tracing::Level::DEBUG {
-        app = app.layer(TraceLayer::new_for_http());
-    }
-    // Outermost, so the line has the status the client got (an authorizer's too).
-    if let Some(log) = &access_log {
-        app = app.layer(log.layer());
-    }
+    let debug = tracing::level_filters::LevelFilter::current() >= tracing::Level::DEBUG;
+    // Without layers the mount table is served as it is; layers go on top of it as one
+    // boxed stack (an allocation more per request, only when there are layers).
+    let layered = !guards.is_empty() || debug || access_log.is_some();
+    let stack = layered.then(|| {
+        let mut stack = serve::BoxedApp::new(app.clone());
+        stack = gateway_auth::guard_service(stack, &guards);
+        // Per-request tracing spans and events cost a few µs each: only when debug is on.
+        if debug {
+            stack = serve::BoxedApp::new(
+                TraceLayer::new_for_http()
+                    .layer(stack)
+                    .map_response(IntoResponse::into_response),
+            );
+        }
+        // Outermost, so the line has the status the client got (an authorizer's too).
+        if let Some(log) = &access_log {
+            stack = serve::BoxedApp::new(
+                log.layer()
+                    .layer(stack)
+                    .map_response(IntoResponse::into_response),
+            );
+        }
+        stack
+    });
 
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => match tls::acceptor(cert, key) {
@@ -340,7 +359,10 @@ async fn serve(args: Args) -> ExitCode {
         tls,
         grace: args.grace,
     };
-    let stopped = serve::serve(listener, app, options, shutdown_signal()).await;
+    let stopped = match stack {
+        Some(stack) => serve::serve(listener, stack, options, shutdown_signal()).await,
+        None => serve::serve(listener, app, options, shutdown_signal()).await,
+    };
     tracing::info!(?stopped, "stopped");
     // The server (and with it every service and its pooled backend connections) is
     // dropped by now; spawned programs have been sent SIGTERM. Give them a moment to

@@ -16,8 +16,9 @@ use std::borrow::Cow;
 use axum::Router;
 use axum::extract::Request;
 use axum::middleware::{self, Next};
-use axum::response::IntoResponse;
-use tower::ServiceExt;
+use axum::response::{IntoResponse, Response};
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, ServiceExt};
 use tower_fastcgi::{FcgiAuthorizer, FcgiService};
 
 /// One `--auth` option: the prefix it guards and the authorizer it asks.
@@ -34,19 +35,44 @@ pub fn guard(mut app: Router, guards: &[Guard]) -> Router {
     for g in guards.iter().rev() {
         let g = g.clone();
         app = app.layer(middleware::from_fn(move |req: Request, next: Next| {
-            let g = g.clone();
-            async move {
-                if !g.covers(req.uri().path()) {
-                    return next.run(req).await;
-                }
-                match FcgiAuthorizer::new(next, &g.authorizer).oneshot(req).await {
-                    Ok(res) => res.into_response(),
-                    Err(never) => match never {},
-                }
-            }
+            check(g.clone(), req, next)
         }));
     }
     app
+}
+
+/// [`guard`] for any service (the gateway's mount table), erased to one type.
+pub fn guard_service<S>(
+    app: S,
+    guards: &[Guard],
+) -> BoxCloneSyncService<Request, Response, std::convert::Infallible>
+where
+    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let mut app = BoxCloneSyncService::new(app);
+    for g in guards.iter().rev() {
+        let g = g.clone();
+        let layer =
+            middleware::from_fn(move |req: Request, next: Next| check(g.clone(), req, next));
+        app = BoxCloneSyncService::new(layer.layer(app));
+    }
+    app
+}
+
+/// Asks `g`'s authorizer about `req` when `g` covers it, then serves it (or not).
+async fn check(g: Guard, req: Request, next: Next) -> Response {
+    if !g.covers(req.uri().path()) {
+        return next.run(req).await;
+    }
+    match FcgiAuthorizer::new(next, &g.authorizer).oneshot(req).await {
+        Ok(res) => res.into_response(),
+        Err(never) => match never {},
+    }
 }
 
 impl Guard {

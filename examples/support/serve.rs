@@ -10,6 +10,7 @@
 //! to the grace period, then drops whatever is left.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,6 +62,54 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 /// socket: this bounds how long (nginx's `client_header_timeout` covers the same ground).
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What [`serve`] hands each request to. Called by shared reference, as hyper calls its
+/// service, so nothing is cloned per request: an axum `Router` (cloned per request, as
+/// `axum::serve` does), a boxed tower service (the gateway's layered stack), or the
+/// gateway's mount table (`mounts.rs`).
+pub trait Handler: Clone + Send + Sync + 'static {
+    fn handle(
+        &self,
+        req: axum::extract::Request,
+    ) -> Pin<Box<dyn Future<Output = axum::response::Response> + Send>>;
+}
+
+impl Handler for Router {
+    fn handle(
+        &self,
+        req: axum::extract::Request,
+    ) -> Pin<Box<dyn Future<Output = axum::response::Response> + Send>> {
+        let call = self.clone().oneshot(req);
+        Box::pin(async move {
+            match call.await {
+                Ok(res) => res,
+                Err(never) => match never {},
+            }
+        })
+    }
+}
+
+/// A tower stack erased to one type (the gateway's mounts under its layers).
+pub type BoxedApp = tower::util::BoxCloneSyncService<
+    axum::extract::Request,
+    axum::response::Response,
+    std::convert::Infallible,
+>;
+
+impl Handler for BoxedApp {
+    fn handle(
+        &self,
+        req: axum::extract::Request,
+    ) -> Pin<Box<dyn Future<Output = axum::response::Response> + Send>> {
+        let call = self.clone().oneshot(req);
+        Box::pin(async move {
+            match call.await {
+                Ok(res) => res,
+                Err(never) => match never {},
+            }
+        })
+    }
+}
+
 /// How the connections are served.
 #[derive(Clone)]
 pub struct Options {
@@ -90,9 +139,9 @@ pub enum Stopped {
 
 /// Accepts connections from `listener` and serves `app` on each until `shutdown`
 /// completes, then drains them (see the module docs).
-pub async fn serve(
+pub async fn serve<A: Handler>(
     listener: tokio::net::TcpListener,
-    app: Router,
+    app: A,
     options: Options,
     shutdown: impl Future<Output = ()>,
 ) -> Stopped {
@@ -176,12 +225,12 @@ fn builder() -> auto::Builder<TokioExecutor> {
 
 /// The TLS handshake, then [`connection`]. A shutdown during the handshake drops the
 /// connection: it has no request yet.
-async fn tls_connection(
+async fn tls_connection<A: Handler>(
     http: Arc<auto::Builder<TokioExecutor>>,
     tls: tokio_rustls::TlsAcceptor,
     tcp: tokio::net::TcpStream,
     info: ConnectionInfo,
-    app: Router,
+    app: A,
     mut stop: watch::Receiver<bool>,
 ) {
     let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(tcp));
@@ -203,18 +252,19 @@ async fn tls_connection(
 }
 
 /// Serves one client connection until it ends, finishing gracefully once `stop` says so.
-async fn connection<I>(
+async fn connection<I, A: Handler>(
     http: Arc<auto::Builder<TokioExecutor>>,
     io: I,
     info: ConnectionInfo,
-    app: Router,
+    app: A,
     mut stop: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
         req.extensions_mut().insert(info);
-        app.clone().oneshot(req.map(axum::body::Body::new))
+        let res = app.handle(req.map(axum::body::Body::new));
+        async move { Ok::<_, std::convert::Infallible>(res.await) }
     });
     let conn = http.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
