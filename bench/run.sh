@@ -29,6 +29,9 @@ PHP_CONC=""
 RESPONDER_CONNS=256
 MAX_CONC_10M=64
 GW_THREADS=1
+# The gateway's production build: jemalloc with background purge (examples/support/alloc.rs;
+# BENCHMARKS.md "The tiny GET, instruction by instruction" for why). '' = glibc malloc.
+GW_FEATURES=jemalloc
 PERF=0
 BUILD=1
 OUT=""
@@ -50,6 +53,8 @@ usage: bench/run.sh [options]
   --php-conc LIST       concurrencies for php-fpm (default 1,CHILDREN; never above CHILDREN)
   --gw-threads N        our gateway's --threads (default 1: a current-thread runtime, like
                         nginx's worker_processes 1)
+  --gw-features LIST    cargo features of our gateway's build (default jemalloc, the
+                        production allocator; '' for glibc malloc)
   --perf                afterwards, profile our gateway (perf record -g, tiny GET, c=16)
   --no-build            use the release binaries already built
   --out DIR             results directory (default bench/results/<timestamp>)
@@ -69,6 +74,7 @@ while [[ $# -gt 0 ]]; do
         --php-children) PHP_CHILDREN=$2; shift ;;
         --php-conc) PHP_CONC=$2; shift ;;
         --gw-threads) GW_THREADS=$2; shift ;;
+        --gw-features) GW_FEATURES=$2; shift ;;
         --perf) PERF=1 ;;
         --no-build) BUILD=0 ;;
         --out) OUT=$2; shift ;;
@@ -109,8 +115,10 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 EX=$TARGET_DIR/release/examples
 if [[ $BUILD == 1 ]]; then
     log "building release examples (gateway, bench_responder, fcgi_load)"
-    (cd "$ROOT" && cargo build --release --quiet \
-        --example gateway --example bench_responder --example fcgi_load)
+    # The helpers first, the gateway last: the features change the library's build, and
+    # the gateway binary is the one that must have them.
+    (cd "$ROOT" && cargo build --release --quiet --example bench_responder --example fcgi_load \
+        && cargo build --release --quiet --example gateway ${GW_FEATURES:+--features "$GW_FEATURES"})
 fi
 for bin in gateway bench_responder fcgi_load; do
     [[ -x $EX/$bin ]] || die "$EX/$bin is missing (run without --no-build)"
@@ -314,7 +322,7 @@ PHP_V=$( (php-fpm8.2 -v 2>/dev/null || true) | head -1 | awk '{print "php-fpm " 
 WRK_V=$( (wrk -v 2>&1 || true) | head -1 | awk '{print "wrk " $2}')
 RUSTC_V=$( (rustc -V 2>/dev/null || true) | awk '{print "rustc " $2}')
 GIT_V=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
-SETTINGS="reps=$REPS duration=${DURATION}s warmup=${WARMUP}s wrk -t1 --timeout 10s; responder c=$CONC (pool $RESPONDER_CONNS / nginx keepalive $RESPONDER_CONNS); fleet of 3 responders c=$FLEET_CONC (pool $FLEET_CONNS each / nginx keepalive $RESPONDER_CONNS); php c=$PHP_CONC ($PHP_CHILDREN static children per pool, pool/keepalive $PHP_CHILDREN); 10m up to c=$MAX_CONC_10M; gateway runtime threads $GW_THREADS"
+SETTINGS="reps=$REPS duration=${DURATION}s warmup=${WARMUP}s wrk -t1 --timeout 10s; responder c=$CONC (pool $RESPONDER_CONNS / nginx keepalive $RESPONDER_CONNS); fleet of 3 responders c=$FLEET_CONC (pool $FLEET_CONNS each / nginx keepalive $RESPONDER_CONNS); php c=$PHP_CONC ($PHP_CHILDREN static children per pool, pool/keepalive $PHP_CHILDREN); 10m up to c=$MAX_CONC_10M; gateway runtime threads $GW_THREADS, features '${GW_FEATURES}'"
 MACHINE="$(nproc) cores ($CPU_MODEL), $MEM_GIB GiB, Linux $(uname -r)"
 python3 - "$OUT/env.json" <<EOF
 import json, sys

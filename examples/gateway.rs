@@ -96,6 +96,8 @@
 //! | HTTP/2 windows | 64 KiB per stream, 1 MiB per connection | — | the same bound per upload as HTTP/1 |
 //! | HTTP/2 header list, frame | 64 KiB, 16 KiB | — | the HTTP/1 head limit; the protocol's minimum frame |
 //! | HTTP/2 send buffer | 64 KiB per stream | — | a slow client holds little of a response |
+//! | routing | longest mount prefix, stripped as axum's `nest_service` strips (`support/mounts.rs`) | — | a literal prefix table costs a fraction of an axum `Router` per request |
+//! | allocator | glibc malloc; **production builds: `--features jemalloc`** | `cargo build --release --example gateway --features jemalloc` | jemalloc with background purge hands memory back after a burst and saves ~4,000 instructions per tiny GET (BENCHMARKS.md); `bench/run.sh` builds it so |
 //! | TLS | off | `--tls-cert FILE --tls-key FILE` | rustls (ring), TLS 1.2 and 1.3, ALPN `h2`, `http/1.1`; 10 s handshake timeout |
 //!
 //! The runtime default, measured (2 cores, tiny GET through bench_responder, wrk -t1,
