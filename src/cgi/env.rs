@@ -63,6 +63,20 @@ pub(crate) trait ParamSink {
     /// Appends one pair; the protocol refuses what it cannot carry (NUL, a length over
     /// its field size) with [`ProtoError::NulInParam`] or [`ProtoError::PairTooLarge`].
     fn pair(&mut self, name: &[&[u8]], value: &[&[u8]]) -> Result<(), ProtoError>;
+
+    /// [`pair`](Self::pair) with the part lengths already summed (the writer sums them
+    /// for its total cap), for sinks that would otherwise sum them again.
+    #[inline]
+    fn pair_sized(
+        &mut self,
+        name: &[&[u8]],
+        name_len: usize,
+        value: &[&[u8]],
+        value_len: usize,
+    ) -> Result<(), ProtoError> {
+        let _ = (name_len, value_len);
+        self.pair(name, value)
+    }
 }
 
 impl ParamSink for ParamsEncoder<'_> {
@@ -71,6 +85,17 @@ impl ParamSink for ParamsEncoder<'_> {
     #[inline]
     fn pair(&mut self, name: &[&[u8]], value: &[&[u8]]) -> Result<(), ProtoError> {
         self.push_parts(name, value)
+    }
+
+    #[inline]
+    fn pair_sized(
+        &mut self,
+        name: &[&[u8]],
+        name_len: usize,
+        value: &[&[u8]],
+        value_len: usize,
+    ) -> Result<(), ProtoError> {
+        self.push_sized(name, name_len, value, value_len)
     }
 }
 
@@ -371,10 +396,14 @@ impl<S: ParamSink> Writer<'_, S> {
                 format!("CGI parameters exceed {} bytes", self.cfg.max_params_len),
             ));
         }
-        self.enc.pair(name, value).map_err(|err| match err {
-            ProtoError::PairTooLarge { .. } => Error::with(ErrorKind::RequestHeadersTooLarge, err),
-            other => Error::with(ErrorKind::BadRequest, other),
-        })
+        self.enc
+            .pair_sized(name, name_len, value, value_len)
+            .map_err(|err| match err {
+                ProtoError::PairTooLarge { .. } => {
+                    Error::with(ErrorKind::RequestHeadersTooLarge, err)
+                }
+                other => Error::with(ErrorKind::BadRequest, other),
+            })
     }
 }
 
