@@ -16,7 +16,14 @@ use http::request::Parts;
 use super::text::{AddrText, fmt_u64, itoa_buf};
 use super::{CgiConfig, ConnectionInfo};
 use crate::error::{Error, ErrorKind};
-use crate::proto::{ParamsEncoder, ProtoError, Role, encoded_pair_len};
+use crate::proto::{ProtoError, Role, encoded_pair_len};
+
+#[path = "sink.rs"]
+mod sink;
+pub(crate) use sink::ParamSink;
+// The tests (`use super::*`) drive the writer into PARAMS records.
+#[cfg(test)]
+use crate::proto::ParamsEncoder;
 
 /// The script that runs and what the request path means to it (its CGI path variables).
 #[derive(Debug, Clone, Default)]
@@ -55,23 +62,6 @@ pub(crate) struct DataFile {
     pub(crate) length: u64,
     /// Its modification time, in seconds since the Unix epoch.
     pub(crate) last_mod: u64,
-}
-
-/// Where the variables go: one call per pair, in order. Names and values may be split
-/// in parts (`HTTP_` + the header name, joined values) so no temporary is built.
-pub(crate) trait ParamSink {
-    /// Appends one pair; the protocol refuses what it cannot carry (NUL, a length over
-    /// its field size) with [`ProtoError::NulInParam`] or [`ProtoError::PairTooLarge`].
-    fn pair(&mut self, name: &[&[u8]], value: &[&[u8]]) -> Result<(), ProtoError>;
-}
-
-impl ParamSink for ParamsEncoder<'_> {
-    // Static dispatch (write_params is generic): the FastCGI path compiles to the same
-    // direct call as before the trait existed.
-    #[inline]
-    fn pair(&mut self, name: &[&[u8]], value: &[&[u8]]) -> Result<(), ProtoError> {
-        self.push_parts(name, value)
-    }
 }
 
 /// Encodes the request's CGI environment into `enc` (for FastCGI, PARAMS records
@@ -371,10 +361,14 @@ impl<S: ParamSink> Writer<'_, S> {
                 format!("CGI parameters exceed {} bytes", self.cfg.max_params_len),
             ));
         }
-        self.enc.pair(name, value).map_err(|err| match err {
-            ProtoError::PairTooLarge { .. } => Error::with(ErrorKind::RequestHeadersTooLarge, err),
-            other => Error::with(ErrorKind::BadRequest, other),
-        })
+        self.enc
+            .pair_sized(name, name_len, value, value_len)
+            .map_err(|err| match err {
+                ProtoError::PairTooLarge { .. } => {
+                    Error::with(ErrorKind::RequestHeadersTooLarge, err)
+                }
+                other => Error::with(ErrorKind::BadRequest, other),
+            })
     }
 }
 

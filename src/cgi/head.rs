@@ -7,6 +7,10 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::error::{Error, ErrorKind};
 
+#[path = "head_end.rs"]
+mod head_end;
+use head_end::find_head_end;
+
 /// Most header fields a CGI response head may carry (as hyper's default).
 const MAX_HEADERS: usize = 128;
 
@@ -134,30 +138,6 @@ impl HeadParser {
         }
         Ok(())
     }
-}
-
-/// Index just past the blank line ending the head: a LF followed by LF or CR LF
-/// (RFC 3875 §7.2: the newline is LF; CR LF is accepted). The block may also start with
-/// the blank line (an empty head).
-fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
-    if from == 0 {
-        if buf.starts_with(b"\n") {
-            return Some(1);
-        }
-        if buf.starts_with(b"\r\n") {
-            return Some(2);
-        }
-    }
-    let mut i = from;
-    while i < buf.len() {
-        let lf = buf.get(i..)?.iter().position(|&b| b == b'\n')? + i;
-        match buf.get(lf + 1..) {
-            Some([b'\n', ..]) => return Some(lf + 2),
-            Some([b'\r', b'\n', ..]) => return Some(lf + 3),
-            _ => i = lf + 1,
-        }
-    }
-    None
 }
 
 fn invalid(message: impl Into<String>) -> Error {

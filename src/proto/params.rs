@@ -1,7 +1,7 @@
 //! Name-value pairs (FastCGI 1.0 §3.4): lengths of 0..=127 take one byte, longer lengths
 //! four bytes with the high bit set.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 use super::ProtoError;
 
@@ -57,14 +57,44 @@ fn word_has_nul(word: [u8; 8]) -> bool {
 }
 
 /// Writes a length in the one- or four-byte form. Callers keep `len` within 31 bits
-/// (the encoder refuses pairs larger than a record long before that).
+/// (the encoder refuses pairs larger than a record long before that). The encoder uses
+/// [`len_prefixes`]; this is the reference the tests hold it to.
+#[cfg(test)]
 pub(crate) fn put_len(dst: &mut BytesMut, len: usize) {
+    use bytes::BufMut;
     if len <= 127 {
         dst.put_u8(len as u8);
     } else {
         let len = len.min(MAX_PAIR_FIELD_LEN) as u32;
         dst.put_u32(len | 0x8000_0000);
     }
+}
+
+/// The two length prefixes of a pair, in the one- or four-byte form each, and how many
+/// of the eight bytes they fill: what two [`put_len`] calls would write.
+pub(crate) fn len_prefixes(name_len: usize, value_len: usize) -> ([u8; 8], usize) {
+    let mut out = [0; 8];
+    let mut at = 0;
+    for len in [name_len, value_len] {
+        if len <= 127 {
+            if let Some(b) = out.get_mut(at) {
+                *b = len as u8;
+            }
+            at += 1;
+        } else {
+            let len = len.min(MAX_PAIR_FIELD_LEN) as u32 | 0x8000_0000;
+            if let Some(slot) = out.get_mut(at..at + 4) {
+                slot.copy_from_slice(&len.to_be_bytes());
+            }
+            at += 4;
+        }
+    }
+    (out, at)
+}
+
+/// Total length of a name or value given in parts.
+pub(crate) fn parts_len(parts: &[&[u8]]) -> usize {
+    parts.iter().map(|p| p.len()).sum()
 }
 
 /// Reads one length prefix from the front of `input`.
@@ -216,6 +246,31 @@ mod tests {
         buf.extend_from_slice(name);
         buf.extend_from_slice(value);
         buf
+    }
+
+    #[test]
+    fn len_prefixes_writes_what_put_len_writes() {
+        let lens = [
+            0,
+            1,
+            126,
+            127,
+            128,
+            129,
+            65_528,
+            65_535,
+            16 << 20,
+            usize::MAX,
+        ];
+        for name in lens {
+            for value in lens {
+                let mut buf = BytesMut::new();
+                put_len(&mut buf, name);
+                put_len(&mut buf, value);
+                let (prefix, n) = len_prefixes(name, value);
+                assert_eq!(&prefix[..n], &buf[..], "{name} {value}");
+            }
+        }
     }
 
     #[test]
