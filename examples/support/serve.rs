@@ -78,14 +78,31 @@ impl Handler for Router {
         &self,
         req: axum::extract::Request,
     ) -> Pin<Box<dyn Future<Output = axum::response::Response> + Send>> {
-        let call = self.clone().oneshot(req);
-        Box::pin(async move {
-            match call.await {
-                Ok(res) => res,
-                Err(never) => match never {},
-            }
-        })
+        boxed_oneshot(self.clone(), req)
     }
+}
+
+/// `svc.oneshot(req)` as a boxed future of the response (the services here never fail).
+fn boxed_oneshot<S>(
+    svc: S,
+    req: axum::extract::Request,
+) -> Pin<Box<dyn Future<Output = axum::response::Response> + Send>>
+where
+    S: tower::Service<
+            axum::extract::Request,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let call = svc.oneshot(req);
+    Box::pin(async move {
+        match call.await {
+            Ok(res) => res,
+            Err(never) => match never {},
+        }
+    })
 }
 
 /// A tower stack erased to one type (the gateway's mounts under its layers).
@@ -100,13 +117,7 @@ impl Handler for BoxedApp {
         &self,
         req: axum::extract::Request,
     ) -> Pin<Box<dyn Future<Output = axum::response::Response> + Send>> {
-        let call = self.clone().oneshot(req);
-        Box::pin(async move {
-            match call.await {
-                Ok(res) => res,
-                Err(never) => match never {},
-            }
-        })
+        boxed_oneshot(self.clone(), req)
     }
 }
 
