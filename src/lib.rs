@@ -367,7 +367,7 @@
 //!
 //! # Features
 //!
-//! - `axum` (default): reads axum's `NestedPath`, `OriginalUri` and `ConnectInfo`
+//! - `axum` (default): reads axum's `OriginalUri` (the mount prefix) and `ConnectInfo`
 //!   extensions; `Connected` for [`ConnectionInfo`] on `TcpListener`, `UnixListener` and
 //!   [`ConnectionInfoListener`] (any other listener, `tap_io`'s included).
 //! - `php` (default): [`PhpSite`].
