@@ -313,7 +313,7 @@ async fn serve(args: Args) -> ExitCode {
     let layered = !guards.is_empty() || debug || access_log.is_some();
     let stack = layered.then(|| {
         let mut stack = serve::BoxedApp::new(app.clone());
-        stack = gateway_auth::guard_service(stack, &guards);
+        stack = gateway_auth::guard(stack, &guards);
         // Per-request tracing spans and events cost a few µs each: only when debug is on.
         if debug {
             stack = serve::BoxedApp::new(

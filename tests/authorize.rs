@@ -376,7 +376,7 @@ async fn the_gateways_auth_option_guards_every_path_under_its_prefix() {
         prefix: "/private".into(),
         authorizer: authorizer_service(&auth),
     }];
-    let server = Server::start(gateway_auth::guard(app, &guards)).await;
+    let server = Server::start_service(gateway_auth::guard(app, &guards)).await;
     let client = server.http();
     let open = client.get("/public/x").await;
     assert_eq!(open.text(), "served /public/x as anonymous");

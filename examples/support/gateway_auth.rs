@@ -13,7 +13,6 @@
 
 use std::borrow::Cow;
 
-use axum::Router;
 use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -29,20 +28,9 @@ pub struct Guard {
     pub authorizer: FcgiService,
 }
 
-/// Puts every guard in front of `app` (the first given is asked first).
-pub fn guard(mut app: Router, guards: &[Guard]) -> Router {
-    // Layers wrap outward: add the last guard first so the first runs first.
-    for g in guards.iter().rev() {
-        let g = g.clone();
-        app = app.layer(middleware::from_fn(move |req: Request, next: Next| {
-            check(g.clone(), req, next)
-        }));
-    }
-    app
-}
-
-/// [`guard`] for any service (the gateway's mount table), erased to one type.
-pub fn guard_service<S>(
+/// Puts every guard in front of `app` (the first given is asked first), erased to one
+/// type: the gateway's mount table, or any other service.
+pub fn guard<S>(
     app: S,
     guards: &[Guard],
 ) -> BoxCloneSyncService<Request, Response, std::convert::Infallible>
