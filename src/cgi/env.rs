@@ -18,9 +18,7 @@ use super::{CgiConfig, ConnectionInfo};
 use crate::error::{Error, ErrorKind};
 use crate::proto::{ProtoError, Role, encoded_pair_len};
 
-#[path = "sink.rs"]
-mod sink;
-pub(crate) use sink::ParamSink;
+pub(crate) use super::sink::ParamSink;
 // The tests (`use super::*`) drive the writer into PARAMS records.
 #[cfg(test)]
 use crate::proto::ParamsEncoder;

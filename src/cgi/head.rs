@@ -7,9 +7,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::error::{Error, ErrorKind};
 
-#[path = "head_end.rs"]
-mod head_end;
-use head_end::find_head_end;
+use super::head_end::find_head_end;
 
 /// Most header fields a CGI response head may carry (as hyper's default).
 const MAX_HEADERS: usize = 128;

@@ -46,13 +46,11 @@ fn find_lf(bytes: &[u8]) -> Option<usize> {
         .map(|p| at + p)
 }
 
-/// Whether some byte of `word` is LF: XOR turns LF bytes into zero, then the zero-byte
-/// test of `proto::params::has_nul` (exact: no false positives).
+/// Whether some byte of `word` is LF: XOR with LF in every byte turns LF bytes into
+/// zero, then the PARAMS encoder's exact zero-byte test.
 fn word_has_lf(word: [u8; 8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let v = u64::from_ne_bytes(word) ^ (ONES * u64::from(b'\n'));
-    v.wrapping_sub(ONES) & !v & HIGHS != 0
+    const LFS: u64 = 0x0a0a_0a0a_0a0a_0a0a;
+    crate::proto::word_has_nul((u64::from_ne_bytes(word) ^ LFS).to_ne_bytes())
 }
 
 #[cfg(test)]

@@ -10,8 +10,10 @@
 mod connection;
 pub(crate) mod env;
 pub(crate) mod head;
+mod head_end;
 pub(crate) mod path;
 pub(crate) mod route;
+pub(crate) mod sink;
 pub(crate) mod text;
 
 use std::path::PathBuf;

@@ -75,8 +75,8 @@ pub use header::{Header, RecordType};
 pub use params::encoded_pair_len;
 #[cfg(not(feature = "unstable"))]
 pub(crate) use params::encoded_pair_len;
-pub(crate) use params::has_nul;
 pub use params::{PairIter, ParamsCollector};
+pub(crate) use params::{has_nul, word_has_nul};
 pub use record::{BeginRequest, EndRequest, ProtocolStatus, Record, Role};
 
 /// The only protocol version, `FCGI_VERSION_1`.

@@ -49,7 +49,7 @@ pub(crate) fn has_nul(bytes: &[u8]) -> bool {
 
 /// Non-zero exactly when some byte is zero: the borrow out of a zero byte sets its high
 /// bit, and `!v` masks out bytes whose own high bit was set.
-fn word_has_nul(word: [u8; 8]) -> bool {
+pub(crate) fn word_has_nul(word: [u8; 8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let v = u64::from_ne_bytes(word);
