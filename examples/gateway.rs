@@ -116,6 +116,7 @@
 use std::process::ExitCode;
 
 use axum::response::IntoResponse;
+use tower::util::Either;
 use tower::{Layer, ServiceExt};
 use tower_http::trace::TraceLayer;
 
@@ -308,29 +309,36 @@ async fn serve(args: Args) -> ExitCode {
         tracing::info!(prefix = %if auth.prefix.is_empty() { "/" } else { &auth.prefix }, backend = %auth.backend, "authorizer");
     }
     let debug = tracing::level_filters::LevelFilter::current() >= tracing::Level::DEBUG;
-    // Without layers the mount table is served as it is; layers go on top of it as one
-    // boxed stack (an allocation more per request, only when there are layers).
+    // Without layers the mount table is served as it is. Layers go on top of it as
+    // `Either`s (a layer that is off costs a match), boxed once for the serve loop: one
+    // allocation more per request, only when some layer is on.
     let layered = !guards.is_empty() || debug || access_log.is_some();
     let stack = layered.then(|| {
-        let mut stack = serve::BoxedApp::new(app.clone());
-        stack = gateway_auth::guard(stack, &guards);
+        let guarded = if guards.is_empty() {
+            Either::Right(app.clone())
+        } else {
+            Either::Left(gateway_auth::guard(app.clone(), &guards))
+        };
         // Per-request tracing spans and events cost a few µs each: only when debug is on.
-        if debug {
-            stack = serve::BoxedApp::new(
+        let traced = if debug {
+            Either::Left(
                 TraceLayer::new_for_http()
-                    .layer(stack)
+                    .layer(guarded)
                     .map_response(IntoResponse::into_response),
-            );
-        }
+            )
+        } else {
+            Either::Right(guarded)
+        };
         // Outermost, so the line has the status the client got (an authorizer's too).
-        if let Some(log) = &access_log {
-            stack = serve::BoxedApp::new(
+        let logged = match &access_log {
+            Some(log) => Either::Left(
                 log.layer()
-                    .layer(stack)
+                    .layer(traced)
                     .map_response(IntoResponse::into_response),
-            );
-        }
-        stack
+            ),
+            None => Either::Right(traced),
+        };
+        serve::BoxedApp::new(logged)
     });
 
     let tls = match (&args.tls_cert, &args.tls_key) {
